@@ -1,0 +1,296 @@
+//! Server configuration. Every option has a safe default; the `radris` binary layers a TOML
+//! file, `RADRIS_*` environment variables and command-line flags on top of [`Config::default`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{AeTitle, IdError, TenantId};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("configuration file is not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("configuration: {0}")]
+    Id(#[from] IdError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// What to do when an instance arrives whose SOP Instance UID is already stored for the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicatePolicy {
+    /// Keep the stored copy, answer success (the sender's retry after a lost response must
+    /// not fail). The default: it never destroys acknowledged data.
+    #[default]
+    KeepFirst,
+    /// Replace the stored copy with the new one (re-sent corrected images).
+    Overwrite,
+    /// Refuse the new copy with a failure status (0xA900 class "duplicate").
+    Reject,
+}
+
+/// The whole configuration, as it appears in the TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/index.sqlite`.
+    pub database_url: Option<String>,
+    pub dicom_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub ae_title: String,
+    /// Accept any calling AE into the `default` tenant.
+    pub open_ae: bool,
+    pub duplicate_policy: DuplicatePolicy,
+    pub dimse: DimseLimits,
+    pub tenants: Vec<TenantConfig>,
+    pub remote_aes: Vec<RemoteAeConfig>,
+}
+
+/// Limits of the DIMSE service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DimseLimits {
+    /// Largest P-DATA PDU we accept and announce (bytes).
+    pub max_pdu_length: u32,
+    /// ARTIM: how long a new connection may take to send its A-ASSOCIATE-RQ (seconds).
+    pub artim_timeout_s: u64,
+    /// How long an established association may stay silent (seconds).
+    pub idle_timeout_s: u64,
+    /// Most associations served at once; further connections are refused.
+    pub max_associations: usize,
+    /// Largest single instance accepted over DIMSE (bytes).
+    pub max_instance_bytes: u64,
+}
+
+impl DimseLimits {
+    pub fn artim_timeout(&self) -> Duration {
+        Duration::from_secs(self.artim_timeout_s.max(1))
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s.max(1))
+    }
+}
+
+impl Default for DimseLimits {
+    fn default() -> Self {
+        DimseLimits {
+            max_pdu_length: 262_144,
+            artim_timeout_s: 30,
+            idle_timeout_s: 300,
+            max_associations: 200,
+            max_instance_bytes: 8 << 30,
+        }
+    }
+}
+
+/// A tenant and whether it accepts unknown calling AEs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    #[serde(default)]
+    pub open: bool,
+}
+
+/// A remote application entity: allowed to call us (into `tenant`) and, when it has a host and
+/// port, usable as a C-MOVE destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteAeConfig {
+    pub ae_title: String,
+    #[serde(default = "default_tenant_name")]
+    pub tenant: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+fn default_tenant_name() -> String {
+    TenantId::DEFAULT.to_owned()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("radris-data"),
+            database_url: None,
+            dicom_listen: SocketAddr::from(([127, 0, 0, 1], 11112)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ae_title: "RADRIS".to_owned(),
+            open_ae: false,
+            duplicate_policy: DuplicatePolicy::default(),
+            dimse: DimseLimits::default(),
+            tenants: Vec::new(),
+            remote_aes: Vec::new(),
+        }
+    }
+}
+
+/// A remote AE after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteAe {
+    pub ae_title: AeTitle,
+    pub tenant: TenantId,
+    pub address: Option<(String, u16)>,
+}
+
+/// The AE and tenant tables after validation, as the DIMSE service uses them.
+#[derive(Debug, Clone)]
+pub struct AeDirectory {
+    pub local_ae: AeTitle,
+    /// Tenants that accept unknown calling AEs; `default` is here when `open_ae` is set.
+    pub open_tenants: Vec<TenantId>,
+    pub tenants: Vec<TenantId>,
+    pub remotes: Vec<RemoteAe>,
+}
+
+impl AeDirectory {
+    /// The tenant a calling AE belongs to, or `None` when it must be rejected.
+    pub fn tenant_of(&self, calling: &AeTitle) -> Option<TenantId> {
+        if let Some(r) = self.remotes.iter().find(|r| &r.ae_title == calling) {
+            return Some(r.tenant.clone());
+        }
+        // an open tenant takes unknown AEs; `default` first when several are open
+        self.open_tenants
+            .iter()
+            .find(|t| t.as_str() == TenantId::DEFAULT)
+            .or_else(|| self.open_tenants.first())
+            .cloned()
+    }
+
+    /// The address of a move destination, which must belong to the same tenant.
+    pub fn move_destination(&self, tenant: &TenantId, ae: &AeTitle) -> Option<(String, u16)> {
+        self.remotes
+            .iter()
+            .find(|r| &r.ae_title == ae && &r.tenant == tenant)
+            .and_then(|r| r.address.clone())
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Validate the AE and tenant tables.
+    pub fn ae_directory(&self) -> Result<AeDirectory, ConfigError> {
+        let local_ae = AeTitle::parse(&self.ae_title)?;
+        let mut tenants = vec![TenantId::default_tenant()];
+        let mut open_tenants = Vec::new();
+        for t in &self.tenants {
+            let id = TenantId::parse(&t.name)?;
+            if t.open && !open_tenants.contains(&id) {
+                open_tenants.push(id.clone());
+            }
+            if !tenants.contains(&id) {
+                tenants.push(id);
+            }
+        }
+        if self.open_ae && !open_tenants.iter().any(|t| t.as_str() == TenantId::DEFAULT) {
+            open_tenants.push(TenantId::default_tenant());
+        }
+        let mut remotes: Vec<RemoteAe> = Vec::new();
+        for r in &self.remote_aes {
+            let ae_title = AeTitle::parse(&r.ae_title)?;
+            let tenant = TenantId::parse(&r.tenant)?;
+            if !tenants.contains(&tenant) {
+                return Err(ConfigError::Invalid(format!(
+                    "remote AE {ae_title} names tenant {tenant}, which is not declared in [[tenants]]"
+                )));
+            }
+            if remotes.iter().any(|x| x.ae_title == ae_title) {
+                return Err(ConfigError::Invalid(format!(
+                    "remote AE {ae_title} is declared twice"
+                )));
+            }
+            let address = match (&r.host, r.port) {
+                (Some(h), Some(p)) => Some((h.clone(), p)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "remote AE {ae_title}: give both host and port, or neither"
+                    )));
+                }
+            };
+            remotes.push(RemoteAe {
+                ae_title,
+                tenant,
+                address,
+            });
+        }
+        Ok(AeDirectory {
+            local_ae,
+            open_tenants,
+            tenants,
+            remotes,
+        })
+    }
+
+    /// The index URL, defaulting to SQLite inside the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("index.sqlite").display())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tenants_and_remotes() {
+        let cfg = Config::from_toml(
+            r#"
+            ae_title = "RADRIS"
+            [[tenants]]
+            name = "other"
+            [[remote_aes]]
+            ae_title = "MODALITY1"
+            host = "10.0.0.5"
+            port = 104
+            [[remote_aes]]
+            ae_title = "OTHERSCU"
+            tenant = "other"
+            "#,
+        )
+        .unwrap();
+        let dir = cfg.ae_directory().unwrap();
+        let m = AeTitle::parse("MODALITY1").unwrap();
+        assert_eq!(dir.tenant_of(&m).unwrap().as_str(), "default");
+        let o = AeTitle::parse("OTHERSCU").unwrap();
+        assert_eq!(dir.tenant_of(&o).unwrap().as_str(), "other");
+        assert!(dir.tenant_of(&AeTitle::parse("STRANGER").unwrap()).is_none());
+        let default = TenantId::default_tenant();
+        assert_eq!(
+            dir.move_destination(&default, &m),
+            Some(("10.0.0.5".into(), 104))
+        );
+        // a destination of another tenant is not reachable
+        assert_eq!(dir.move_destination(&TenantId::parse("other").unwrap(), &m), None);
+    }
+
+    #[test]
+    fn open_ae_admits_unknown_into_default() {
+        let cfg = Config {
+            open_ae: true,
+            ..Config::default()
+        };
+        let dir = cfg.ae_directory().unwrap();
+        let t = dir.tenant_of(&AeTitle::parse("ANY").unwrap()).unwrap();
+        assert_eq!(t.as_str(), "default");
+    }
+
+    #[test]
+    fn rejects_unknown_tenant_and_bad_fields() {
+        let cfg = Config::from_toml("[[remote_aes]]\nae_title = \"X\"\ntenant = \"nope\"\n").unwrap();
+        assert!(cfg.ae_directory().is_err());
+        assert!(Config::from_toml("no_such_option = 1").is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! The attributes the archive indexes, taken from a parsed header.
+
+use dicom_core::header::Header;
+use dicom_core::value::Value;
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+use radris_core::Uid;
+
+use crate::DicomError;
+
+/// Values of bulk VRs longer than this are left out of the stored JSON header (they are
+/// served from the blob instead).
+pub const BULK_THRESHOLD: usize = 1024;
+
+/// Patient-level attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PatientAttrs {
+    pub patient_id: String,
+    pub issuer: String,
+    pub name: String,
+    pub birth_date: String,
+    pub sex: String,
+}
+
+/// Study-level attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyAttrs {
+    pub study_uid: Uid,
+    pub date: String,
+    pub time: String,
+    pub accession: String,
+    pub study_id: String,
+    pub description: String,
+    pub referring_physician: String,
+}
+
+/// Series-level attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesAttrs {
+    pub series_uid: Uid,
+    pub modality: String,
+    pub number: String,
+    pub description: String,
+    pub body_part: String,
+    pub date: String,
+}
+
+/// Instance-level attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceAttrs {
+    pub sop_instance_uid: Uid,
+    pub sop_class_uid: Uid,
+    pub number: String,
+}
+
+/// Everything the index keeps about one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexAttributes {
+    pub patient: PatientAttrs,
+    pub study: StudyAttrs,
+    pub series: SeriesAttrs,
+    pub instance: InstanceAttrs,
+}
+
+/// A string attribute, trimmed of DICOM padding; multiple values stay joined by `\`.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| s.trim_matches([' ', '\0']).to_owned())
+        .unwrap_or_default()
+}
+
+fn uid(obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Uid, DicomError> {
+    let raw = text(obj, tag);
+    if raw.is_empty() {
+        return Err(DicomError::MissingAttribute { name, tag });
+    }
+    Uid::parse(&raw).map_err(|source| DicomError::InvalidUid { name, source })
+}
+
+impl IndexAttributes {
+    /// Extract the index attributes; the four UIDs are required and validated.
+    pub fn from_header(obj: &InMemDicomObject) -> Result<Self, DicomError> {
+        Ok(IndexAttributes {
+            patient: PatientAttrs {
+                patient_id: text(obj, tags::PATIENT_ID),
+                issuer: text(obj, tags::ISSUER_OF_PATIENT_ID),
+                name: text(obj, tags::PATIENT_NAME),
+                birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
+                sex: text(obj, tags::PATIENT_SEX),
+            },
+            study: StudyAttrs {
+                study_uid: uid(obj, tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+                date: text(obj, tags::STUDY_DATE),
+                time: text(obj, tags::STUDY_TIME),
+                accession: text(obj, tags::ACCESSION_NUMBER),
+                study_id: text(obj, tags::STUDY_ID),
+                description: text(obj, tags::STUDY_DESCRIPTION),
+                referring_physician: text(obj, tags::REFERRING_PHYSICIAN_NAME),
+            },
+            series: SeriesAttrs {
+                series_uid: uid(obj, tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+                modality: text(obj, tags::MODALITY),
+                number: text(obj, tags::SERIES_NUMBER),
+                description: text(obj, tags::SERIES_DESCRIPTION),
+                body_part: text(obj, tags::BODY_PART_EXAMINED),
+                date: text(obj, tags::SERIES_DATE),
+            },
+            instance: InstanceAttrs {
+                sop_instance_uid: uid(obj, tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+                sop_class_uid: uid(obj, tags::SOP_CLASS_UID, "SOPClassUID")?,
+                number: text(obj, tags::INSTANCE_NUMBER),
+            },
+        })
+    }
+}
+
+fn is_bulk(elem: &InMemElement) -> bool {
+    if elem.tag() == tags::PIXEL_DATA {
+        return true;
+    }
+    match elem.value() {
+        Value::PixelSequence(_) => true,
+        Value::Sequence(_) => false,
+        Value::Primitive(p) => {
+            matches!(
+                elem.vr(),
+                VR::OB | VR::OW | VR::OF | VR::OD | VR::OL | VR::OV | VR::UN
+            ) && p.calculate_byte_len() > BULK_THRESHOLD
+        }
+    }
+}
+
+/// A copy of the header without pixel data and other bulk values (recursively), for the JSON
+/// kept in the index.
+pub fn strip_bulk(obj: &InMemDicomObject) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter(obj.iter().filter(|e| !is_bulk(e)).map(|e| {
+        match e.value() {
+            Value::Sequence(seq) => {
+                let items: Vec<InMemDicomObject> = seq.items().iter().map(strip_bulk).collect();
+                InMemElement::new(
+                    e.tag(),
+                    VR::SQ,
+                    dicom_core::value::DataSetSequence::from(items),
+                )
+            }
+            _ => e.clone(),
+        }
+    }))
+}
+
+/// The header as DICOM JSON (PS3.18 F.2), bulk data left out.
+pub fn header_json(obj: &InMemDicomObject) -> Result<String, DicomError> {
+    dicom_json::to_string(&strip_bulk(obj)).map_err(|e| DicomError::Write(e.to_string()))
+}
+
+/// Parse a header kept as DICOM JSON.
+pub fn header_from_json(json: &str) -> Result<InMemDicomObject, DicomError> {
+    dicom_json::from_str(json).map_err(|e| DicomError::Parse(format!("stored JSON header: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::PrimitiveValue;
+
+    fn sample() -> InMemDicomObject {
+        InMemDicomObject::from_element_iter([
+            InMemElement::new(tags::PATIENT_NAME, VR::PN, "Doe^John "),
+            InMemElement::new(tags::PATIENT_ID, VR::LO, "P1"),
+            InMemElement::new(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3\0"),
+            InMemElement::new(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4"),
+            InMemElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.5"),
+            InMemElement::new(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+            InMemElement::new(tags::MODALITY, VR::CS, "CT"),
+            InMemElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U8(vec![0u8; 4096].into()),
+            ),
+        ])
+    }
+
+    #[test]
+    fn extracts_and_trims() {
+        let a = IndexAttributes::from_header(&sample()).unwrap();
+        assert_eq!(a.patient.name, "Doe^John");
+        assert_eq!(a.study.study_uid.as_str(), "1.2.3");
+        assert_eq!(a.series.modality, "CT");
+    }
+
+    #[test]
+    fn missing_and_invalid_uids_are_refused() {
+        let mut o = sample();
+        o.remove_element(tags::SOP_INSTANCE_UID);
+        assert!(matches!(
+            IndexAttributes::from_header(&o),
+            Err(DicomError::MissingAttribute { .. })
+        ));
+        o.put(InMemElement::new(tags::SOP_INSTANCE_UID, VR::UI, "1.2.abc"));
+        assert!(matches!(
+            IndexAttributes::from_header(&o),
+            Err(DicomError::InvalidUid { .. })
+        ));
+    }
+
+    #[test]
+    fn json_header_leaves_out_bulk_and_round_trips() {
+        let json = header_json(&sample()).unwrap();
+        assert!(!json.contains("7FE00010"));
+        let back = header_from_json(&json).unwrap();
+        assert_eq!(text(&back, tags::PATIENT_ID), "P1");
+    }
+}

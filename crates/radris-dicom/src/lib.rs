@@ -1,0 +1,55 @@
+//! DICOM objects for RADRIS, on dicom-rs.
+//!
+//! * [`attrs`]: the attributes the index keeps, extracted from a parsed header, and the
+//!   header as DICOM JSON without bulk data.
+//! * [`part10`]: Part-10 framing: the file meta group we write in front of a data set received
+//!   over the network, and where a stored file's data set starts (so it is sent back
+//!   byte-identical).
+//! * [`query`]: C-FIND/QIDO identifiers parsed into typed matching keys (PS3.4 C.2.2.2).
+//! * [`synth`]: the synthetic study generator behind `radris demo` and `radris generate`.
+//!
+//! This crate knows nothing about SQL, HTTP or DIMSE.
+//!
+//! ```
+//! use radris_dicom::query::Matcher;
+//! use dicom_core::VR;
+//! let m = Matcher::parse(VR::PN, "doe*");
+//! assert!(m.matches(VR::PN, "DOE^JOHN"));
+//! assert!(!m.matches(VR::PN, "SMITH^ANNA"));
+//! ```
+
+pub mod attrs;
+pub mod part10;
+pub mod query;
+pub mod synth;
+
+pub use dicom_core::{Tag, VR};
+pub use dicom_object::InMemDicomObject;
+
+/// Why a DICOM object was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DicomError {
+    #[error("data set could not be parsed: {0}")]
+    Parse(String),
+    #[error("required attribute {name} ({tag}) is missing or empty")]
+    MissingAttribute { name: &'static str, tag: Tag },
+    #[error("attribute {name}: {source}")]
+    InvalidUid {
+        name: &'static str,
+        #[source]
+        source: radris_core::IdError,
+    },
+    #[error("unknown or unsupported transfer syntax {0}")]
+    TransferSyntax(String),
+    #[error("not a DICOM Part-10 file: {0}")]
+    NotPart10(String),
+    #[error("could not write DICOM: {0}")]
+    Write(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,321 @@
+"""Fixtures for the RADRIS integration tests.
+
+Environment:
+  RADRIS_BIN          server binary (default /work/main/target/debug/radris)
+  RADRIS_TEST_TARGET  "radris" (default) or "orthanc" (debugging the tests
+                      themselves against /usr/sbin/Orthanc; RADRIS-only checks
+                      are skipped then)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import dimse  # noqa: E402
+
+RADRIS_BIN = os.environ.get("RADRIS_BIN", "/work/main/target/debug/radris")
+TARGET = os.environ.get("RADRIS_TEST_TARGET", "radris")
+IS_ORTHANC = TARGET == "orthanc"
+READY_TIMEOUT = 60
+
+os.environ["TCP_NODELAY"] = "1"
+
+radris_only = pytest.mark.skipif(IS_ORTHANC, reason="RADRIS-specific (not testable on Orthanc)")
+
+_LIVE_SERVERS: list["Server"] = []
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def dcmtk_env() -> dict:
+    env = dict(os.environ)
+    env["TCP_NODELAY"] = "1"
+    return env
+
+
+def run_radris(*args, timeout=600, check=False) -> subprocess.CompletedProcess:
+    cp = subprocess.run([RADRIS_BIN, *map(str, args)], capture_output=True, text=True,
+                        timeout=timeout)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"radris {' '.join(map(str, args))} failed rc={cp.returncode}\n"
+                             f"stdout:\n{cp.stdout[-4000:]}\nstderr:\n{cp.stderr[-4000:]}")
+    return cp
+
+
+CONFIG_TEMPLATE = """\
+[[tenants]]
+name = "default"
+open = {open}
+
+[[tenants]]
+name = "other"
+
+[[remote_aes]]
+ae_title = "TESTSCU"
+tenant = "default"
+host = "127.0.0.1"
+port = {test_port}
+
+[[remote_aes]]
+ae_title = "OTHERSCU"
+tenant = "other"
+host = "127.0.0.1"
+port = {other_port}
+"""
+
+
+class Server:
+    """A RADRIS (or, for debugging, Orthanc) server process on a data dir."""
+
+    def __init__(self, workdir: Path, open_ae: bool = False):
+        self.workdir = Path(workdir)
+        self.data_dir = self.workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.http_port = free_port()
+        self.move_port = free_port()        # TESTSCU's C-MOVE destination port
+        self.other_move_port = free_port()  # OTHERSCU's C-MOVE destination port
+        self.open_ae = open_ae
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "server.log"
+        self.config_path = self.workdir / "radris.toml"
+        self.config_path.write_text(CONFIG_TEMPLATE.format(
+            open="true" if open_ae else "false", test_port=self.move_port,
+            other_port=self.other_move_port))
+        self.starts = 0
+
+    # -- lifecycle
+    def _cmd(self) -> list[str]:
+        if IS_ORTHANC:
+            cfg = {
+                "Name": "radris-test", "DicomAet": dimse.SERVER_AET,
+                "DicomPort": self.port, "HttpPort": self.http_port,
+                "StorageDirectory": str(self.data_dir / "storage"),
+                "IndexDirectory": str(self.data_dir / "index"),
+                "DicomCheckCalledAet": True, "AuthenticationEnabled": False,
+                "RemoteAccessAllowed": False, "StorageCompression": False,
+                "DicomModalities": {
+                    "TESTSCU": ["TESTSCU", "127.0.0.1", self.move_port],
+                    "OTHERSCU": ["OTHERSCU", "127.0.0.1", self.other_move_port],
+                },
+                "Plugins": [], "HttpDescribeErrors": True,
+            }
+            p = self.workdir / "orthanc.json"
+            p.write_text(json.dumps(cfg))
+            return ["/usr/sbin/Orthanc", str(p)]
+        cmd = [RADRIS_BIN, "serve", "--data-dir", str(self.data_dir),
+               "--dicom-listen", f"127.0.0.1:{self.port}",
+               "--http-listen", f"127.0.0.1:{self.http_port}",
+               "--ae-title", dimse.SERVER_AET, "--config", str(self.config_path)]
+        if self.open_ae:
+            cmd.append("--open-ae")
+        return cmd
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        if not IS_ORTHANC and not os.path.exists(RADRIS_BIN):
+            pytest.fail(f"server binary {RADRIS_BIN} not found (build it first)")
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start #{self.starts} {time.ctime()} =====\n".encode())
+        log.flush()
+        env = dict(os.environ, TCP_NODELAY="1")
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen(self._cmd(), stdout=log, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        log.close()
+        if self not in _LIVE_SERVERS:
+            _LIVE_SERVERS.append(self)
+        self.wait_ready()
+        return self
+
+    def _http_status(self, path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
+                                        timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except Exception:
+            return None
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
+                                        timeout=10) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT):
+        path = "/system" if IS_ORTHANC else "/readyz"
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited rc={self.proc.returncode} during startup\n"
+                                     + self.log_tail())
+            if self._http_status(path) == 200:
+                # DIMSE must answer too
+                if dimse.echo(self.port) == 0:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready after {timeout}s\n" + self.log_tail())
+
+    def stop(self, timeout: float = 20):
+        """SIGTERM, then SIGKILL.  Returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, hard: bool = False):
+        if hard:
+            self.kill9()
+        else:
+            self.stop()
+        return self.start()
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return f"--- server log tail ({self.log_path}) ---\n" + "\n".join(lines[-n:])
+
+    # -- admin
+    def verify(self) -> tuple[int, str]:
+        """`radris admin verify` (server state unchanged)."""
+        cp = run_radris("admin", "verify", "--data-dir", self.data_dir, timeout=600)
+        return cp.returncode, cp.stdout + cp.stderr
+
+    def assert_verify_clean(self, expect_objects: int | None = None):
+        rc, out = self.verify()
+        assert rc == 0, f"admin verify rc={rc}\n{out}"
+        import re
+        m = re.search(r"verify: (\d+) objects ok, (\d+) mismatches, (\d+) missing, (\d+) orphans",
+                      out)
+        assert m, f"no verify summary line in output:\n{out}"
+        n, mism, miss, orph = map(int, m.groups())
+        assert (mism, miss, orph) == (0, 0, 0), out
+        if expect_objects is not None:
+            assert n == expect_objects, out
+        return n
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One fresh server (own data dir) per test module."""
+    srv = Server(tmp_path_factory.mktemp("srv"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path_factory):
+    made = []
+
+    def make(open_ae=False, start=True):
+        s = Server(tmp_path_factory.mktemp("srvf"), open_ae=open_ae)
+        made.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def _generate_ct_pydicom(out: Path, slices: int, rows: int, cols: int, seed: int):
+    """Fallback generator used only under RADRIS_TEST_TARGET=orthanc."""
+    import numpy as np
+    from pydicom.uid import generate_uid, ExplicitVRLittleEndian
+    rng = np.random.default_rng(seed)
+    study, series = generate_uid(), generate_uid()
+    for i in range(slices):
+        ds = dimse.make_image("Synthetic^CT", "SYNTH1", study, series, modality="CT",
+                              instance_number=i + 1, rows=rows, cols=cols)
+        ds.PixelData = rng.integers(0, 4096, rows * cols, dtype=np.uint16).tobytes()
+        dimse.write_part10(out / f"ct_{i:04d}.dcm", ds.SOPClassUID, ds.SOPInstanceUID,
+                           ExplicitVRLittleEndian, dimse.encode_dataset(ds))
+
+
+class Series:
+    def __init__(self, directory: Path):
+        import pydicom
+        self.dir = directory
+        self.files = sorted(directory.glob("*.dcm"))
+        self.by_uid: dict[str, Path] = {}
+        self.bytes_by_uid: dict[str, bytes] = {}
+        self.uid_by_file: dict[str, str] = {}
+        studies, series = set(), set()
+        for f in self.files:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            uid = str(ds.SOPInstanceUID)
+            self.by_uid[uid] = f
+            self.uid_by_file[str(f)] = uid
+            self.uid_by_file[f.name] = uid
+            self.bytes_by_uid[uid] = dimse.file_info(f)[1]
+            studies.add(str(ds.StudyInstanceUID))
+            series.add(str(ds.SeriesInstanceUID))
+            self.sop_class = str(ds.SOPClassUID)
+            self.ts = str(ds.file_meta.TransferSyntaxUID)
+            self.patient_id = str(ds.PatientID)
+        assert len(studies) == 1 and len(series) == 1, (studies, series)
+        self.study_uid = studies.pop()
+        self.series_uid = series.pop()
+
+
+@pytest.fixture(scope="session")
+def ct_series(tmp_path_factory) -> Series:
+    """The 300-slice 512x512 synthetic CT series, generated once per session."""
+    out = tmp_path_factory.mktemp("ct300")
+    if IS_ORTHANC:
+        _generate_ct_pydicom(out, 300, 512, 512, 1)
+    else:
+        run_radris("generate", "ct", "--out", out, "--slices", 300, "--rows", 512,
+                   "--cols", 512, "--seed", 1, check=True)
+    s = Series(out)
+    assert len(s.files) == 300, f"expected 300 generated files, got {len(s.files)}"
+    assert not [p for p in out.iterdir() if p.suffix != ".dcm"], "generator wrote non-.dcm files"
+    return s
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for s in _LIVE_SERVERS:
+            rep.sections.append((f"server {s.workdir}", s.log_tail(80)))
