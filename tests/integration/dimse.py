@@ -101,7 +101,7 @@ def write_part10(path, sop_class: str, sop_inst: str, ts: str, dataset_bytes: by
     buf = io.BytesIO()
     buf.write(b"\0" * 128 + b"DICM")
     # validation off: we deliberately write invalid UIDs sometimes
-    write_file_meta_info(buf, meta, enforce_standard=False)
+    write_file_meta_info(buf, meta, enforce_standard=True)
     buf.write(dataset_bytes)
     Path(path).write_bytes(buf.getvalue())
 

@@ -234,9 +234,9 @@ impl Config {
 
     /// The index URL, defaulting to SQLite inside the data directory.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("index.sqlite").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("index.sqlite").display()))
     }
 }
 
@@ -266,14 +266,20 @@ mod tests {
         assert_eq!(dir.tenant_of(&m).unwrap().as_str(), "default");
         let o = AeTitle::parse("OTHERSCU").unwrap();
         assert_eq!(dir.tenant_of(&o).unwrap().as_str(), "other");
-        assert!(dir.tenant_of(&AeTitle::parse("STRANGER").unwrap()).is_none());
+        assert!(
+            dir.tenant_of(&AeTitle::parse("STRANGER").unwrap())
+                .is_none()
+        );
         let default = TenantId::default_tenant();
         assert_eq!(
             dir.move_destination(&default, &m),
             Some(("10.0.0.5".into(), 104))
         );
         // a destination of another tenant is not reachable
-        assert_eq!(dir.move_destination(&TenantId::parse("other").unwrap(), &m), None);
+        assert_eq!(
+            dir.move_destination(&TenantId::parse("other").unwrap(), &m),
+            None
+        );
     }
 
     #[test]
@@ -289,7 +295,8 @@ mod tests {
 
     #[test]
     fn rejects_unknown_tenant_and_bad_fields() {
-        let cfg = Config::from_toml("[[remote_aes]]\nae_title = \"X\"\ntenant = \"nope\"\n").unwrap();
+        let cfg =
+            Config::from_toml("[[remote_aes]]\nae_title = \"X\"\ntenant = \"nope\"\n").unwrap();
         assert!(cfg.ae_directory().is_err());
         assert!(Config::from_toml("no_such_option = 1").is_err());
     }

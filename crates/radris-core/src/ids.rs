@@ -84,7 +84,10 @@ impl AeTitle {
         if value.len() > 16 {
             return Err(err("longer than 16 characters"));
         }
-        if !value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\') {
+        if !value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+        {
             return Err(err("only printable ASCII without backslash is allowed"));
         }
         Ok(AeTitle(value.to_owned()))
@@ -128,7 +131,9 @@ impl TenantId {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         {
-            return Err(err("only lowercase letters, digits, '-' and '_' are allowed"));
+            return Err(err(
+                "only lowercase letters, digits, '-' and '_' are allowed",
+            ));
         }
         Ok(TenantId(raw.to_owned()))
     }

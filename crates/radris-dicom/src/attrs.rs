@@ -136,8 +136,8 @@ fn is_bulk(elem: &InMemElement) -> bool {
 /// A copy of the header without pixel data and other bulk values (recursively), for the JSON
 /// kept in the index.
 pub fn strip_bulk(obj: &InMemDicomObject) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter(obj.iter().filter(|e| !is_bulk(e)).map(|e| {
-        match e.value() {
+    InMemDicomObject::from_element_iter(obj.iter().filter(|e| !is_bulk(e)).map(
+        |e| match e.value() {
             Value::Sequence(seq) => {
                 let items: Vec<InMemDicomObject> = seq.items().iter().map(strip_bulk).collect();
                 InMemElement::new(
@@ -147,8 +147,8 @@ pub fn strip_bulk(obj: &InMemDicomObject) -> InMemDicomObject {
                 )
             }
             _ => e.clone(),
-        }
-    }))
+        },
+    ))
 }
 
 /// The header as DICOM JSON (PS3.18 F.2), bulk data left out.

@@ -53,8 +53,19 @@ pub struct Part10Layout {
 fn has_long_length(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
-        b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"OD" | b"OL" | b"OV"
-            | b"SV" | b"UV"
+        b"OB"
+            | b"OW"
+            | b"OF"
+            | b"SQ"
+            | b"UT"
+            | b"UN"
+            | b"UC"
+            | b"UR"
+            | b"OD"
+            | b"OL"
+            | b"OV"
+            | b"SV"
+            | b"UV"
     )
 }
 

@@ -324,7 +324,10 @@ mod tests {
         // a multi-valued stored attribute matches when any value does
         check(VR::CS, "MR", "CT\\MR", true);
         // a UI value is never a wildcard
-        assert_eq!(Matcher::parse(VR::UI, "1.2.*"), Matcher::Single("1.2.*".into()));
+        assert_eq!(
+            Matcher::parse(VR::UI, "1.2.*"),
+            Matcher::Single("1.2.*".into())
+        );
     }
 
     #[test]
@@ -350,4 +353,161 @@ mod tests {
             Err(QueryError::MissingLevel)
         );
     }
+}
+
+/// Values the index computes for a matched entity (PS3.4 C.3.4 "additional query keys").
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub patient_related_studies: Option<i64>,
+    pub patient_related_series: Option<i64>,
+    pub patient_related_instances: Option<i64>,
+    pub study_related_series: Option<i64>,
+    pub study_related_instances: Option<i64>,
+    pub series_related_instances: Option<i64>,
+    pub modalities_in_study: Option<Vec<String>>,
+}
+
+fn is_text_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::AE
+            | VR::AS
+            | VR::CS
+            | VR::DA
+            | VR::DS
+            | VR::DT
+            | VR::IS
+            | VR::LO
+            | VR::LT
+            | VR::PN
+            | VR::SH
+            | VR::ST
+            | VR::TM
+            | VR::UC
+            | VR::UI
+            | VR::UR
+            | VR::UT
+    )
+}
+
+/// The response identifier for one match: every key of the query (values from the stored
+/// header or the counters; empty when unknown), the unique keys of the levels down to the
+/// query level, Query/Retrieve Level and Retrieve AE Title.
+pub fn response_identifier(
+    q: &FindQuery,
+    header: &InMemDicomObject,
+    counters: &Counters,
+    retrieve_ae: &str,
+) -> InMemDicomObject {
+    use dicom_core::DataElement;
+    use dicom_core::value::PrimitiveValue;
+    let mut out = InMemDicomObject::new_empty();
+    let count = |v: Option<i64>| v.map(|n| PrimitiveValue::from(n.to_string()));
+    for key in &q.keys {
+        let computed = match key.tag {
+            t if t == tags::NUMBER_OF_PATIENT_RELATED_STUDIES => {
+                Some(count(counters.patient_related_studies))
+            }
+            t if t == tags::NUMBER_OF_PATIENT_RELATED_SERIES => {
+                Some(count(counters.patient_related_series))
+            }
+            t if t == tags::NUMBER_OF_PATIENT_RELATED_INSTANCES => {
+                Some(count(counters.patient_related_instances))
+            }
+            t if t == tags::NUMBER_OF_STUDY_RELATED_SERIES => {
+                Some(count(counters.study_related_series))
+            }
+            t if t == tags::NUMBER_OF_STUDY_RELATED_INSTANCES => {
+                Some(count(counters.study_related_instances))
+            }
+            t if t == tags::NUMBER_OF_SERIES_RELATED_INSTANCES => {
+                Some(count(counters.series_related_instances))
+            }
+            t if t == tags::MODALITIES_IN_STUDY => Some(
+                counters
+                    .modalities_in_study
+                    .as_ref()
+                    .map(|m| PrimitiveValue::Strs(m.iter().cloned().collect())),
+            ),
+            t if t == tags::RETRIEVE_AE_TITLE => Some(Some(PrimitiveValue::from(retrieve_ae))),
+            t if t == tags::INSTANCE_AVAILABILITY => Some(Some(PrimitiveValue::from("ONLINE"))),
+            _ => None,
+        };
+        let vr = match key.vr {
+            VR::UN => dicom_core::dictionary::DataDictionary::by_tag(
+                &dicom_dictionary_std::StandardDataDictionary,
+                key.tag,
+            )
+            .map(|e| e.vr.relaxed())
+            .unwrap_or(VR::UN),
+            vr => vr,
+        };
+        match computed {
+            Some(value) => {
+                let vr = if key.tag == tags::RETRIEVE_AE_TITLE {
+                    VR::AE
+                } else if key.tag == tags::MODALITIES_IN_STUDY
+                    || key.tag == tags::INSTANCE_AVAILABILITY
+                {
+                    VR::CS
+                } else {
+                    VR::IS
+                };
+                out.put(DataElement::new(
+                    key.tag,
+                    vr,
+                    value.unwrap_or(PrimitiveValue::Empty),
+                ));
+            }
+            None => match header.get(key.tag) {
+                Some(e) => {
+                    out.put(e.clone());
+                }
+                None => {
+                    if vr == VR::SQ {
+                        out.put(DataElement::new(
+                            key.tag,
+                            VR::SQ,
+                            dicom_core::value::DataSetSequence::<InMemDicomObject>::empty(),
+                        ));
+                    } else {
+                        out.put(DataElement::new(key.tag, vr, PrimitiveValue::Empty));
+                    }
+                }
+            },
+        }
+    }
+    let unique: &[Tag] = match q.level {
+        QueryLevel::Patient => &[tags::PATIENT_ID],
+        QueryLevel::Study => &[tags::STUDY_INSTANCE_UID],
+        QueryLevel::Series => &[tags::STUDY_INSTANCE_UID, tags::SERIES_INSTANCE_UID],
+        QueryLevel::Image => &[
+            tags::STUDY_INSTANCE_UID,
+            tags::SERIES_INSTANCE_UID,
+            tags::SOP_INSTANCE_UID,
+        ],
+    };
+    for &t in unique {
+        if out.get(t).is_none() {
+            if let Some(e) = header.get(t) {
+                out.put(e.clone());
+            }
+        }
+    }
+    out.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from(q.level.as_str()),
+    ));
+    let non_ascii = out
+        .iter()
+        .any(|e| is_text_vr(e.vr()) && e.value().to_str().map(|s| !s.is_ascii()).unwrap_or(false));
+    if non_ascii {
+        out.put(DataElement::new(
+            tags::SPECIFIC_CHARACTER_SET,
+            VR::CS,
+            PrimitiveValue::from("ISO_IR 192"),
+        ));
+    }
+    out
 }

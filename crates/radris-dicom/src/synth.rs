@@ -243,22 +243,58 @@ impl StudySpec {
             Phantom::PetBody => "PT",
         };
         put(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100".into());
-        put(tags::IMAGE_TYPE, VR::CS, dicom_value!(Strs, ["ORIGINAL", "PRIMARY", "AXIAL"]));
-        put(tags::SOP_CLASS_UID, VR::UI, sop_class_of(series.phantom).into());
+        put(
+            tags::IMAGE_TYPE,
+            VR::CS,
+            dicom_value!(Strs, ["ORIGINAL", "PRIMARY", "AXIAL"]),
+        );
+        put(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            sop_class_of(series.phantom).into(),
+        );
         put(tags::SOP_INSTANCE_UID, VR::UI, sop_uid.into());
         put(tags::STUDY_DATE, VR::DA, self.date.as_str().into());
         put(tags::SERIES_DATE, VR::DA, self.date.as_str().into());
         put(tags::STUDY_TIME, VR::TM, self.time.as_str().into());
-        put(tags::ACCESSION_NUMBER, VR::SH, self.accession.as_str().into());
+        put(
+            tags::ACCESSION_NUMBER,
+            VR::SH,
+            self.accession.as_str().into(),
+        );
         put(tags::MODALITY, VR::CS, modality.into());
         put(tags::MANUFACTURER, VR::LO, "RADRIS Synthetic".into());
-        put(tags::INSTITUTION_NAME, VR::LO, "RADRIS Demo Hospital".into());
-        put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "Referrer^Rita".into());
-        put(tags::STUDY_DESCRIPTION, VR::LO, self.description.as_str().into());
-        put(tags::SERIES_DESCRIPTION, VR::LO, series.description.as_str().into());
-        put(tags::PATIENT_NAME, VR::PN, self.patient_name.as_str().into());
+        put(
+            tags::INSTITUTION_NAME,
+            VR::LO,
+            "RADRIS Demo Hospital".into(),
+        );
+        put(
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            "Referrer^Rita".into(),
+        );
+        put(
+            tags::STUDY_DESCRIPTION,
+            VR::LO,
+            self.description.as_str().into(),
+        );
+        put(
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            series.description.as_str().into(),
+        );
+        put(
+            tags::PATIENT_NAME,
+            VR::PN,
+            self.patient_name.as_str().into(),
+        );
         put(tags::PATIENT_ID, VR::LO, self.patient_id.as_str().into());
-        put(tags::PATIENT_BIRTH_DATE, VR::DA, self.birth_date.as_str().into());
+        put(
+            tags::PATIENT_BIRTH_DATE,
+            VR::DA,
+            self.birth_date.as_str().into(),
+        );
         put(tags::PATIENT_SEX, VR::CS, self.sex.as_str().into());
         let body_part = match series.phantom {
             Phantom::HeadCt | Phantom::MrBrain => "HEAD",
@@ -269,7 +305,11 @@ impl StudySpec {
         put(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.into());
         put(tags::SERIES_INSTANCE_UID, VR::UI, series_uid.into());
         put(tags::STUDY_ID, VR::SH, "1".into());
-        put(tags::SERIES_NUMBER, VR::IS, series.number.to_string().into());
+        put(
+            tags::SERIES_NUMBER,
+            VR::IS,
+            series.number.to_string().into(),
+        );
         put(tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string().into());
         put(tags::FRAME_OF_REFERENCE_UID, VR::UI, for_uid.into());
         put(tags::PATIENT_POSITION, VR::CS, "HFS".into());
@@ -293,11 +333,14 @@ impl StudySpec {
             put(
                 tags::IMAGE_POSITION_PATIENT,
                 VR::DS,
-                dicom_value!(Strs, [
-                    format!("{:.3}", -fov / 2.0),
-                    format!("{:.3}", -fov / 2.0),
-                    format!("{z:.3}")
-                ]),
+                dicom_value!(
+                    Strs,
+                    [
+                        format!("{:.3}", -fov / 2.0),
+                        format!("{:.3}", -fov / 2.0),
+                        format!("{z:.3}")
+                    ]
+                ),
             );
             put(
                 tags::IMAGE_ORIENTATION_PATIENT,
@@ -313,14 +356,30 @@ impl StudySpec {
             dicom_value!(Strs, [format!("{spacing:.6}"), format!("{spacing:.6}")]),
         );
         put(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1]));
-        put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+        put(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "MONOCHROME2".into(),
+        );
         put(tags::ROWS, VR::US, dicom_value!(U16, [rows]));
         put(tags::COLUMNS, VR::US, dicom_value!(U16, [cols]));
         put(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, [16]));
         let signed = matches!(series.phantom, Phantom::ChestCt | Phantom::HeadCt);
-        put(tags::BITS_STORED, VR::US, dicom_value!(U16, [if signed { 16 } else { 12 }]));
-        put(tags::HIGH_BIT, VR::US, dicom_value!(U16, [if signed { 15 } else { 11 }]));
-        put(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, [signed as u16]));
+        put(
+            tags::BITS_STORED,
+            VR::US,
+            dicom_value!(U16, [if signed { 16 } else { 12 }]),
+        );
+        put(
+            tags::HIGH_BIT,
+            VR::US,
+            dicom_value!(U16, [if signed { 15 } else { 11 }]),
+        );
+        put(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            dicom_value!(U16, [signed as u16]),
+        );
         let (center, width, slope) = match series.phantom {
             Phantom::ChestCt => ("-600", "1500", "1"),
             Phantom::HeadCt => ("40", "80", "1"),
@@ -384,14 +443,20 @@ fn inside(x: f64, y: f64, cx: f64, cy: f64, rx: f64, ry: f64) -> bool {
 /// The phantom's values at relative slice position `rel` (0 = top, 1 = bottom), in stored
 /// units (HU for CT). Coordinates are normalised to [-1, 1].
 fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec<i16> {
-    let mut noise = Noise(u64::from_be_bytes({
-        let d = Sha256::digest(format!("{seed}/{rel}").as_bytes());
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&d[..8]);
-        b
-    }) | 1);
+    let mut noise = Noise(
+        u64::from_be_bytes({
+            let d = Sha256::digest(format!("{seed}/{rel}").as_bytes());
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d[..8]);
+            b
+        }) | 1,
+    );
     // nodules: (x, y, z, radius) in normalised units
-    let nodules = [(-0.35, -0.1, 0.40, 0.05), (0.38, 0.05, 0.55, 0.035), (-0.25, 0.2, 0.70, 0.025)];
+    let nodules = [
+        (-0.35, -0.1, 0.40, 0.05),
+        (0.38, 0.05, 0.55, 0.035),
+        (-0.25, 0.2, 0.70, 0.025),
+    ];
     let mut out = Vec::with_capacity(rows as usize * cols as usize);
     for r in 0..rows {
         let y = (r as f64 + 0.5) / rows as f64 * 2.0 - 1.0;
@@ -402,11 +467,15 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                     let mut v = -1000.0;
                     if inside(x, y, 0.0, 0.05, 0.85, 0.62) {
                         v = 40.0; // soft tissue
-                        if inside(x, y, 0.0, 0.05, 0.8, 0.57) && !inside(x, y, 0.0, 0.05, 0.74, 0.51) {
+                        if inside(x, y, 0.0, 0.05, 0.8, 0.57)
+                            && !inside(x, y, 0.0, 0.05, 0.74, 0.51)
+                        {
                             v = 300.0; // ribs ring (simplified)
                         }
                         let lung_h = 0.35 + 0.15 * (1.0 - (rel - 0.5).abs() * 2.0);
-                        if inside(x, y, -0.38, 0.0, 0.28, lung_h) || inside(x, y, 0.38, 0.0, 0.28, lung_h) {
+                        if inside(x, y, -0.38, 0.0, 0.28, lung_h)
+                            || inside(x, y, 0.38, 0.0, 0.28, lung_h)
+                        {
                             v = -850.0;
                             for (nx, ny, nz, nr) in nodules {
                                 let dz = (rel - nz) * 2.0;
@@ -430,8 +499,14 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                     if inside(x, y, 0.0, 0.0, 0.72, 0.86) {
                         v = 1000.0; // skull
                         if inside(x, y, 0.0, 0.0, 0.66, 0.8) {
-                            v = if inside(x, y, 0.0, 0.0, 0.5, 0.62) { 35.0 } else { 28.0 };
-                            if inside(x, y, -0.1, -0.05, 0.06, 0.2) || inside(x, y, 0.1, -0.05, 0.06, 0.2) {
+                            v = if inside(x, y, 0.0, 0.0, 0.5, 0.62) {
+                                35.0
+                            } else {
+                                28.0
+                            };
+                            if inside(x, y, -0.1, -0.05, 0.06, 0.2)
+                                || inside(x, y, 0.1, -0.05, 0.06, 0.2)
+                            {
                                 v = 8.0; // ventricles
                             }
                         }
@@ -443,8 +518,14 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                     if inside(x, y, 0.0, 0.0, 0.7, 0.85) {
                         v = 300.0;
                         if inside(x, y, 0.0, 0.0, 0.64, 0.78) {
-                            v = if inside(x, y, 0.0, 0.0, 0.48, 0.6) { 700.0 } else { 900.0 };
-                            if inside(x, y, -0.1, -0.05, 0.06, 0.2) || inside(x, y, 0.1, -0.05, 0.06, 0.2) {
+                            v = if inside(x, y, 0.0, 0.0, 0.48, 0.6) {
+                                700.0
+                            } else {
+                                900.0
+                            };
+                            if inside(x, y, -0.1, -0.05, 0.06, 0.2)
+                                || inside(x, y, 0.1, -0.05, 0.06, 0.2)
+                            {
                                 v = 1800.0; // CSF bright on T2
                             }
                         }
@@ -455,7 +536,8 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                     let mut v = 3600.0;
                     if inside(x, y, 0.0, 0.1, 0.85, 0.95) {
                         v = 2200.0;
-                        if inside(x, y, -0.38, 0.0, 0.3, 0.65) || inside(x, y, 0.38, 0.0, 0.3, 0.65) {
+                        if inside(x, y, -0.38, 0.0, 0.3, 0.65) || inside(x, y, 0.38, 0.0, 0.3, 0.65)
+                        {
                             v = 900.0;
                         }
                         if inside(x, y, 0.12, 0.25, 0.25, 0.3) {
@@ -525,8 +607,17 @@ mod tests {
     fn demo_has_the_promised_studies() {
         let demo = demo_studies();
         assert_eq!(demo[0].series[0].slices, 300);
-        let kinds: Vec<Phantom> = demo.iter().flat_map(|s| s.series.iter().map(|x| x.phantom)).collect();
-        for k in [Phantom::ChestCt, Phantom::HeadCt, Phantom::MrBrain, Phantom::CrChest, Phantom::PetBody] {
+        let kinds: Vec<Phantom> = demo
+            .iter()
+            .flat_map(|s| s.series.iter().map(|x| x.phantom))
+            .collect();
+        for k in [
+            Phantom::ChestCt,
+            Phantom::HeadCt,
+            Phantom::MrBrain,
+            Phantom::CrChest,
+            Phantom::PetBody,
+        ] {
             assert!(kinds.contains(&k));
         }
     }

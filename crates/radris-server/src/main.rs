@@ -1,1 +1,21 @@
-fn main() {}
+//! The `radris` binary: glue between the CLI, configuration and the services. No domain
+//! logic lives here.
+
+mod cli;
+mod http;
+mod import;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.log_json);
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("radris: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,70 @@
-//! placeholder
+//! The archive's storage: a durable blob store on local files ([`blob`]), the index on sqlx
+//! ([`index`]: SQLite or PostgreSQL), and the [`Archive`] facade that ingests, finds,
+//! retrieves, deletes and verifies instances.
+//!
+//! **Invariant:** an ingest reports success only after the blob is fsynced and the index
+//! transaction committed (see [`archive::Ingest::commit`]).
+//! This crate knows nothing about DIMSE or HTTP.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), radris_store::StoreError> {
+//! use radris_store::Archive;
+//! let archive = Archive::open(std::path::Path::new("/tmp/radris"), None, Default::default(),
+//!     radris_core::events::EventBus::default()).await?;
+//! let report = archive.verify().await?;
+//! assert!(report.is_clean());
+//! # Ok(()) }
+//! ```
+
+pub mod archive;
+pub mod blob;
+pub mod index;
+mod schema;
+
+pub use archive::{Archive, Ingest, IngestHint, Stored, VerifyReport};
+pub use index::{DeleteLevel, FindRow, Index, StoredInstance};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("index: {0}")]
+    Database(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("the data set cannot be understood: {0}")]
+    Unparseable(String),
+    #[error("the data set does not match the request: {0}")]
+    Mismatch(String),
+    #[error("SOP Instance {0} is already stored and the duplicate policy is reject")]
+    Duplicate(String),
+    #[error("instance larger than the configured limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the archive is shutting down")]
+    ShuttingDown,
+}
+
+impl StoreError {
+    fn db(what: &str, e: sqlx::Error) -> Self {
+        StoreError::Database(format!("{what}: {e}"))
+    }
+
+    /// Whether the sender's data was at fault (as opposed to our storage).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unparseable(_)
+                | StoreError::Mismatch(_)
+                | StoreError::Duplicate(_)
+                | StoreError::TooLarge { .. }
+        )
+    }
+}

@@ -1,0 +1,376 @@
+//! DIMSE messages (PS3.7 §9, §E): command sets in Implicit VR Little Endian, data sets in the
+//! presentation context's transfer syntax, fragmented into P-DATA PDUs that fit the peer's
+//! maximum PDU length.
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR, dicom_value};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+use std::net::TcpStream;
+
+use crate::DimseError;
+
+/// Command Field values (PS3.7 E.1).
+pub mod command {
+    pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_STORE_RSP: u16 = 0x8001;
+    pub const C_GET_RQ: u16 = 0x0010;
+    pub const C_GET_RSP: u16 = 0x8010;
+    pub const C_FIND_RQ: u16 = 0x0020;
+    pub const C_FIND_RSP: u16 = 0x8020;
+    pub const C_MOVE_RQ: u16 = 0x0021;
+    pub const C_MOVE_RSP: u16 = 0x8021;
+    pub const C_ECHO_RQ: u16 = 0x0030;
+    pub const C_ECHO_RSP: u16 = 0x8030;
+    pub const C_CANCEL_RQ: u16 = 0x0FFF;
+}
+
+/// Status codes we send (PS3.4 annexes B, C; PS3.7 C).
+pub mod status {
+    pub const SUCCESS: u16 = 0x0000;
+    pub const PENDING: u16 = 0xFF00;
+    pub const CANCEL: u16 = 0xFE00;
+    pub const WARNING_SUBOPS_FAILED: u16 = 0xB000;
+    pub const OUT_OF_RESOURCES: u16 = 0xA700;
+    pub const OUT_OF_RESOURCES_SUBOPS: u16 = 0xA702;
+    pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+    pub const DATASET_MISMATCH: u16 = 0xA900;
+    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
+    pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
+    pub const NOT_AUTHORIZED: u16 = 0x0124;
+    pub const PROCESSING_FAILURE: u16 = 0x0110;
+
+    /// Whether a status ends a multi-response operation unsuccessfully or successfully
+    /// (anything but Pending).
+    pub fn is_final(s: u16) -> bool {
+        s != PENDING && s != 0xFF01
+    }
+}
+
+/// `CommandDataSetType` value meaning "no data set follows".
+pub const NO_DATASET: u16 = 0x0101;
+
+/// The operations an association can do on PDUs; implemented for both ends.
+pub trait Link {
+    fn send_pdu(&mut self, pdu: &Pdu) -> Result<(), DimseError>;
+    fn receive_pdu(&mut self) -> Result<Pdu, DimseError>;
+    /// Largest PDU the peer accepts (0 = unlimited).
+    fn peer_max_pdu(&self) -> u32;
+    fn peer_name(&self) -> String;
+}
+
+fn assoc_err(peer: String) -> impl FnOnce(dicom_ul::association::Error) -> DimseError {
+    move |source| DimseError::Association { peer, source }
+}
+
+impl Link for dicom_ul::association::ServerAssociation<TcpStream> {
+    fn send_pdu(&mut self, pdu: &Pdu) -> Result<(), DimseError> {
+        let peer = self.peer_name();
+        self.send(pdu).map_err(assoc_err(peer))
+    }
+    fn receive_pdu(&mut self) -> Result<Pdu, DimseError> {
+        let peer = self.peer_name();
+        self.receive().map_err(assoc_err(peer))
+    }
+    fn peer_max_pdu(&self) -> u32 {
+        self.requestor_max_pdu_length()
+    }
+    fn peer_name(&self) -> String {
+        dicom_ul::association::Association::peer_ae_title(self).to_owned()
+    }
+}
+
+impl Link for dicom_ul::association::ClientAssociation<TcpStream> {
+    fn send_pdu(&mut self, pdu: &Pdu) -> Result<(), DimseError> {
+        self.send(pdu).map_err(assoc_err("peer".into()))
+    }
+    fn receive_pdu(&mut self) -> Result<Pdu, DimseError> {
+        self.receive().map_err(assoc_err("peer".into()))
+    }
+    fn peer_max_pdu(&self) -> u32 {
+        self.acceptor_max_pdu_length()
+    }
+    fn peer_name(&self) -> String {
+        "peer".into()
+    }
+}
+
+/// Build a command set; the group length is computed by dicom-rs.
+pub fn command_set(elements: Vec<DataElement<InMemDicomObject>>) -> InMemDicomObject {
+    InMemDicomObject::command_from_element_iter(elements)
+}
+
+/// Common command elements.
+pub fn el_u16(tag: Tag, v: u16) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::US, dicom_value!(U16, [v]))
+}
+
+pub fn el_ui(tag: Tag, v: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::UI, PrimitiveValue::from(v))
+}
+
+pub fn el_str(tag: Tag, vr: VR, v: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::from(v))
+}
+
+/// Encode a command set (always Implicit VR Little Endian, PS3.7 §6.3.1).
+pub fn encode_command(cmd: &InMemDicomObject) -> Result<Vec<u8>, DimseError> {
+    let mut out = Vec::with_capacity(256);
+    cmd.write_dataset_with_ts(
+        &mut out,
+        &dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
+    )
+    .map_err(|e| DimseError::Encoding(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decode a command set.
+pub fn decode_command(bytes: &[u8]) -> Result<InMemDicomObject, DimseError> {
+    InMemDicomObject::read_dataset_with_ts(
+        bytes,
+        &dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
+    )
+    .map_err(|e| DimseError::Protocol(format!("malformed command set: {e}")))
+}
+
+/// Encode a data set in a transfer syntax.
+pub fn encode_dataset(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, DimseError> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| DimseError::Encoding(format!("unknown transfer syntax {ts_uid}")))?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|e| DimseError::Encoding(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decode a (small) data set in a transfer syntax.
+pub fn decode_dataset(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, DimseError> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| DimseError::Encoding(format!("unknown transfer syntax {ts_uid}")))?;
+    InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| DimseError::Protocol(format!("malformed data set: {e}")))
+}
+
+pub fn get_u16(cmd: &InMemDicomObject, tag: Tag) -> Option<u16> {
+    cmd.get(tag).and_then(|e| e.value().to_int::<u16>().ok())
+}
+
+pub fn get_str(cmd: &InMemDicomObject, tag: Tag) -> Option<String> {
+    cmd.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| s.trim_matches([' ', '\0']).to_owned())
+}
+
+/// Send a command and, optionally, a data set on presentation context `pc_id`.
+pub fn send_message<L: Link>(
+    link: &mut L,
+    pc_id: u8,
+    cmd: &InMemDicomObject,
+    dataset: Option<&[u8]>,
+) -> Result<(), DimseError> {
+    let cmd_bytes = encode_command(cmd)?;
+    link.send_pdu(&Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc_id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: cmd_bytes,
+        }],
+    })?;
+    if let Some(data) = dataset {
+        let max = match link.peer_max_pdu() {
+            0 => 1 << 20,
+            n => n as usize,
+        };
+        // a PDV item carries 6 bytes of header inside the PDU's variable part
+        let chunk = max.saturating_sub(6).clamp(1024, 4 << 20);
+        if data.is_empty() {
+            link.send_pdu(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: pc_id,
+                    value_type: PDataValueType::Data,
+                    is_last: true,
+                    data: Vec::new(),
+                }],
+            })?;
+        }
+        let mut parts = data.chunks(chunk).peekable();
+        while let Some(part) = parts.next() {
+            link.send_pdu(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: pc_id,
+                    value_type: PDataValueType::Data,
+                    is_last: parts.peek().is_none(),
+                    data: part.to_vec(),
+                }],
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A complete received message (used where data sets are small: responses, identifiers).
+#[derive(Debug)]
+pub struct Message {
+    pub pc_id: u8,
+    pub command: InMemDicomObject,
+    pub dataset: Option<Vec<u8>>,
+}
+
+impl Message {
+    pub fn command_field(&self) -> Option<u16> {
+        get_u16(&self.command, tags::COMMAND_FIELD)
+    }
+    pub fn status(&self) -> Option<u16> {
+        get_u16(&self.command, tags::STATUS)
+    }
+    pub fn has_dataset(&self) -> bool {
+        get_u16(&self.command, tags::COMMAND_DATA_SET_TYPE).is_some_and(|t| t != NO_DATASET)
+    }
+}
+
+/// Read one whole message. Release and abort requests end it with an error.
+pub fn read_message<L: Link>(link: &mut L) -> Result<Message, DimseError> {
+    let mut cmd_bytes = Vec::new();
+    let mut command: Option<InMemDicomObject> = None;
+    let mut data = Vec::new();
+    let mut pc: Option<u8> = None;
+    loop {
+        match link.receive_pdu()? {
+            Pdu::PData { data: pdvs } => {
+                for pdv in pdvs {
+                    if *pc.get_or_insert(pdv.presentation_context_id) != pdv.presentation_context_id
+                    {
+                        return Err(DimseError::Protocol(
+                            "presentation context changed within a message".into(),
+                        ));
+                    }
+                    match pdv.value_type {
+                        PDataValueType::Command => {
+                            if command.is_some() {
+                                return Err(DimseError::Protocol(
+                                    "second command set within a message".into(),
+                                ));
+                            }
+                            cmd_bytes.extend_from_slice(&pdv.data);
+                            if pdv.is_last {
+                                let cmd = decode_command(&cmd_bytes)?;
+                                let has_data = get_u16(&cmd, tags::COMMAND_DATA_SET_TYPE)
+                                    .is_some_and(|t| t != NO_DATASET);
+                                if !has_data {
+                                    return Ok(Message {
+                                        pc_id: pdv.presentation_context_id,
+                                        command: cmd,
+                                        dataset: None,
+                                    });
+                                }
+                                command = Some(cmd);
+                            }
+                        }
+                        PDataValueType::Data => {
+                            if command.is_none() {
+                                return Err(DimseError::Protocol(
+                                    "data set before its command".into(),
+                                ));
+                            }
+                            data.extend_from_slice(&pdv.data);
+                            if pdv.is_last {
+                                return Ok(Message {
+                                    pc_id: pdv.presentation_context_id,
+                                    command: command
+                                        .take()
+                                        .unwrap_or_else(InMemDicomObject::new_empty),
+                                    dataset: Some(data),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = link.send_pdu(&Pdu::ReleaseRP);
+                return Err(DimseError::Released);
+            }
+            Pdu::AbortRQ { .. } => return Err(DimseError::Aborted),
+            other => {
+                return Err(DimseError::Protocol(format!(
+                    "unexpected PDU {}",
+                    pdu_name(&other)
+                )));
+            }
+        }
+    }
+}
+
+pub fn pdu_name(pdu: &Pdu) -> &'static str {
+    match pdu {
+        Pdu::Unknown { .. } => "unknown",
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA-TF",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+    }
+}
+
+/// A response command for a request.
+pub fn response(
+    command_field: u16,
+    sop_class: &str,
+    message_id: u16,
+    status_code: u16,
+    has_dataset: bool,
+    extra: Vec<DataElement<InMemDicomObject>>,
+) -> InMemDicomObject {
+    let mut els = vec![
+        el_ui(tags::AFFECTED_SOP_CLASS_UID, sop_class),
+        el_u16(tags::COMMAND_FIELD, command_field),
+        el_u16(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id),
+        el_u16(
+            tags::COMMAND_DATA_SET_TYPE,
+            if has_dataset { 0x0000 } else { NO_DATASET },
+        ),
+        el_u16(tags::STATUS, status_code),
+    ];
+    els.extend(extra);
+    command_set(els)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trip_with_group_length() {
+        let cmd = response(
+            command::C_ECHO_RSP,
+            "1.2.840.10008.1.1",
+            7,
+            status::SUCCESS,
+            false,
+            vec![],
+        );
+        let bytes = encode_command(&cmd).unwrap();
+        // (0000,0000) UL group length first, implicit VR
+        assert_eq!(&bytes[..4], &[0, 0, 0, 0]);
+        let back = decode_command(&bytes).unwrap();
+        assert_eq!(get_u16(&back, tags::MESSAGE_ID_BEING_RESPONDED_TO), Some(7));
+        assert_eq!(
+            get_u16(&back, tags::COMMAND_FIELD),
+            Some(command::C_ECHO_RSP)
+        );
+        let glen = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        assert_eq!(glen, bytes.len() - 12);
+    }
+
+    #[test]
+    fn malformed_command_is_an_error() {
+        assert!(decode_command(&[0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x7f, 1]).is_err());
+    }
+}

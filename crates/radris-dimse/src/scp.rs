@@ -1,0 +1,1051 @@
+//! The DIMSE service class provider: one thread per association.
+//!
+//! Flow of a C-STORE: the command PDV names the SOP instance → the archive opens a staging
+//! file → each data PDV is appended as it arrives → on the last fragment the archive parses,
+//! fsyncs, indexes (group commit) and publishes → only then the success status goes out.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use dicom_core::header::Header;
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::server::{AccessControl, Negotiation, ServerAssociationOptions};
+use dicom_ul::association::{Association, ServerAssociation};
+use dicom_ul::pdu::RequestorRoles;
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationRJServiceUserReason, PDataValueType,
+    Pdu, PresentationContextResultReason, UserIdentity,
+};
+use radris_core::config::{AeDirectory, DimseLimits};
+use radris_core::{AeTitle, TenantId};
+use radris_dicom::query::{Counters, FindQuery, QueryLevel, response_identifier};
+use radris_store::{Archive, FindRow, Ingest, IngestHint, StoreError, StoredInstance};
+
+use crate::DimseError;
+use crate::message::{
+    Link, NO_DATASET, command, decode_command, decode_dataset, el_str, el_ui, encode_dataset,
+    get_str, get_u16, response, send_message, status,
+};
+use crate::scu::{self, ScuOptions, SubopCounts};
+
+/// What the DIMSE service needs from the rest of the server.
+pub struct ScpContext {
+    pub archive: Archive,
+    pub runtime: tokio::runtime::Handle,
+    pub directory: Arc<AeDirectory>,
+    pub limits: DimseLimits,
+    active: AtomicUsize,
+}
+
+impl ScpContext {
+    pub fn new(
+        archive: Archive,
+        runtime: tokio::runtime::Handle,
+        directory: AeDirectory,
+        limits: DimseLimits,
+    ) -> Self {
+        ScpContext {
+            archive,
+            runtime,
+            directory: Arc::new(directory),
+            limits,
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Associations being served now.
+    pub fn active_associations(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// A running DIMSE listener.
+pub struct DimseServer {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept_thread: Option<std::thread::JoinHandle<()>>,
+    ctx: Arc<ScpContext>,
+}
+
+impl DimseServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stop accepting; wait (up to `grace`) for associations in progress to finish, so that a
+    /// store in flight completes and is acknowledged.
+    pub fn shutdown(mut self, grace: std::time::Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        // wake the blocking accept
+        let _ = TcpStream::connect(self.local_addr);
+        if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
+        }
+        let deadline = Instant::now() + grace;
+        while self.ctx.active_associations() > 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Start serving on a bound listener.
+pub fn start(listener: TcpListener, ctx: Arc<ScpContext>) -> std::io::Result<DimseServer> {
+    let local_addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let ctx2 = ctx.clone();
+    let accept_thread = std::thread::Builder::new().name("dimse-accept".into()).spawn(move || {
+        for conn in listener.incoming() {
+            if stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            let stream = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            if ctx2.active.load(Ordering::SeqCst) >= ctx2.limits.max_associations {
+                tracing::warn!(%peer, limit = ctx2.limits.max_associations, "too many associations; connection refused");
+                metrics::counter!("radris_dimse_associations_refused_total", "reason" => "limit").increment(1);
+                continue;
+            }
+            ctx2.active.fetch_add(1, Ordering::SeqCst);
+            let ctx3 = ctx2.clone();
+            let spawned = std::thread::Builder::new().name("dimse-assoc".into()).spawn(move || {
+                let _guard = ActiveGuard(&ctx3.active);
+                serve_connection(stream, &ctx3, &peer);
+            });
+            if let Err(e) = spawned {
+                ctx2.active.fetch_sub(1, Ordering::SeqCst);
+                tracing::error!(error = %e, "could not start an association thread");
+            }
+        }
+    })?;
+    Ok(DimseServer {
+        local_addr,
+        stop,
+        accept_thread: Some(accept_thread),
+        ctx,
+    })
+}
+
+struct ActiveGuard<'a>(&'a AtomicUsize);
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Association acceptance: the called AE must be ours, the calling AE must map to a tenant.
+struct AeAccess(Arc<AeDirectory>);
+
+impl AccessControl for AeAccess {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if called_ae_title.trim() != this_ae_title.trim() {
+            tracing::warn!(
+                called = called_ae_title.trim(),
+                calling = calling_ae_title.trim(),
+                "association rejected: called AE title is not ours"
+            );
+            metrics::counter!("radris_dimse_associations_rejected_total", "reason" => "called_ae")
+                .increment(1);
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        let known = AeTitle::parse(calling_ae_title)
+            .ok()
+            .and_then(|ae| self.0.tenant_of(&ae));
+        if known.is_none() {
+            tracing::warn!(
+                calling = calling_ae_title.trim(),
+                "association rejected: calling AE title not allowed for any tenant"
+            );
+            metrics::counter!("radris_dimse_associations_rejected_total", "reason" => "calling_ae")
+                .increment(1);
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
+        Ok(())
+    }
+}
+
+/// SCP/SCU role selection: accept what the requestor proposes (C-GET needs the SCU to act as
+/// storage SCP on the same association).
+struct AcceptRoles;
+
+impl Negotiation for AcceptRoles {
+    fn negotiate_roles(
+        &self,
+        _sop_class_uid: &str,
+        scu_role: bool,
+        scp_role: bool,
+    ) -> Option<RequestorRoles> {
+        Some(RequestorRoles {
+            scu: scu_role,
+            scp: scp_role,
+        })
+    }
+}
+
+fn serve_connection(stream: TcpStream, ctx: &ScpContext, peer: &str) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::warn!(%peer, error = %e, "could not set TCP_NODELAY");
+    }
+    let options = ServerAssociationOptions::new()
+        .ae_access_control(AeAccess(ctx.directory.clone()))
+        .with_negotiation(AcceptRoles)
+        .ae_title(ctx.directory.local_ae.as_str().to_owned())
+        .promiscuous(true)
+        .max_pdu_length(ctx.limits.max_pdu_length)
+        .read_timeout(ctx.limits.artim_timeout())
+        .write_timeout(ctx.limits.idle_timeout());
+    let mut assoc = match options.establish(stream) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "association not established");
+            metrics::counter!("radris_dimse_associations_failed_total").increment(1);
+            return;
+        }
+    };
+    let calling = assoc.peer_ae_title().trim().to_owned();
+    let Some((ae, tenant)) = AeTitle::parse(&calling)
+        .ok()
+        .and_then(|ae| ctx.directory.tenant_of(&ae).map(|t| (ae, t)))
+    else {
+        let _ = assoc.abort();
+        return;
+    };
+    if let Err(e) = assoc
+        .inner_stream()
+        .set_read_timeout(Some(ctx.limits.idle_timeout()))
+    {
+        tracing::warn!(%peer, error = %e, "could not set the idle timeout");
+    }
+    metrics::counter!("radris_dimse_associations_total").increment(1);
+    let span = tracing::info_span!("association", calling = %ae, tenant = %tenant, %peer);
+    let _enter = span.enter();
+    tracing::debug!("association established");
+    let mut session = Session {
+        ctx,
+        tenant,
+        calling: ae,
+        state: State::Idle,
+        next_message_id: 1,
+    };
+    match session.run(&mut assoc) {
+        Ok(()) | Err(DimseError::Released) => tracing::debug!("association released"),
+        Err(DimseError::Aborted) => tracing::info!("association aborted by the peer"),
+        Err(e) => {
+            tracing::warn!(error = %e, "association ended with an error; aborting");
+            let _ = assoc.send(&Pdu::AbortRQ {
+                source: AbortRQSource::ServiceProvider(
+                    AbortRQServiceProviderReason::ReasonNotSpecified,
+                ),
+            });
+        }
+    }
+}
+
+enum State {
+    Idle,
+    /// Collecting a command set's fragments.
+    Command {
+        pc_id: u8,
+        bytes: Vec<u8>,
+    },
+    /// Receiving a C-STORE data set into the archive.
+    Store(Box<StoreInProgress>),
+    /// Receiving the identifier of C-FIND/C-GET/C-MOVE.
+    Identifier {
+        pc_id: u8,
+        command: InMemDicomObject,
+        bytes: Vec<u8>,
+    },
+}
+
+struct StoreInProgress {
+    pc_id: u8,
+    message_id: u16,
+    sop_class: String,
+    sop_instance: String,
+    ingest: Option<Ingest>,
+    error: Option<(u16, String)>,
+    received: u64,
+    started: Instant,
+}
+
+/// Largest identifier (C-FIND/GET/MOVE data set) we accept.
+const MAX_IDENTIFIER_BYTES: usize = 1 << 20;
+
+struct Session<'a> {
+    ctx: &'a ScpContext,
+    tenant: TenantId,
+    calling: AeTitle,
+    state: State,
+    next_message_id: u16,
+}
+
+fn store_error_status(e: &StoreError) -> u16 {
+    match e {
+        StoreError::Unparseable(_) => status::CANNOT_UNDERSTAND,
+        StoreError::Mismatch(_) | StoreError::Duplicate(_) => status::DATASET_MISMATCH,
+        StoreError::TooLarge { .. } => status::OUT_OF_RESOURCES,
+        _ => status::OUT_OF_RESOURCES,
+    }
+}
+
+fn transfer_syntax_of(assoc: &ServerAssociation<TcpStream>, pc_id: u8) -> Option<String> {
+    assoc
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.id == pc_id && pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.transfer_syntax.trim_end_matches(['\0', ' ']).to_owned())
+}
+
+impl Session<'_> {
+    fn run(&mut self, assoc: &mut ServerAssociation<TcpStream>) -> Result<(), DimseError> {
+        loop {
+            let pdu = assoc.receive_pdu()?;
+            match pdu {
+                Pdu::PData { data } => {
+                    for pdv in data {
+                        self.on_pdv(
+                            assoc,
+                            pdv.presentation_context_id,
+                            pdv.value_type,
+                            pdv.is_last,
+                            pdv.data,
+                        )?;
+                    }
+                }
+                Pdu::ReleaseRQ => {
+                    if !matches!(self.state, State::Idle) {
+                        tracing::warn!(
+                            "release requested in the middle of a message; the partial message is dropped"
+                        );
+                    }
+                    assoc.send_pdu(&Pdu::ReleaseRP)?;
+                    return Ok(());
+                }
+                Pdu::AbortRQ { .. } => return Err(DimseError::Aborted),
+                other => {
+                    return Err(DimseError::Protocol(format!(
+                        "unexpected {} during association",
+                        crate::message::pdu_name(&other)
+                    )));
+                }
+            }
+        }
+    }
+
+    fn on_pdv(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        kind: PDataValueType,
+        is_last: bool,
+        data: Vec<u8>,
+    ) -> Result<(), DimseError> {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        match (state, kind) {
+            (State::Idle, PDataValueType::Command) => {
+                if transfer_syntax_of(assoc, pc_id).is_none() {
+                    return Err(DimseError::Protocol(format!(
+                        "P-DATA on presentation context {pc_id}, which was not accepted"
+                    )));
+                }
+                if is_last {
+                    self.on_command(assoc, pc_id, decode_command(&data)?)?;
+                } else {
+                    self.state = State::Command { pc_id, bytes: data };
+                }
+            }
+            (
+                State::Command {
+                    pc_id: p,
+                    mut bytes,
+                },
+                PDataValueType::Command,
+            ) if p == pc_id => {
+                bytes.extend_from_slice(&data);
+                if bytes.len() > MAX_IDENTIFIER_BYTES {
+                    return Err(DimseError::Protocol("command set larger than 1 MiB".into()));
+                }
+                if is_last {
+                    self.on_command(assoc, pc_id, decode_command(&bytes)?)?;
+                } else {
+                    self.state = State::Command { pc_id, bytes };
+                }
+            }
+            (State::Store(mut st), PDataValueType::Data) if st.pc_id == pc_id => {
+                st.received += data.len() as u64;
+                if st.received > self.ctx.limits.max_instance_bytes && st.error.is_none() {
+                    st.ingest = None; // drops the staging file
+                    st.error = Some((
+                        status::OUT_OF_RESOURCES,
+                        format!(
+                            "instance larger than {} bytes",
+                            self.ctx.limits.max_instance_bytes
+                        ),
+                    ));
+                }
+                if let Some(ingest) = st.ingest.as_mut() {
+                    if let Err(e) = ingest.write(&data) {
+                        tracing::error!(error = %e, "could not write to staging");
+                        st.error = Some((store_error_status(&e), e.to_string()));
+                        st.ingest = None;
+                    }
+                }
+                if is_last {
+                    self.finish_store(assoc, *st)?;
+                } else {
+                    self.state = State::Store(st);
+                }
+            }
+            (
+                State::Identifier {
+                    pc_id: p,
+                    command,
+                    mut bytes,
+                },
+                PDataValueType::Data,
+            ) if p == pc_id => {
+                bytes.extend_from_slice(&data);
+                if bytes.len() > MAX_IDENTIFIER_BYTES {
+                    return Err(DimseError::Protocol("identifier larger than 1 MiB".into()));
+                }
+                if is_last {
+                    self.on_identifier(assoc, pc_id, command, bytes)?;
+                } else {
+                    self.state = State::Identifier {
+                        pc_id,
+                        command,
+                        bytes,
+                    };
+                }
+            }
+            (_, kind) => {
+                return Err(DimseError::Protocol(format!(
+                    "unexpected {} fragment on presentation context {pc_id}",
+                    if kind == PDataValueType::Command {
+                        "command"
+                    } else {
+                        "data"
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_command(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        cmd: InMemDicomObject,
+    ) -> Result<(), DimseError> {
+        let field = get_u16(&cmd, tags::COMMAND_FIELD)
+            .ok_or_else(|| DimseError::Protocol("command without Command Field".into()))?;
+        let has_data = get_u16(&cmd, tags::COMMAND_DATA_SET_TYPE).is_some_and(|t| t != NO_DATASET);
+        let message_id = get_u16(&cmd, tags::MESSAGE_ID).unwrap_or(0);
+        let sop_class = get_str(&cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+        match field {
+            command::C_ECHO_RQ => {
+                metrics::counter!("radris_dimse_requests_total", "op" => "echo").increment(1);
+                let rsp = response(
+                    command::C_ECHO_RSP,
+                    &sop_class,
+                    message_id,
+                    status::SUCCESS,
+                    false,
+                    vec![],
+                );
+                send_message(assoc, pc_id, &rsp, None)
+            }
+            command::C_STORE_RQ if has_data => {
+                let sop_instance =
+                    get_str(&cmd, tags::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+                let ts = transfer_syntax_of(assoc, pc_id).unwrap_or_default();
+                let mut st = StoreInProgress {
+                    pc_id,
+                    message_id,
+                    sop_class: sop_class.clone(),
+                    sop_instance: sop_instance.clone(),
+                    ingest: None,
+                    error: None,
+                    received: 0,
+                    started: Instant::now(),
+                };
+                if let Err(e) = radris_core::Uid::parse(&sop_instance)
+                    .and_then(|_| radris_core::Uid::parse(&sop_class))
+                {
+                    st.error = Some((status::CANNOT_UNDERSTAND, e.to_string()));
+                } else {
+                    let hint = IngestHint {
+                        sop_class_uid: sop_class,
+                        sop_instance_uid: sop_instance,
+                        transfer_syntax: ts,
+                    };
+                    match self.ctx.archive.begin_ingest(
+                        self.tenant.clone(),
+                        Some(self.calling.clone()),
+                        hint,
+                    ) {
+                        Ok(i) => st.ingest = Some(i),
+                        Err(e) => st.error = Some((store_error_status(&e), e.to_string())),
+                    }
+                }
+                self.state = State::Store(Box::new(st));
+                Ok(())
+            }
+            command::C_FIND_RQ | command::C_GET_RQ | command::C_MOVE_RQ if has_data => {
+                self.state = State::Identifier {
+                    pc_id,
+                    command: cmd,
+                    bytes: Vec::new(),
+                };
+                Ok(())
+            }
+            command::C_CANCEL_RQ => Ok(()), // nothing in progress to cancel between messages
+            other => {
+                tracing::warn!(
+                    command = format!("{other:#06X}"),
+                    "unsupported DIMSE command"
+                );
+                let rsp_field = other | 0x8000;
+                let rsp = response(
+                    rsp_field,
+                    &sop_class,
+                    message_id,
+                    status::UNRECOGNIZED_OPERATION,
+                    false,
+                    vec![el_str(
+                        tags::ERROR_COMMENT,
+                        VR::LO,
+                        "operation not supported",
+                    )],
+                );
+                if has_data {
+                    // swallow the data set that follows, then answer
+                    self.state = State::Identifier {
+                        pc_id,
+                        command: cmd,
+                        bytes: Vec::new(),
+                    };
+                    return Ok(());
+                }
+                send_message(assoc, pc_id, &rsp, None)
+            }
+        }
+    }
+
+    fn finish_store(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        mut st: StoreInProgress,
+    ) -> Result<(), DimseError> {
+        let result = match (st.error.take(), st.ingest.take()) {
+            (Some(err), _) => Err(err),
+            (None, Some(ingest)) => match ingest.commit() {
+                Ok(stored) => Ok(stored),
+                Err(e) => Err((store_error_status(&e), e.to_string())),
+            },
+            (None, None) => Err((status::PROCESSING_FAILURE, "no ingest".into())),
+        };
+        let (code, comment) = match result {
+            Ok(stored) => {
+                metrics::counter!("radris_dimse_store_total", "outcome" => if stored.newly_stored { "stored" } else { "duplicate_kept" }).increment(1);
+                metrics::histogram!("radris_dimse_store_seconds")
+                    .record(st.started.elapsed().as_secs_f64());
+                metrics::counter!("radris_dimse_store_bytes_total").increment(st.received);
+                (status::SUCCESS, None)
+            }
+            Err((code, comment)) => {
+                tracing::warn!(sop_instance = %st.sop_instance, status = format!("{code:#06X}"), reason = %comment, "C-STORE refused");
+                metrics::counter!("radris_dimse_store_total", "outcome" => "refused").increment(1);
+                (code, Some(comment))
+            }
+        };
+        let mut extra = vec![el_ui(tags::AFFECTED_SOP_INSTANCE_UID, &st.sop_instance)];
+        if let Some(c) = comment {
+            extra.push(el_str(
+                tags::ERROR_COMMENT,
+                VR::LO,
+                &c.chars().take(64).collect::<String>(),
+            ));
+        }
+        let rsp = response(
+            command::C_STORE_RSP,
+            &st.sop_class,
+            st.message_id,
+            code,
+            false,
+            extra,
+        );
+        send_message(assoc, st.pc_id, &rsp, None)
+    }
+
+    fn on_identifier(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        cmd: InMemDicomObject,
+        bytes: Vec<u8>,
+    ) -> Result<(), DimseError> {
+        let field = get_u16(&cmd, tags::COMMAND_FIELD).unwrap_or(0);
+        let message_id = get_u16(&cmd, tags::MESSAGE_ID).unwrap_or(0);
+        let sop_class = get_str(&cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+        let rsp_field = field | 0x8000;
+        let fail = |assoc: &mut ServerAssociation<TcpStream>, code: u16, why: &str| {
+            tracing::warn!(
+                status = format!("{code:#06X}"),
+                reason = why,
+                "request refused"
+            );
+            let rsp = response(
+                rsp_field,
+                &sop_class,
+                message_id,
+                code,
+                false,
+                vec![el_str(
+                    tags::ERROR_COMMENT,
+                    VR::LO,
+                    &why.chars().take(64).collect::<String>(),
+                )],
+            );
+            send_message(assoc, pc_id, &rsp, None)
+        };
+        if !matches!(
+            field,
+            command::C_FIND_RQ | command::C_GET_RQ | command::C_MOVE_RQ
+        ) {
+            return fail(
+                assoc,
+                status::UNRECOGNIZED_OPERATION,
+                "operation not supported",
+            );
+        }
+        let model = QueryModel::of(field, &sop_class);
+        let Some(model) = model else {
+            return fail(assoc, 0x0122, "SOP class not supported");
+        };
+        let ts = transfer_syntax_of(assoc, pc_id).unwrap_or_default();
+        let identifier = match decode_dataset(&bytes, &ts) {
+            Ok(i) => i,
+            Err(e) => return fail(assoc, status::CANNOT_UNDERSTAND, &e.to_string()),
+        };
+        let query = match FindQuery::from_identifier(&identifier) {
+            Ok(q) => q,
+            Err(e) => return fail(assoc, status::DATASET_MISMATCH, &e.to_string()),
+        };
+        if model == QueryModel::StudyRoot && query.level == QueryLevel::Patient {
+            return fail(
+                assoc,
+                status::DATASET_MISMATCH,
+                "PATIENT level is not part of the Study Root model",
+            );
+        }
+        let started = Instant::now();
+        let result = match field {
+            command::C_FIND_RQ => self.find(assoc, pc_id, message_id, &sop_class, &ts, &query),
+            command::C_GET_RQ => self.get(assoc, pc_id, message_id, &sop_class, &query),
+            _ => {
+                let dest = get_str(&cmd, tags::MOVE_DESTINATION).unwrap_or_default();
+                self.move_to(assoc, pc_id, message_id, &sop_class, &query, &dest)
+            }
+        };
+        let op = match field {
+            command::C_FIND_RQ => "find",
+            command::C_GET_RQ => "get",
+            _ => "move",
+        };
+        metrics::counter!("radris_dimse_requests_total", "op" => op).increment(1);
+        metrics::histogram!("radris_dimse_request_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn find(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        message_id: u16,
+        sop_class: &str,
+        ts: &str,
+        query: &FindQuery,
+    ) -> Result<(), DimseError> {
+        let rows = match self
+            .ctx
+            .runtime
+            .block_on(self.ctx.archive.find(&self.tenant, query))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "C-FIND failed in the index");
+                let rsp = response(
+                    command::C_FIND_RSP,
+                    sop_class,
+                    message_id,
+                    status::OUT_OF_RESOURCES,
+                    false,
+                    vec![],
+                );
+                return send_message(assoc, pc_id, &rsp, None);
+            }
+        };
+        tracing::debug!(level = query.level.as_str(), matches = rows.len(), "C-FIND");
+        let local_ae = self.ctx.directory.local_ae.as_str();
+        for row in &rows {
+            let header = match radris_dicom::attrs::header_from_json(&row.header_json) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "stored header unreadable; match skipped");
+                    continue;
+                }
+            };
+            let ident =
+                response_identifier(query, &header, &counters_of(query.level, row), local_ae);
+            let data = encode_dataset(&ident, ts)?;
+            let rsp = response(
+                command::C_FIND_RSP,
+                sop_class,
+                message_id,
+                status::PENDING,
+                true,
+                vec![],
+            );
+            send_message(assoc, pc_id, &rsp, Some(&data))?;
+        }
+        let rsp = response(
+            command::C_FIND_RSP,
+            sop_class,
+            message_id,
+            status::SUCCESS,
+            false,
+            vec![],
+        );
+        send_message(assoc, pc_id, &rsp, None)
+    }
+
+    fn instances(&self, query: &FindQuery) -> Result<Vec<StoredInstance>, StoreError> {
+        self.ctx
+            .runtime
+            .block_on(self.ctx.archive.find_instances(&self.tenant, query))
+    }
+
+    fn get(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        message_id: u16,
+        sop_class: &str,
+        query: &FindQuery,
+    ) -> Result<(), DimseError> {
+        let instances = match self.instances(query) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(error = %e, "C-GET failed in the index");
+                let rsp = response(
+                    command::C_GET_RSP,
+                    sop_class,
+                    message_id,
+                    status::OUT_OF_RESOURCES_SUBOPS,
+                    false,
+                    vec![],
+                );
+                return send_message(assoc, pc_id, &rsp, None);
+            }
+        };
+        let mut counts = SubopCounts {
+            remaining: instances.len() as u16,
+            ..Default::default()
+        };
+        let mut failed_uids = Vec::new();
+        let pcs = assoc.presentation_contexts().to_vec();
+        for inst in &instances {
+            counts.remaining = counts.remaining.saturating_sub(1);
+            let outcome = self
+                .ctx
+                .archive
+                .read_dataset(inst)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    let msg_id = self.next_id();
+                    scu::store_subop(assoc, &pcs, inst, &bytes, msg_id, None)
+                        .map_err(|e| e.to_string())
+                });
+            tally(&mut counts, &mut failed_uids, inst, outcome);
+            let rsp = response(
+                command::C_GET_RSP,
+                sop_class,
+                message_id,
+                status::PENDING,
+                false,
+                counts.elements(),
+            );
+            send_message(assoc, pc_id, &rsp, None)?;
+        }
+        self.final_retrieve_response(
+            assoc,
+            pc_id,
+            command::C_GET_RSP,
+            sop_class,
+            message_id,
+            counts,
+            failed_uids,
+        )
+    }
+
+    fn move_to(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        message_id: u16,
+        sop_class: &str,
+        query: &FindQuery,
+        destination: &str,
+    ) -> Result<(), DimseError> {
+        let fail = |assoc: &mut ServerAssociation<TcpStream>, code: u16, why: &str| {
+            tracing::warn!(destination, reason = why, "C-MOVE refused");
+            let rsp = response(
+                command::C_MOVE_RSP,
+                sop_class,
+                message_id,
+                code,
+                false,
+                vec![el_str(tags::ERROR_COMMENT, VR::LO, why)],
+            );
+            send_message(assoc, pc_id, &rsp, None)
+        };
+        let Some((host, port)) = AeTitle::parse(destination)
+            .ok()
+            .and_then(|ae| self.ctx.directory.move_destination(&self.tenant, &ae))
+        else {
+            return fail(
+                assoc,
+                status::MOVE_DESTINATION_UNKNOWN,
+                "move destination unknown",
+            );
+        };
+        let instances = match self.instances(query) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(error = %e, "C-MOVE failed in the index");
+                return fail(assoc, status::OUT_OF_RESOURCES_SUBOPS, "index unavailable");
+            }
+        };
+        let mut counts = SubopCounts {
+            remaining: instances.len() as u16,
+            ..Default::default()
+        };
+        let mut failed_uids = Vec::new();
+        if !instances.is_empty() {
+            let mut contexts: Vec<(String, String)> = instances
+                .iter()
+                .map(|i| (i.sop_class_uid.clone(), i.transfer_syntax.clone()))
+                .collect();
+            contexts.sort();
+            contexts.dedup();
+            let opts = ScuOptions::new(
+                self.ctx.directory.local_ae.as_str(),
+                destination,
+                &format!("{host}:{port}"),
+            );
+            let mut sub = match scu::connect_for_store(&opts, &contexts) {
+                Ok(a) => a,
+                Err(e) => {
+                    return fail(
+                        assoc,
+                        status::OUT_OF_RESOURCES_SUBOPS,
+                        &format!("cannot reach {destination}: {e}")
+                            .chars()
+                            .take(64)
+                            .collect::<String>(),
+                    );
+                }
+            };
+            let pcs = sub.presentation_contexts().to_vec();
+            let originator = (self.calling.as_str().to_owned(), message_id);
+            for inst in &instances {
+                counts.remaining = counts.remaining.saturating_sub(1);
+                let outcome = self
+                    .ctx
+                    .archive
+                    .read_dataset(inst)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        let msg_id = self.next_id();
+                        scu::store_subop(
+                            &mut sub,
+                            &pcs,
+                            inst,
+                            &bytes,
+                            msg_id,
+                            Some((&originator.0, originator.1)),
+                        )
+                        .map_err(|e| e.to_string())
+                    });
+                tally(&mut counts, &mut failed_uids, inst, outcome);
+                let rsp = response(
+                    command::C_MOVE_RSP,
+                    sop_class,
+                    message_id,
+                    status::PENDING,
+                    false,
+                    counts.elements(),
+                );
+                send_message(assoc, pc_id, &rsp, None)?;
+            }
+            let _ = sub.release();
+        }
+        self.final_retrieve_response(
+            assoc,
+            pc_id,
+            command::C_MOVE_RSP,
+            sop_class,
+            message_id,
+            counts,
+            failed_uids,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn final_retrieve_response(
+        &mut self,
+        assoc: &mut ServerAssociation<TcpStream>,
+        pc_id: u8,
+        field: u16,
+        sop_class: &str,
+        message_id: u16,
+        counts: SubopCounts,
+        failed_uids: Vec<String>,
+    ) -> Result<(), DimseError> {
+        let code = if counts.failed > 0 || counts.warning > 0 {
+            status::WARNING_SUBOPS_FAILED
+        } else {
+            status::SUCCESS
+        };
+        let mut extra = counts.elements();
+        extra.retain(|e| e.tag() != tags::NUMBER_OF_REMAINING_SUBOPERATIONS);
+        if failed_uids.is_empty() {
+            let rsp = response(field, sop_class, message_id, code, false, extra);
+            send_message(assoc, pc_id, &rsp, None)
+        } else {
+            let ts = transfer_syntax_of(assoc, pc_id)
+                .unwrap_or_else(|| uids::IMPLICIT_VR_LITTLE_ENDIAN.to_owned());
+            let ident = InMemDicomObject::from_element_iter([DataElement::new(
+                tags::FAILED_SOP_INSTANCE_UID_LIST,
+                VR::UI,
+                PrimitiveValue::Strs(failed_uids.into_iter().collect()),
+            )]);
+            let data = encode_dataset(&ident, &ts)?;
+            let rsp = response(field, sop_class, message_id, code, true, extra);
+            send_message(assoc, pc_id, &rsp, Some(&data))
+        }
+    }
+
+    fn next_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        id
+    }
+}
+
+fn tally(
+    counts: &mut SubopCounts,
+    failed_uids: &mut Vec<String>,
+    inst: &StoredInstance,
+    outcome: Result<u16, String>,
+) {
+    match outcome {
+        Ok(status::SUCCESS) => counts.completed += 1,
+        Ok(s) if (s & 0xF000) == 0xB000 => counts.warning += 1,
+        Ok(s) => {
+            tracing::warn!(sop_instance = %inst.sop_uid, status = format!("{s:#06X}"), "sub-operation refused by the peer");
+            counts.failed += 1;
+            failed_uids.push(inst.sop_uid.clone());
+        }
+        Err(e) => {
+            tracing::warn!(sop_instance = %inst.sop_uid, error = %e, "sub-operation failed");
+            counts.failed += 1;
+            failed_uids.push(inst.sop_uid.clone());
+        }
+    }
+}
+
+fn counters_of(level: QueryLevel, row: &FindRow) -> Counters {
+    match level {
+        QueryLevel::Patient => Counters {
+            patient_related_studies: Some(row.num_studies),
+            patient_related_series: Some(row.num_series),
+            patient_related_instances: Some(row.num_instances),
+            ..Counters::default()
+        },
+        QueryLevel::Study => Counters {
+            study_related_series: Some(row.num_series),
+            study_related_instances: Some(row.num_instances),
+            modalities_in_study: Some(row.modalities.clone()),
+            ..Counters::default()
+        },
+        QueryLevel::Series => Counters {
+            series_related_instances: Some(row.num_instances),
+            ..Counters::default()
+        },
+        QueryLevel::Image => Counters::default(),
+    }
+}
+
+/// The query/retrieve information models we serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryModel {
+    PatientRoot,
+    StudyRoot,
+}
+
+impl QueryModel {
+    fn of(field: u16, sop_class: &str) -> Option<Self> {
+        let (patient, study) = match field {
+            command::C_FIND_RQ => (
+                uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
+                uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND,
+            ),
+            command::C_GET_RQ => (
+                uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET,
+                uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET,
+            ),
+            _ => (
+                uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE,
+                uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE,
+            ),
+        };
+        if sop_class == patient {
+            Some(QueryModel::PatientRoot)
+        } else if sop_class == study {
+            Some(QueryModel::StudyRoot)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether a transfer syntax keeps pixel data native (so a data set can be re-encoded into
+/// another native syntax without decoding pixels).
+pub fn is_native(ts_uid: &str) -> bool {
+    TransferSyntaxRegistry
+        .get(ts_uid)
+        .is_some_and(|ts| !ts.is_encapsulated_pixel_data())
+}

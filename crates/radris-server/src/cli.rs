@@ -1,0 +1,480 @@
+//! Command line: `serve`, `import`, `demo`, `generate`, `admin`, `dicom`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use radris_core::TenantId;
+use radris_core::config::Config;
+use radris_dimse::scu::{self, ScuOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "radris",
+    version,
+    about = "RADRIS: radiology archive (PACS) and information system"
+)]
+pub struct Cli {
+    /// Log as JSON lines (for log shippers).
+    #[arg(long, global = true, env = "RADRIS_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the archive: DIMSE and HTTP.
+    Serve(ServeArgs),
+    /// Import DICOM files or folders (recursive, parallel, resumable).
+    Import(ImportArgs),
+    /// Write the synthetic demo data set into an archive.
+    Demo(DemoArgs),
+    /// Generate synthetic DICOM files (tests and benchmarks).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// DIMSE service user for administrators: echo, store, find, move, get.
+    #[command(subcommand)]
+    Dicom(DicomCommand),
+}
+
+/// Options every archive command shares; each also comes from the TOML file and `RADRIS_*`.
+#[derive(Args, Clone)]
+pub struct ArchiveArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RADRIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (blobs, staging, SQLite index).
+    #[arg(long, env = "RADRIS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Index database URL: sqlite://… or postgres://… (default: SQLite in the data directory).
+    #[arg(long, env = "RADRIS_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    #[arg(long, env = "RADRIS_DICOM_LISTEN")]
+    pub dicom_listen: Option<SocketAddr>,
+    #[arg(long, env = "RADRIS_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Our AE title.
+    #[arg(long, env = "RADRIS_AE_TITLE")]
+    pub ae_title: Option<String>,
+    /// Accept any calling AE into the `default` tenant (off unless asked for or in demo mode).
+    #[arg(long, env = "RADRIS_OPEN_AE")]
+    pub open_ae: bool,
+    /// Load the demo data set if the archive is empty, and accept any calling AE.
+    #[arg(long, env = "RADRIS_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// Tenant to import into.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Parallel workers (default: number of CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+#[derive(Subcommand)]
+pub enum GenerateCommand {
+    /// A single-series chest CT as Part-10 files.
+    Ct {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        slices: u32,
+        #[arg(long, default_value_t = 512)]
+        rows: u16,
+        #[arg(long, default_value_t = 512)]
+        cols: u16,
+        #[arg(long, default_value = "1")]
+        seed: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Re-hash every stored object and check that index and blobs agree.
+    Verify {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
+    /// Delete a study, series or instance (index and blobs together).
+    Delete {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long, value_parser = ["study", "series", "instance"])]
+        level: String,
+        uid: String,
+    },
+}
+
+#[derive(Args)]
+pub struct PeerArgs {
+    /// Our (calling) AE title.
+    #[arg(long = "aet", default_value = "RADRISSCU")]
+    pub calling: String,
+    /// The peer's (called) AE title.
+    #[arg(long = "aec", default_value = "RADRIS")]
+    pub called: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub peer: PeerArgs,
+    /// PATIENT, STUDY, SERIES or IMAGE.
+    #[arg(long, default_value = "STUDY")]
+    pub level: String,
+    /// Use the Patient Root model (default: Study Root).
+    #[arg(long)]
+    pub patient_root: bool,
+    /// Keys as Keyword=value (value may be empty): -k PatientName=DOE* -k StudyDate
+    #[arg(short = 'k', long = "key")]
+    pub keys: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum DicomCommand {
+    Echo(PeerArgs),
+    Store {
+        #[command(flatten)]
+        peer: PeerArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    Find(QueryArgs),
+    Move {
+        #[command(flatten)]
+        query: QueryArgs,
+        #[arg(long)]
+        dest: String,
+    },
+    Get {
+        #[command(flatten)]
+        query: QueryArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RADRIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Layer the TOML file and the flags over the defaults.
+pub fn load_config(a: &ArchiveArgs) -> anyhow::Result<Config> {
+    let mut cfg = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = &a.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(u) = &a.database_url {
+        cfg.database_url = Some(u.clone());
+    }
+    Ok(cfg)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn open_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
+    let archive = radris_store::Archive::open(
+        &cfg.data_dir,
+        cfg.database_url.as_deref(),
+        cfg.duplicate_policy,
+        radris_core::events::EventBus::default(),
+    )
+    .await
+    .with_context(|| format!("opening the archive in {}", cfg.data_dir.display()))?;
+    let dir = cfg.ae_directory()?;
+    archive.index().ensure_tenants(&dir.tenants).await?;
+    Ok(archive)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut cfg = load_config(&args.archive)?;
+            if let Some(a) = args.dicom_listen {
+                cfg.dicom_listen = a;
+            }
+            if let Some(a) = args.http_listen {
+                cfg.http_listen = a;
+            }
+            if let Some(ae) = args.ae_title {
+                cfg.ae_title = ae;
+            }
+            if args.open_ae || args.demo {
+                cfg.open_ae = true;
+            }
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let archive = open_archive(&cfg).await?;
+                if args.demo {
+                    load_demo(&archive).await?;
+                }
+                crate::serve::serve(cfg, archive, crate::serve::shutdown_signal()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => {
+            let cfg = load_config(&args.archive)?;
+            let tenant = TenantId::parse(&args.tenant)?;
+            let rt = runtime()?;
+            let archive = rt.block_on(open_archive(&cfg))?;
+            let summary = crate::import::import(&archive, &rt, tenant, &args.paths, args.jobs)?;
+            Ok(if summary.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Demo(args) => {
+            let cfg = load_config(&args.archive)?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let archive = open_archive(&cfg).await?;
+                load_demo(&archive).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(GenerateCommand::Ct {
+            out,
+            slices,
+            rows,
+            cols,
+            seed,
+        }) => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let spec = radris_dicom::synth::ct_study(slices, rows, cols, &seed);
+            let mut k = 0u32;
+            spec.generate(|g| {
+                k += 1;
+                let path = out.join(format!("IMG{k:05}.dcm"));
+                std::fs::write(&path, &g.part10)
+                    .with_context(|| format!("writing {}", path.display()))
+            })?;
+            println!(
+                "generated {k} instances of study {} in {}",
+                spec.study_uid(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(AdminCommand::Verify { archive }) => {
+            let cfg = load_config(&archive)?;
+            let rt = runtime()?;
+            let report = rt.block_on(async {
+                open_archive(&cfg)
+                    .await?
+                    .verify()
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            for (p, why) in &report.mismatches {
+                println!("MISMATCH {p}: {why}");
+            }
+            for p in &report.missing {
+                println!("MISSING {p}");
+            }
+            for p in &report.orphans {
+                println!("ORPHAN {p}");
+            }
+            for p in &report.staged {
+                println!("STAGED {p}");
+            }
+            println!(
+                "verify: {} objects ok, {} mismatches, {} missing, {} orphans",
+                report.ok,
+                report.mismatches.len(),
+                report.missing.len(),
+                report.orphans.len() + report.staged.len()
+            );
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Admin(AdminCommand::Delete {
+            archive,
+            tenant,
+            level,
+            uid,
+        }) => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            let level = match level.as_str() {
+                "study" => radris_store::DeleteLevel::Study,
+                "series" => radris_store::DeleteLevel::Series,
+                _ => radris_store::DeleteLevel::Instance,
+            };
+            let rt = runtime()?;
+            let n = rt.block_on(async {
+                open_archive(&cfg)
+                    .await?
+                    .delete(&tenant, level, &uid)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            println!("deleted {n} instances");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dicom(cmd) => dicom(cmd),
+    }
+}
+
+/// Store the demo studies (idempotent: already stored instances are kept).
+pub async fn load_demo(archive: &radris_store::Archive) -> anyhow::Result<()> {
+    let tenant = TenantId::default_tenant();
+    let (_, _, before, _) = archive.index().statistics(&tenant).await?;
+    let studies = radris_dicom::synth::demo_studies();
+    let total: u64 = studies.iter().map(|s| s.instance_count()).sum();
+    if before >= total as i64 {
+        tracing::info!(instances = before, "demo data already present");
+        return Ok(());
+    }
+    let archive = archive.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(indicatif::ProgressStyle::with_template(
+            "demo {bar:40} {pos}/{len} instances {eta}",
+        )?);
+        for study in &studies {
+            study.generate(|g| -> anyhow::Result<()> {
+                archive.ingest_part10(tenant.clone(), &g.part10)?;
+                bar.inc(1);
+                Ok(())
+            })?;
+        }
+        bar.finish();
+        Ok(())
+    })
+    .await??;
+    tracing::info!(instances = total, "demo data set stored");
+    Ok(())
+}
+
+fn parse_keys(keys: &[String]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| match k.split_once('=') {
+            Some((a, b)) => (a.trim().to_owned(), b.to_owned()),
+            None => (k.trim().to_owned(), String::new()),
+        })
+        .collect()
+}
+
+fn dicom(cmd: DicomCommand) -> anyhow::Result<ExitCode> {
+    let opts =
+        |p: &PeerArgs| ScuOptions::new(&p.calling, &p.called, &format!("{}:{}", p.host, p.port));
+    match cmd {
+        DicomCommand::Echo(p) => {
+            scu::echo(&opts(&p))?;
+            println!("C-ECHO to {}@{}:{} succeeded", p.called, p.host, p.port);
+            Ok(ExitCode::SUCCESS)
+        }
+        DicomCommand::Store { peer, files } => {
+            let mut all = Vec::new();
+            for f in &files {
+                crate::import::collect_files(f, &mut all)?;
+            }
+            let outcomes = scu::store_files(&opts(&peer), &all, |o| {
+                if let Err(e) = &o.result {
+                    eprintln!("refused {}: {e}", o.path.display());
+                }
+            })?;
+            let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+            println!(
+                "stored {} of {} files",
+                outcomes.len() - failed,
+                outcomes.len()
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        DicomCommand::Find(q) => {
+            let ident = scu::identifier_from_keys(&q.level.to_uppercase(), &parse_keys(&q.keys))?;
+            let matches = scu::find(&opts(&q.peer), !q.patient_root, &ident)?;
+            for m in &matches {
+                println!("{}", radris_dicom::attrs::header_json(m)?);
+            }
+            eprintln!("{} matches", matches.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        DicomCommand::Move { query, dest } => {
+            let ident =
+                scu::identifier_from_keys(&query.level.to_uppercase(), &parse_keys(&query.keys))?;
+            let c = scu::move_to(&opts(&query.peer), !query.patient_root, &ident, &dest)?;
+            println!(
+                "C-MOVE: {} completed, {} failed, {} warnings",
+                c.completed, c.failed, c.warning
+            );
+            Ok(if c.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        DicomCommand::Get { query, out } => {
+            let ident =
+                scu::identifier_from_keys(&query.level.to_uppercase(), &parse_keys(&query.keys))?;
+            let c = scu::get(&opts(&query.peer), !query.patient_root, &ident, &out)?;
+            println!(
+                "C-GET: {} completed, {} failed, {} warnings",
+                c.completed, c.failed, c.warning
+            );
+            if c.failed > 0 {
+                bail!("{} sub-operations failed", c.failed);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

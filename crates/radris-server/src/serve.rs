@@ -1,0 +1,89 @@
+//! `radris serve`: one function for `main` and tests. Decide (signal) → tell (the future
+//! resolves) → wait (DIMSE associations in flight finish, HTTP drains).
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use radris_core::config::Config;
+use radris_dimse::scp::{self, ScpContext};
+use radris_store::Archive;
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Run the archive until `shutdown` resolves.
+pub async fn serve(
+    cfg: Config,
+    archive: Archive,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let directory = cfg.ae_directory()?;
+    let metrics = crate::http::install_metrics()?;
+    let listener = TcpListener::bind(cfg.dicom_listen)
+        .with_context(|| format!("binding DICOM port {}", cfg.dicom_listen))?;
+    let ctx = Arc::new(ScpContext::new(
+        archive.clone(),
+        tokio::runtime::Handle::current(),
+        directory,
+        cfg.dimse.clone(),
+    ));
+    let dimse = scp::start(listener, ctx.clone())?;
+    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP port {}", cfg.http_listen))?;
+    let ready = Arc::new(AtomicBool::new(true));
+    tracing::info!(
+        dicom = %dimse.local_addr(),
+        http = %http_listener.local_addr()?,
+        ae_title = %cfg.ae_title,
+        index = %archive.index().describe(),
+        data_dir = %cfg.data_dir.display(),
+        open_ae = cfg.open_ae,
+        "RADRIS is serving"
+    );
+    let app = crate::http::router(crate::http::AppState {
+        archive,
+        metrics,
+        ready: ready.clone(),
+        dimse: ctx,
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    shutdown.await;
+    tracing::info!("shutting down: finishing associations in flight");
+    ready.store(false, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || dimse.shutdown(Duration::from_secs(30))).await?;
+    let _ = tx.send(());
+    match tokio::time::timeout(Duration::from_secs(10), http).await {
+        Ok(r) => r??,
+        Err(_) => tracing::warn!("HTTP did not drain in 10 s"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,498 @@
+//! The archive facade: ingest with durability and group commit, find, retrieve, delete,
+//! verify, and crash recovery.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::{InMemDicomObject, OpenFileOptions};
+use radris_core::config::DuplicatePolicy;
+use radris_core::events::{Event, EventBus};
+use radris_core::{AeTitle, TenantId};
+use radris_dicom::attrs::{IndexAttributes, header_json};
+use radris_dicom::part10::{file_meta_bytes, read_layout};
+use radris_dicom::query::FindQuery;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+use crate::blob::{BlobStore, StagedBlob};
+use crate::index::{DeleteLevel, FindRow, Index, InsertOp, InsertOutcome, StoredInstance};
+
+/// Data sets up to this size are also kept in memory while they arrive and parsed from there;
+/// larger ones are parsed back from the staging file.
+const IN_MEMORY_PARSE_LIMIT: usize = 64 << 20;
+
+type WriteRequest = (InsertOp, oneshot::Sender<Result<InsertOutcome, StoreError>>);
+
+struct Inner {
+    index: Index,
+    blobs: BlobStore,
+    writer: mpsc::Sender<WriteRequest>,
+    events: EventBus,
+    policy: DuplicatePolicy,
+}
+
+/// The archive: cheap to clone, shared by DIMSE, HTTP and the CLI.
+#[derive(Clone)]
+pub struct Archive {
+    inner: Arc<Inner>,
+}
+
+/// What the sender told us about the instance before its data set arrived (C-STORE command,
+/// STOW part, Part-10 meta). The data set must agree.
+#[derive(Debug, Clone)]
+pub struct IngestHint {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax: String,
+}
+
+/// A stored (or already present) instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_instance_uid: String,
+    /// `false` when an identical SOP Instance UID was already stored and kept.
+    pub newly_stored: bool,
+}
+
+/// Result of `radris admin verify`.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    pub ok: u64,
+    /// (blob path, reason)
+    pub mismatches: Vec<(String, String)>,
+    pub missing: Vec<String>,
+    pub orphans: Vec<String>,
+    pub staged: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.mismatches.is_empty()
+            && self.missing.is_empty()
+            && self.orphans.is_empty()
+            && self.staged.is_empty()
+    }
+}
+
+impl Archive {
+    /// Open the archive in `data_dir` (index default: SQLite in the same directory), finish or
+    /// discard what a crash left in staging, and start the group-commit writer.
+    pub async fn open(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        policy: DuplicatePolicy,
+        events: EventBus,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let url = database_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("index.sqlite").display()));
+        let index = Index::open(&url).await?;
+        let blobs = BlobStore::open(data_dir)?;
+        let (tx, rx) = mpsc::channel::<WriteRequest>(1024);
+        tokio::spawn(writer_loop(index.clone(), rx));
+        let archive = Archive {
+            inner: Arc::new(Inner {
+                index,
+                blobs,
+                writer: tx,
+                events,
+                policy,
+            }),
+        };
+        archive.recover().await?;
+        Ok(archive)
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Staging files left by a crash: referenced by the index → publish; otherwise they were
+    /// never acknowledged → delete.
+    async fn recover(&self) -> Result<(), StoreError> {
+        let (mut published, mut discarded) = (0, 0);
+        for id in self.inner.blobs.staged_ids()? {
+            match self.inner.index.blob_path_of(&id).await? {
+                Some(rel) => {
+                    self.inner.blobs.publish(&id, &rel)?;
+                    published += 1;
+                }
+                None => {
+                    self.inner.blobs.discard(&id);
+                    discarded += 1;
+                }
+            }
+        }
+        if published + discarded > 0 {
+            tracing::warn!(
+                published,
+                discarded,
+                "recovered staging files after an unclean stop"
+            );
+        }
+        Ok(())
+    }
+
+    /// Start receiving one instance. Write the data set bytes with [`Ingest::write`], then
+    /// [`Ingest::commit`]. Dropping the `Ingest` leaves nothing behind.
+    pub fn begin_ingest(
+        &self,
+        tenant: TenantId,
+        source: Option<AeTitle>,
+        hint: IngestHint,
+    ) -> Result<Ingest, StoreError> {
+        let mut blob = self.inner.blobs.create()?;
+        let meta = file_meta_bytes(
+            &hint.sop_class_uid,
+            &hint.sop_instance_uid,
+            &hint.transfer_syntax,
+            source.as_ref().map(AeTitle::as_str),
+        )
+        .map_err(|e| StoreError::Mismatch(e.to_string()))?;
+        blob.write(&meta)?;
+        Ok(Ingest {
+            archive: self.clone(),
+            blob,
+            prefix: Vec::new(),
+            overflow: false,
+            tenant,
+            source,
+            hint,
+        })
+    }
+
+    /// Store a complete Part-10 file (import, demo). The file's own data set bytes are kept.
+    pub fn ingest_part10(&self, tenant: TenantId, bytes: &[u8]) -> Result<Stored, StoreError> {
+        let layout = read_layout(bytes).map_err(|e| StoreError::Unparseable(e.to_string()))?;
+        let hint = IngestHint {
+            sop_class_uid: layout.meta.media_storage_sop_class_uid().to_owned(),
+            sop_instance_uid: layout.meta.media_storage_sop_instance_uid().to_owned(),
+            transfer_syntax: layout.meta.transfer_syntax().to_owned(),
+        };
+        let start = usize::try_from(layout.dataset_offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let mut ingest = self.begin_ingest(tenant, None, hint)?;
+        ingest.write(&bytes[start..])?;
+        ingest.commit()
+    }
+
+    pub async fn find(&self, tenant: &TenantId, q: &FindQuery) -> Result<Vec<FindRow>, StoreError> {
+        self.inner.index.find(tenant, q).await
+    }
+
+    pub async fn find_instances(
+        &self,
+        tenant: &TenantId,
+        q: &FindQuery,
+    ) -> Result<Vec<StoredInstance>, StoreError> {
+        self.inner.index.find_instances(tenant, q).await
+    }
+
+    /// The stored data set bytes of an instance, exactly as received, and its transfer syntax.
+    /// Blocking IO: call from a blocking context.
+    pub fn read_dataset(&self, inst: &StoredInstance) -> Result<Vec<u8>, StoreError> {
+        let path = self.inner.blobs.path_of(&inst.blob_path);
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let layout = read_layout(bytes.as_slice())
+            .map_err(|e| StoreError::Unparseable(format!("{}: {e}", path.display())))?;
+        let start = usize::try_from(layout.dataset_offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        Ok(bytes[start..].to_vec())
+    }
+
+    /// Delete a study, series or instance: index first (one transaction), then the blobs.
+    pub async fn delete(
+        &self,
+        tenant: &TenantId,
+        level: DeleteLevel,
+        uid: &str,
+    ) -> Result<usize, StoreError> {
+        let paths = self.inner.index.delete(tenant, level, uid).await?;
+        for p in &paths {
+            self.inner.blobs.remove(p)?;
+        }
+        self.inner.events.publish(Event::Deleted {
+            tenant: tenant.clone(),
+            uid: radris_core::Uid::parse(uid).map_err(|e| StoreError::Mismatch(e.to_string()))?,
+        });
+        Ok(paths.len())
+    }
+
+    /// Re-hash every object and compare index and blobs.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let mut known: HashSet<String> = HashSet::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = self
+                .inner
+                .index
+                .all_instances(after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), 2000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.tenant.clone(), last.sop_uid.clone()));
+            let blobs = self.inner.blobs.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let workers = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2);
+                let chunk = page.len().div_ceil(workers).max(1);
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = page
+                        .chunks(chunk)
+                        .map(|part| {
+                            let blobs = &blobs;
+                            s.spawn(move || {
+                                part.iter()
+                                    .map(|inst| (inst.blob_path.clone(), check_one(blobs, inst)))
+                                    .collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().unwrap_or_default())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await
+            .map_err(|e| StoreError::Database(format!("verify worker: {e}")))?;
+            for (path, outcome) in checked {
+                match outcome {
+                    Check::Ok => report.ok += 1,
+                    Check::Missing => report.missing.push(path.clone()),
+                    Check::Mismatch(why) => report.mismatches.push((path.clone(), why)),
+                }
+                known.insert(path);
+            }
+        }
+        for rel in self.inner.blobs.list_published()? {
+            if !known.contains(&rel) {
+                report.orphans.push(rel);
+            }
+        }
+        report.staged = self.inner.blobs.staged_ids()?;
+        Ok(report)
+    }
+}
+
+enum Check {
+    Ok,
+    Missing,
+    Mismatch(String),
+}
+
+fn check_one(blobs: &BlobStore, inst: &StoredInstance) -> Check {
+    match blobs.hash_file(&inst.blob_path) {
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Check::Missing
+        }
+        Err(e) => Check::Mismatch(e.to_string()),
+        Ok((hash, len)) if hash != inst.sha256 => Check::Mismatch(format!(
+            "SHA-256 {hash} (length {len}) differs from the indexed {}",
+            inst.sha256
+        )),
+        Ok((_, len)) if len as i64 != inst.size_bytes => Check::Mismatch(format!(
+            "length {len} differs from the indexed {}",
+            inst.size_bytes
+        )),
+        Ok(_) => Check::Ok,
+    }
+}
+
+async fn writer_loop(index: Index, mut rx: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        let (ops, replies): (Vec<InsertOp>, Vec<_>) = batch.into_iter().unzip();
+        metrics::histogram!("radris_index_group_commit_size").record(ops.len() as f64);
+        let results = index.insert_batch(&ops).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// One instance being received.
+pub struct Ingest {
+    archive: Archive,
+    blob: StagedBlob,
+    prefix: Vec<u8>,
+    overflow: bool,
+    tenant: TenantId,
+    source: Option<AeTitle>,
+    hint: IngestHint,
+}
+
+impl Ingest {
+    /// Bytes received so far (data set only).
+    pub fn received(&self) -> usize {
+        self.prefix.len()
+    }
+
+    /// Append data set bytes as they arrive.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.blob.write(data)?;
+        if !self.overflow {
+            if self.prefix.len() + data.len() <= IN_MEMORY_PARSE_LIMIT {
+                self.prefix.extend_from_slice(data);
+            } else {
+                self.overflow = true;
+                self.prefix = Vec::new();
+            }
+        }
+        Ok(())
+    }
+
+    fn parse(&mut self) -> Result<InMemDicomObject, StoreError> {
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&self.hint.transfer_syntax)
+            .ok_or_else(|| {
+                StoreError::Unparseable(format!(
+                    "unknown transfer syntax {}",
+                    self.hint.transfer_syntax
+                ))
+            })?;
+        if !self.overflow {
+            // a full parse also proves the data set is complete (no truncation, no lying lengths)
+            return InMemDicomObject::read_dataset_with_ts(self.prefix.as_slice(), ts)
+                .map_err(|e| StoreError::Unparseable(e.to_string()));
+        }
+        let path = self.blob.flushed_path()?;
+        OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(&path)
+            .map(|f| f.into_inner())
+            .map_err(|e| StoreError::Unparseable(e.to_string()))
+    }
+
+    /// Parse and validate, make durable, index (group commit), publish. Returns only when the
+    /// instance survives a crash. Blocking: call from a blocking thread.
+    pub fn commit(mut self) -> Result<Stored, StoreError> {
+        let obj = self.parse()?;
+        if obj.iter().next().is_none() {
+            return Err(StoreError::Unparseable("empty data set".into()));
+        }
+        let attrs = IndexAttributes::from_header(&obj)
+            .map_err(|e| StoreError::Unparseable(e.to_string()))?;
+        if attrs.instance.sop_instance_uid.as_str()
+            != self.hint.sop_instance_uid.trim_end_matches(['\0', ' '])
+        {
+            return Err(StoreError::Mismatch(format!(
+                "SOP Instance UID in the data set ({}) differs from the request ({})",
+                attrs.instance.sop_instance_uid, self.hint.sop_instance_uid
+            )));
+        }
+        if attrs.instance.sop_class_uid.as_str()
+            != self.hint.sop_class_uid.trim_end_matches(['\0', ' '])
+        {
+            return Err(StoreError::Mismatch(format!(
+                "SOP Class UID in the data set ({}) differs from the request ({})",
+                attrs.instance.sop_class_uid, self.hint.sop_class_uid
+            )));
+        }
+        let header = header_json(&obj).map_err(|e| StoreError::Unparseable(e.to_string()))?;
+        drop(obj);
+        self.prefix = Vec::new();
+        let inner = &self.archive.inner;
+        let sealed = self.blob.seal()?;
+        let rel = BlobStore::final_rel_path(
+            self.tenant.as_str(),
+            attrs.study.study_uid.as_str(),
+            attrs.series.series_uid.as_str(),
+            attrs.instance.sop_instance_uid.as_str(),
+            &sealed.id,
+        );
+        let op = InsertOp {
+            tenant: self.tenant.clone(),
+            attrs: attrs.clone(),
+            transfer_syntax: self
+                .hint
+                .transfer_syntax
+                .trim_end_matches(['\0', ' '])
+                .to_owned(),
+            blob_id: sealed.id.clone(),
+            blob_path: rel.clone(),
+            size_bytes: sealed.len,
+            sha256: sealed.sha256.clone(),
+            source_ae: self
+                .source
+                .as_ref()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+            header_json: header,
+            policy: inner.policy,
+        };
+        let (tx, rx) = oneshot::channel();
+        let outcome = inner
+            .writer
+            .blocking_send((op, tx))
+            .map_err(|_| StoreError::ShuttingDown)
+            .and_then(|()| rx.blocking_recv().map_err(|_| StoreError::ShuttingDown))
+            .and_then(|r| r);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                inner.blobs.discard(&sealed.id);
+                return Err(e);
+            }
+        };
+        let newly_stored = match outcome {
+            InsertOutcome::Inserted => {
+                inner.blobs.publish(&sealed.id, &rel)?;
+                true
+            }
+            InsertOutcome::Replaced { old_blob_path } => {
+                inner.blobs.publish(&sealed.id, &rel)?;
+                inner.blobs.remove(&old_blob_path)?;
+                true
+            }
+            InsertOutcome::KeptExisting => {
+                inner.blobs.discard(&sealed.id);
+                false
+            }
+        };
+        if newly_stored {
+            inner.events.publish(Event::InstanceStored {
+                tenant: self.tenant.clone(),
+                study_uid: attrs.study.study_uid.clone(),
+                series_uid: attrs.series.series_uid.clone(),
+                sop_instance_uid: attrs.instance.sop_instance_uid.clone(),
+                source: self.source.clone(),
+            });
+        }
+        Ok(Stored {
+            study_uid: attrs.study.study_uid.as_str().to_owned(),
+            series_uid: attrs.series.series_uid.as_str().to_owned(),
+            sop_instance_uid: attrs.instance.sop_instance_uid.as_str().to_owned(),
+            newly_stored,
+        })
+    }
+}

@@ -1,0 +1,312 @@
+//! The blob store on local files.
+//!
+//! Layout: `<root>/blobs/<tenant>/<study>/<series>/<sop>.<blob-id>.dcm`, staging files in
+//! `<root>/staging/<blob-id>.part`.
+//!
+//! **Invariant:** a staging file is complete and fsynced (file and directory) before the index
+//! learns about it; it is renamed into place only after the index committed. So after a crash a
+//! staging file is either referenced by the index (finish the rename) or was never
+//! acknowledged (delete it): [`BlobStore::staged_ids`] and the archive's recovery do that.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+
+/// Durable files under one root directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// fsync a directory so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+impl BlobStore {
+    /// Open (creating the directories of) a blob store under `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for sub in ["blobs", "staging"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    fn staging_path(&self, blob_id: &str) -> PathBuf {
+        self.staging_dir().join(format!("{blob_id}.part"))
+    }
+
+    /// Absolute path of a blob from its path relative to `blobs/`.
+    pub fn path_of(&self, rel: &str) -> PathBuf {
+        self.blobs_dir().join(rel)
+    }
+
+    /// The relative path a blob gets once committed.
+    pub fn final_rel_path(
+        tenant: &str,
+        study: &str,
+        series: &str,
+        sop: &str,
+        blob_id: &str,
+    ) -> String {
+        format!("{tenant}/{study}/{series}/{sop}.{blob_id}.dcm")
+    }
+
+    /// Start writing a new blob in staging.
+    pub fn create(&self) -> Result<StagedBlob, StoreError> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let path = self.staging_path(&id);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(StagedBlob {
+            id,
+            path,
+            writer: Some(BufWriter::with_capacity(256 * 1024, file)),
+            hasher: Sha256::new(),
+            len: 0,
+        })
+    }
+
+    /// Move a sealed staging file to its final place (after the index committed).
+    pub fn publish(&self, blob_id: &str, rel: &str) -> Result<(), StoreError> {
+        let from = self.staging_path(blob_id);
+        let to = self.path_of(rel);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        fs::rename(&from, &to).map_err(io(&from))
+    }
+
+    /// Delete a staging file that will never be published.
+    pub fn discard(&self, blob_id: &str) {
+        let p = self.staging_path(blob_id);
+        if let Err(e) = fs::remove_file(&p) {
+            tracing::warn!(path = %p.display(), error = %e, "could not remove staging file");
+        }
+    }
+
+    /// Remove a published blob and the directories it leaves empty.
+    pub fn remove(&self, rel: &str) -> Result<(), StoreError> {
+        let p = self.path_of(rel);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+        // best effort: prune empty series/study/tenant directories
+        let mut dir = p.parent().map(Path::to_path_buf);
+        let stop = self.blobs_dir();
+        while let Some(d) = dir {
+            if d == stop || fs::remove_dir(&d).is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        Ok(())
+    }
+
+    /// The ids of files left in staging (after a crash).
+    pub fn staged_ids(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.staging_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(".part") {
+                Some(id) => out.push(id.to_owned()),
+                None => {
+                    // not ours: leave it, but say so
+                    tracing::warn!(file = %name, "unexpected file in staging directory");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every published blob, as paths relative to `blobs/`.
+    pub fn list_published(&self) -> Result<Vec<String>, StoreError> {
+        let root = self.blobs_dir();
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+                let entry = entry.map_err(io(&dir))?;
+                let p = entry.path();
+                if entry.file_type().map_err(io(&p))?.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&root) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// SHA-256 (hex) and length of a published blob.
+    pub fn hash_file(&self, rel: &str) -> Result<(String, u64), StoreError> {
+        let p = self.path_of(rel);
+        let mut f = File::open(&p).map_err(io(&p))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(io(&p))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            len += n as u64;
+        }
+        Ok((hex::encode(h.finalize()), len))
+    }
+}
+
+/// A blob being written in staging; hashes as it goes.
+pub struct StagedBlob {
+    id: String,
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+    hasher: Sha256,
+    len: u64,
+}
+
+/// A staging file that is complete and durable.
+#[derive(Debug, Clone)]
+pub struct SealedBlob {
+    pub id: String,
+    pub sha256: String,
+    pub len: u64,
+}
+
+impl StagedBlob {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Flush buffered bytes (no fsync) and return the staging path, to parse the file back.
+    pub fn flushed_path(&mut self) -> Result<PathBuf, StoreError> {
+        if let Some(w) = self.writer.as_mut() {
+            w.flush().map_err(io(&self.path))?;
+        }
+        Ok(self.path.clone())
+    }
+
+    pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let w = self.writer.as_mut().ok_or_else(|| StoreError::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::other("write after seal"),
+        })?;
+        w.write_all(buf).map_err(io(&self.path))?;
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Flush, fsync the file and the staging directory: after this returns the bytes survive a
+    /// crash or power loss.
+    pub fn seal(mut self) -> Result<SealedBlob, StoreError> {
+        let writer = self.writer.take();
+        let result = (|| {
+            let w = writer.ok_or_else(|| StoreError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other("sealed twice"),
+            })?;
+            let file = w.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
+            file.sync_all().map_err(io(&self.path))?;
+            if let Some(dir) = self.path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(SealedBlob {
+                id: std::mem::take(&mut self.id),
+                sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+                len: self.len,
+            }),
+            Err(e) => Err(e), // Drop removes the file
+        }
+    }
+}
+
+impl Drop for StagedBlob {
+    /// A staged blob dropped without sealing (client vanished, parse failure) leaves nothing.
+    fn drop(&mut self) {
+        if !self.id.is_empty() {
+            self.writer.take();
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_publish_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut b = store.create().unwrap();
+        b.write(b"hello ").unwrap();
+        b.write(b"world").unwrap();
+        let sealed = b.seal().unwrap();
+        assert_eq!(sealed.len, 11);
+        assert_eq!(
+            sealed.sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(store.staged_ids().unwrap(), vec![sealed.id.clone()]);
+        let rel = BlobStore::final_rel_path("default", "1.2", "1.2.3", "1.2.3.4", &sealed.id);
+        store.publish(&sealed.id, &rel).unwrap();
+        assert!(store.staged_ids().unwrap().is_empty());
+        assert_eq!(store.hash_file(&rel).unwrap().0, sealed.sha256);
+        assert_eq!(store.list_published().unwrap(), vec![rel.clone()]);
+        store.remove(&rel).unwrap();
+        assert!(store.list_published().unwrap().is_empty());
+        assert!(!store.blobs_dir().join("default").exists());
+    }
+
+    #[test]
+    fn dropped_blob_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut b = store.create().unwrap();
+        b.write(b"partial").unwrap();
+        drop(b);
+        assert!(store.staged_ids().unwrap().is_empty());
+    }
+}

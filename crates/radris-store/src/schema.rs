@@ -1,0 +1,84 @@
+//! The index schema, one list of migrations that runs unchanged on SQLite and PostgreSQL
+//! (portable types only: TEXT and BIGINT; no autoincrement; natural keys).
+
+/// Each entry is one migration: statements separated by `;`. Never edit a released entry;
+/// append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the archive
+    r#"
+CREATE TABLE tenants (
+    tenant_id TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE patients (
+    tenant_id TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    patient_name TEXT NOT NULL,
+    patient_name_norm TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL,
+    num_studies BIGINT NOT NULL,
+    num_series BIGINT NOT NULL,
+    num_instances BIGINT NOT NULL,
+    header_json TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, patient_id)
+);
+CREATE INDEX patients_name ON patients (tenant_id, patient_name_norm);
+CREATE TABLE studies (
+    tenant_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    study_date TEXT NOT NULL,
+    study_time TEXT NOT NULL,
+    accession TEXT NOT NULL,
+    study_id TEXT NOT NULL,
+    description TEXT NOT NULL,
+    referring_norm TEXT NOT NULL,
+    modalities TEXT NOT NULL,
+    num_series BIGINT NOT NULL,
+    num_instances BIGINT NOT NULL,
+    header_json TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, study_uid)
+);
+CREATE INDEX studies_patient ON studies (tenant_id, patient_id);
+CREATE INDEX studies_date ON studies (tenant_id, study_date);
+CREATE INDEX studies_accession ON studies (tenant_id, accession);
+CREATE TABLE series (
+    tenant_id TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    series_number TEXT NOT NULL,
+    description TEXT NOT NULL,
+    body_part TEXT NOT NULL,
+    series_date TEXT NOT NULL,
+    num_instances BIGINT NOT NULL,
+    header_json TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, series_uid)
+);
+CREATE INDEX series_study ON series (tenant_id, study_uid);
+CREATE TABLE instances (
+    tenant_id TEXT NOT NULL,
+    sop_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    instance_number TEXT NOT NULL,
+    transfer_syntax TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    blob_path TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    source_ae TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    header_json TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, sop_uid)
+);
+CREATE INDEX instances_series ON instances (tenant_id, series_uid);
+CREATE INDEX instances_study ON instances (tenant_id, study_uid);
+CREATE UNIQUE INDEX instances_blob ON instances (blob_id)
+"#,
+];

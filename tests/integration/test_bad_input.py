@@ -1,0 +1,220 @@
+"""Malformed / hostile input: the server fails the one association, keeps serving
+others, and leaves nothing partial in the index or on disk."""
+import os
+import socket
+import struct
+import time
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+import dimse
+from conftest import IS_ORTHANC, radris_only
+
+PDU_NAMES = {0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x07: "A-ABORT"}
+
+
+def assert_alive(server):
+    assert dimse.echo(server.port) == 0x0000, "server stopped answering C-ECHO"
+
+
+def assert_not_findable(server, ds):
+    assert dimse.count_instances(server.port, ds.SOPInstanceUID, ds.StudyInstanceUID,
+                                 ds.SeriesInstanceUID) == 0
+    assert dimse.find(server.port, dimse.make_query("STUDY",
+                                                    StudyInstanceUID=ds.StudyInstanceUID)) == []
+
+
+@pytest.fixture(scope="module")
+def bad(server):
+    """Collects datasets whose store was refused/aborted, checked again at the end."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def good():
+    """Datasets successfully stored in this module."""
+    return []
+
+
+def test_garbage_bytes(server):
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(os.urandom(64) + b"\xff" * 4096)
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert closed, "server kept a connection open after garbage bytes"
+    assert not data or data[0] in (0x03, 0x07), f"unexpected reply PDU {data[:1]!r}"
+    assert_alive(server)
+
+
+def test_garbage_pdu_type_after_valid_header(server):
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(struct.pack(">BBI", 0x09, 0, 10) + b"\0" * 10)  # unknown PDU type
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert closed
+    assert_alive(server)
+
+
+def test_assoc_rq_length_too_short(server):
+    """A-ASSOCIATE-RQ whose PDU length is shorter than its content."""
+    rq = dimse.build_assoc_rq(pdu_length=40)
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(rq)
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert data[:1] != b"\x02", "server accepted an association from a malformed PDU"
+    assert closed, "connection not closed after malformed A-ASSOCIATE-RQ"
+    assert_alive(server)
+
+
+def test_assoc_rq_length_too_long_does_not_block_others(server):
+    """PDU length claims 1 GiB: the server must not wedge (others still served),
+    and must not accept the association."""
+    rq = dimse.build_assoc_rq(pdu_length=0x40000000)
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(rq)
+    try:
+        assert_alive(server)  # while the liar is still connected
+        s.settimeout(5)
+        try:
+            data = s.recv(6)
+        except (socket.timeout, ConnectionResetError):
+            data = b""
+        assert data[:1] != b"\x02", "server accepted an association from a lying PDU"
+    finally:
+        s.close()
+    assert_alive(server)
+
+
+def test_assoc_rq_item_length_lies(server):
+    """Valid PDU length, but a presentation-context item length pointing past the end."""
+    rq = bytearray(dimse.build_assoc_rq())
+    # first item after the 74-byte fixed part (6 header + 68) is the app context (0x10);
+    # corrupt its 16-bit length
+    assert rq[74] == 0x10
+    rq[76:78] = struct.pack(">H", 0xFFF0)
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(bytes(rq))
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert data[:1] != b"\x02"
+    assert closed or IS_ORTHANC, "connection not closed/aborted after malformed item"
+    assert_alive(server)
+
+
+def test_truncated_dataset_refused(server, bad):
+    ds = dimse.make_image("Trunc^Ated", "TRUNC1", rows=64, cols=64)
+    full = dimse.encode_dataset(ds)
+    cut = full[:len(full) - 1000]  # cut inside the Pixel Data value
+    st, note = dimse.store_raw(server.port, ds.SOPClassUID, ds.SOPInstanceUID,
+                               ExplicitVRLittleEndian, cut)
+    assert dimse.is_failure(st) or (IS_ORTHANC and st is None), \
+        f"truncated data set: expected failure status, got {st!r} {note}"
+    bad.append(ds)
+    assert_not_findable(server, ds)
+    assert_alive(server)
+
+
+def test_truncated_inside_header_refused(server, bad):
+    ds = dimse.make_image("Trunc^Header", "TRUNC2")
+    full = dimse.encode_dataset(ds)
+    # cut in the middle of an element header (PatientName region)
+    pos = full.index(b"Trunc^Header") - 5
+    st, note = dimse.store_raw(server.port, ds.SOPClassUID, ds.SOPInstanceUID,
+                               ExplicitVRLittleEndian, full[:pos])
+    assert dimse.is_failure(st) or (IS_ORTHANC and st is None), (st, note)
+    bad.append(ds)
+    assert_not_findable(server, ds)
+
+
+def test_invalid_sop_instance_uid_refused(server, bad):
+    ds = dimse.make_image("Invalid^Uid", "BADUID1", sop_uid="1.2.abc")
+    st, note = dimse.store_raw(server.port, ds.SOPClassUID, "1.2.abc", ExplicitVRLittleEndian,
+                               dimse.encode_dataset(ds))
+    if IS_ORTHANC:
+        pytest.skip(f"Orthanc answered {st!r}; RADRIS must refuse")
+    assert dimse.is_failure(st), f"invalid SOP Instance UID: expected failure, got {st!r} {note}"
+    bad.append(ds)
+    assert dimse.find(server.port, dimse.make_query(
+        "STUDY", StudyInstanceUID=ds.StudyInstanceUID)) == []
+    assert_alive(server)
+
+
+def test_affected_uid_mismatch_refused(server, bad):
+    """Command's Affected SOP Instance UID differs from the data set's: refused."""
+    ds = dimse.make_image("Mis^Match", "MISM1")
+    st, note = dimse.store_raw(server.port, ds.SOPClassUID, generate_uid(),
+                               ExplicitVRLittleEndian, dimse.encode_dataset(ds))
+    assert dimse.is_failure(st), f"mismatching affected SOP instance: got {st!r} {note}"
+    bad.append(ds)
+    assert_not_findable(server, ds)
+
+
+def _abandon_store(server, ds, fraction: float, linger_reset: bool):
+    data = dimse.encode_dataset(ds)
+    sock, max_pdu = dimse.raw_associate(server.port, ds.SOPClassUID)
+    frag = min(max_pdu or 16384, 16384) - 6 - 12
+    sock.sendall(dimse.p_data(1, dimse.c_store_rq_command(ds.SOPClassUID, ds.SOPInstanceUID),
+                              command=True, last=True))
+    limit = int(len(data) * fraction)
+    off = 0
+    while off < limit:
+        chunk = data[off:off + frag]
+        off += len(chunk)
+        sock.sendall(dimse.p_data(1, chunk, command=False, last=off >= len(data)))
+    assert off < len(data)
+    if linger_reset:  # RST instead of FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("fraction,reset", [(0.5, False), (0.9, True), (0.01, False)])
+def test_client_disconnects_mid_transfer(server, bad, fraction, reset):
+    ds = dimse.make_image("Half^Sent", "HALF1", rows=1024, cols=1024)  # ~2 MiB
+    _abandon_store(server, ds, fraction, reset)
+    time.sleep(1.0)
+    assert_alive(server)
+    assert_not_findable(server, ds)
+    bad.append(ds)
+
+
+def test_raw_store_complete_works(server, good):
+    """Sanity check of the hand-made PDU layer: a complete raw C-STORE succeeds."""
+    ds = dimse.make_image("Raw^Complete", "RAW1", rows=256, cols=256)
+    data = dimse.encode_dataset(ds)
+    sock, max_pdu = dimse.raw_associate(server.port, ds.SOPClassUID)
+    frag = min(max_pdu or 16384, 16384) - 6 - 12
+    sock.sendall(dimse.p_data(1, dimse.c_store_rq_command(ds.SOPClassUID, ds.SOPInstanceUID),
+                              command=True, last=True))
+    for off in range(0, len(data), frag):
+        chunk = data[off:off + frag]
+        sock.sendall(dimse.p_data(1, chunk, command=False, last=off + len(chunk) >= len(data)))
+    ptype, body = dimse.recv_pdu(sock)
+    assert ptype == 0x04, f"expected P-DATA-TF, got {PDU_NAMES.get(ptype, ptype)}"
+    # status (0000,0900) in the implicit-LE command set
+    idx = body.find(b"\x00\x00\x00\x09\x02\x00\x00\x00")
+    assert idx >= 0, body
+    status = struct.unpack("<H", body[idx + 8:idx + 10])[0]
+    assert status == 0x0000
+    sock.sendall(struct.pack(">BBI", 0x05, 0, 4) + b"\0\0\0\0")  # A-RELEASE-RQ
+    ptype, _ = dimse.recv_pdu(sock)
+    assert ptype == 0x06
+    sock.close()
+    assert dimse.count_instances(server.port, ds.SOPInstanceUID, ds.StudyInstanceUID,
+                                 ds.SeriesInstanceUID) == 1
+    good.append(ds)
+
+
+def test_nothing_partial_after_restart(server, bad, good):
+    """After a clean restart nothing refused/abandoned is findable; verify is clean."""
+    assert len(bad) >= 5
+    server.stop()
+    if not IS_ORTHANC:
+        # exactly the successfully stored instances, nothing partial
+        server.assert_verify_clean(expect_objects=len(good))
+    server.start()
+    for ds in bad:
+        assert dimse.find(server.port, dimse.make_query(
+            "STUDY", StudyInstanceUID=ds.StudyInstanceUID)) == [], ds.PatientName
+    assert_alive(server)
