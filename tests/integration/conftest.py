@@ -317,5 +317,5 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        for s in _LIVE_SERVERS:
+        for s in _LIVE_SERVERS[-3:]:
             rep.sections.append((f"server {s.workdir}", s.log_tail(80)))

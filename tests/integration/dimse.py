@@ -271,7 +271,7 @@ class StoreSCP:
                 ae.add_supported_context(cls, [ts])
         else:
             from pynetdicom import StoragePresentationContexts
-            from pynetdicom.presentation import ALL_TRANSFER_SYNTAXES
+            from pynetdicom import ALL_TRANSFER_SYNTAXES
             for cx in StoragePresentationContexts:
                 ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.require_called_aet = False

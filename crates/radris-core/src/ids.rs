@@ -15,8 +15,9 @@ pub enum IdError {
     Tenant { value: String, reason: &'static str },
 }
 
-/// A DICOM UID (PS3.5 §9.1): 1..=64 characters, digits and dots, components without leading
-/// zeros (except a lone "0"), no empty components.
+/// A DICOM UID (PS3.5 §9.1): 1..=64 characters, digits and dots, no empty components.
+/// Components with a leading zero break PS3.5 but are common in archives of real studies;
+/// they are accepted so that such studies stay storable and retrievable.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Uid(String);
 
@@ -40,9 +41,6 @@ impl Uid {
             }
             if !comp.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err("only digits and dots are allowed"));
-            }
-            if comp.len() > 1 && comp.starts_with('0') {
-                return Err(err("component with a leading zero"));
             }
         }
         Ok(Uid(value.to_owned()))
@@ -167,7 +165,7 @@ mod tests {
     fn uid_rules() {
         assert_eq!(Uid::parse("1.2.3\0").unwrap().as_str(), "1.2.3");
         assert!(Uid::parse("1.2.0").is_ok());
-        assert!(Uid::parse("1.02").is_err());
+        assert!(Uid::parse("1.02").is_ok());
         assert!(Uid::parse("1..2").is_err());
         assert!(Uid::parse("").is_err());
         assert!(Uid::parse(&"1".repeat(65)).is_err());

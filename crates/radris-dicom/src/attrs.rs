@@ -65,11 +65,41 @@ pub struct IndexAttributes {
 }
 
 /// A string attribute, trimmed of DICOM padding; multiple values stay joined by `\`.
+/// Values of VR UN (explicit VR files that did not know the attribute) are read as text.
 pub fn text(obj: &InMemDicomObject, tag: Tag) -> String {
     obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
+        .and_then(|e| match (e.vr(), e.value()) {
+            (VR::UN | VR::OB, Value::Primitive(p)) => {
+                Some(String::from_utf8_lossy(&p.to_bytes()).into_owned())
+            }
+            (_, v) => v.to_str().ok().map(|s| s.into_owned()),
+        })
         .map(|s| s.trim_matches([' ', '\0']).to_owned())
         .unwrap_or_default()
+}
+
+/// A study or series UID for an instance that has none, derived from its SOP Instance UID (so
+/// the same instance always files under the same UID). The stored bytes keep the original data
+/// set; only the index carries the derived UID.
+pub fn derived_uid(sop_instance_uid: &Uid, level: &str) -> Uid {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("radris-derived/{level}/{sop_instance_uid}").as_bytes());
+    let mut n = [0u8; 16];
+    n.copy_from_slice(&d[..16]);
+    Uid::parse(&format!("2.25.{}", u128::from_be_bytes(n) >> 1)).expect("2.25 UID is valid")
+}
+
+fn uid_or_derived(
+    obj: &InMemDicomObject,
+    tag: Tag,
+    name: &'static str,
+    sop: &Uid,
+    level: &str,
+) -> Result<Uid, DicomError> {
+    if text(obj, tag).is_empty() {
+        return Ok(derived_uid(sop, level));
+    }
+    uid(obj, tag, name)
 }
 
 fn uid(obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Uid, DicomError> {
@@ -81,8 +111,10 @@ fn uid(obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Uid, Dico
 }
 
 impl IndexAttributes {
-    /// Extract the index attributes; the four UIDs are required and validated.
+    /// Extract the index attributes. SOP Class and SOP Instance UIDs are required; a missing
+    /// Study or Series Instance UID is derived (see [`derived_uid`]); present UIDs must be valid.
     pub fn from_header(obj: &InMemDicomObject) -> Result<Self, DicomError> {
+        let sop = uid(obj, tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
         Ok(IndexAttributes {
             patient: PatientAttrs {
                 patient_id: text(obj, tags::PATIENT_ID),
@@ -92,7 +124,13 @@ impl IndexAttributes {
                 sex: text(obj, tags::PATIENT_SEX),
             },
             study: StudyAttrs {
-                study_uid: uid(obj, tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+                study_uid: uid_or_derived(
+                    obj,
+                    tags::STUDY_INSTANCE_UID,
+                    "StudyInstanceUID",
+                    &sop,
+                    "study",
+                )?,
                 date: text(obj, tags::STUDY_DATE),
                 time: text(obj, tags::STUDY_TIME),
                 accession: text(obj, tags::ACCESSION_NUMBER),
@@ -101,7 +139,13 @@ impl IndexAttributes {
                 referring_physician: text(obj, tags::REFERRING_PHYSICIAN_NAME),
             },
             series: SeriesAttrs {
-                series_uid: uid(obj, tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+                series_uid: uid_or_derived(
+                    obj,
+                    tags::SERIES_INSTANCE_UID,
+                    "SeriesInstanceUID",
+                    &sop,
+                    "series",
+                )?,
                 modality: text(obj, tags::MODALITY),
                 number: text(obj, tags::SERIES_NUMBER),
                 description: text(obj, tags::SERIES_DESCRIPTION),
@@ -109,7 +153,7 @@ impl IndexAttributes {
                 date: text(obj, tags::SERIES_DATE),
             },
             instance: InstanceAttrs {
-                sop_instance_uid: uid(obj, tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+                sop_instance_uid: sop,
                 sop_class_uid: uid(obj, tags::SOP_CLASS_UID, "SOPClassUID")?,
                 number: text(obj, tags::INSTANCE_NUMBER),
             },
@@ -156,6 +200,59 @@ pub fn header_json(obj: &InMemDicomObject) -> Result<String, DicomError> {
     dicom_json::to_string(&strip_bulk(obj)).map_err(|e| DicomError::Write(e.to_string()))
 }
 
+/// The header the index keeps: bulk data left out, UN-encoded index attributes and derived
+/// UIDs replaced by the values the index uses, so query responses agree with the index.
+pub fn index_header_json(
+    obj: &InMemDicomObject,
+    attrs: &IndexAttributes,
+) -> Result<String, DicomError> {
+    let mut h = strip_bulk(obj);
+    for (tag, vr, value) in [
+        (
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            attrs.study.study_uid.as_str(),
+        ),
+        (
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            attrs.series.series_uid.as_str(),
+        ),
+        (
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            attrs.instance.sop_instance_uid.as_str(),
+        ),
+        (
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            attrs.instance.sop_class_uid.as_str(),
+        ),
+    ] {
+        h.put(InMemElement::new(
+            tag,
+            vr,
+            dicom_core::PrimitiveValue::from(value),
+        ));
+    }
+    for (tag, vr) in [
+        (tags::PATIENT_ID, VR::LO),
+        (tags::PATIENT_NAME, VR::PN),
+        (tags::STUDY_DATE, VR::DA),
+        (tags::ACCESSION_NUMBER, VR::SH),
+        (tags::MODALITY, VR::CS),
+    ] {
+        if h.get(tag).is_some_and(|e| e.vr() == VR::UN) {
+            h.put(InMemElement::new(
+                tag,
+                vr,
+                dicom_core::PrimitiveValue::from(text(obj, tag)),
+            ));
+        }
+    }
+    dicom_json::to_string(&h).map_err(|e| DicomError::Write(e.to_string()))
+}
+
 /// Parse a header kept as DICOM JSON.
 pub fn header_from_json(json: &str) -> Result<InMemDicomObject, DicomError> {
     dicom_json::from_str(json).map_err(|e| DicomError::Parse(format!("stored JSON header: {e}")))
@@ -194,6 +291,13 @@ mod tests {
     #[test]
     fn missing_and_invalid_uids_are_refused() {
         let mut o = sample();
+        o.remove_element(tags::STUDY_INSTANCE_UID);
+        let derived = IndexAttributes::from_header(&o).unwrap();
+        assert!(derived.study.study_uid.as_str().starts_with("2.25."));
+        assert_eq!(
+            derived.study.study_uid,
+            IndexAttributes::from_header(&o).unwrap().study.study_uid
+        );
         o.remove_element(tags::SOP_INSTANCE_UID);
         assert!(matches!(
             IndexAttributes::from_header(&o),
@@ -204,6 +308,18 @@ mod tests {
             IndexAttributes::from_header(&o),
             Err(DicomError::InvalidUid { .. })
         ));
+    }
+
+    #[test]
+    fn un_values_read_as_text() {
+        let mut o = sample();
+        o.put(InMemElement::new(
+            tags::STUDY_INSTANCE_UID,
+            VR::UN,
+            PrimitiveValue::U8(b"1.2.9".to_vec().into()),
+        ));
+        let a = IndexAttributes::from_header(&o).unwrap();
+        assert_eq!(a.study.study_uid.as_str(), "1.2.9");
     }
 
     #[test]

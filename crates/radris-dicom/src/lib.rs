@@ -22,6 +22,7 @@ pub mod attrs;
 pub mod part10;
 pub mod query;
 pub mod synth;
+pub mod wire;
 
 pub use dicom_core::{Tag, VR};
 pub use dicom_object::InMemDicomObject;

@@ -128,6 +128,8 @@ pub fn encode_command(cmd: &InMemDicomObject) -> Result<Vec<u8>, DimseError> {
 
 /// Decode a command set.
 pub fn decode_command(bytes: &[u8]) -> Result<InMemDicomObject, DimseError> {
+    radris_dicom::wire::check_structure(bytes, "1.2.840.10008.1.2")
+        .map_err(|e| DimseError::Protocol(format!("malformed command set: {e}")))?;
     InMemDicomObject::read_dataset_with_ts(
         bytes,
         &dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
@@ -151,6 +153,8 @@ pub fn decode_dataset(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Di
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| DimseError::Encoding(format!("unknown transfer syntax {ts_uid}")))?;
+    radris_dicom::wire::check_structure(bytes, ts_uid)
+        .map_err(|e| DimseError::Protocol(format!("malformed data set: {e}")))?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| DimseError::Protocol(format!("malformed data set: {e}")))
 }

@@ -11,7 +11,7 @@ use dicom_object::{InMemDicomObject, OpenFileOptions};
 use radris_core::config::DuplicatePolicy;
 use radris_core::events::{Event, EventBus};
 use radris_core::{AeTitle, TenantId};
-use radris_dicom::attrs::{IndexAttributes, header_json};
+use radris_dicom::attrs::{IndexAttributes, index_header_json};
 use radris_dicom::part10::{file_meta_bytes, read_layout};
 use radris_dicom::query::FindQuery;
 use tokio::sync::{mpsc, oneshot};
@@ -381,6 +381,7 @@ impl Ingest {
                 ))
             })?;
         if !self.overflow {
+            radris_dicom::wire::check_structure(&self.prefix, &self.hint.transfer_syntax)?;
             // a full parse also proves the data set is complete (no truncation, no lying lengths)
             return InMemDicomObject::read_dataset_with_ts(self.prefix.as_slice(), ts)
                 .map_err(|e| StoreError::Unparseable(e.to_string()));
@@ -396,6 +397,7 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
+        let mut clock = PhaseClock::start();
         let obj = self.parse()?;
         if obj.iter().next().is_none() {
             return Err(StoreError::Unparseable("empty data set".into()));
@@ -418,11 +420,14 @@ impl Ingest {
                 attrs.instance.sop_class_uid, self.hint.sop_class_uid
             )));
         }
-        let header = header_json(&obj).map_err(|e| StoreError::Unparseable(e.to_string()))?;
+        let header =
+            index_header_json(&obj, &attrs).map_err(|e| StoreError::Unparseable(e.to_string()))?;
         drop(obj);
         self.prefix = Vec::new();
+        clock.lap("parse");
         let inner = &self.archive.inner;
         let sealed = self.blob.seal()?;
+        clock.lap("fsync");
         let rel = BlobStore::final_rel_path(
             self.tenant.as_str(),
             attrs.study.study_uid.as_str(),
@@ -457,6 +462,7 @@ impl Ingest {
             .map_err(|_| StoreError::ShuttingDown)
             .and_then(|()| rx.blocking_recv().map_err(|_| StoreError::ShuttingDown))
             .and_then(|r| r);
+        clock.lap("index");
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -479,6 +485,7 @@ impl Ingest {
                 false
             }
         };
+        clock.lap("publish");
         if newly_stored {
             inner.events.publish(Event::InstanceStored {
                 tenant: self.tenant.clone(),
@@ -494,5 +501,21 @@ impl Ingest {
             sop_instance_uid: attrs.instance.sop_instance_uid.as_str().to_owned(),
             newly_stored,
         })
+    }
+}
+
+/// Times the phases of an ingest into `radris_ingest_phase_seconds{phase}`.
+struct PhaseClock(std::time::Instant);
+
+impl PhaseClock {
+    fn start() -> Self {
+        PhaseClock(std::time::Instant::now())
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("radris_ingest_phase_seconds", "phase" => phase)
+            .record((now - self.0).as_secs_f64());
+        self.0 = now;
     }
 }

@@ -52,6 +52,12 @@ pub enum StoreError {
     ShuttingDown,
 }
 
+impl From<radris_dicom::DicomError> for StoreError {
+    fn from(e: radris_dicom::DicomError) -> Self {
+        StoreError::Unparseable(e.to_string())
+    }
+}
+
 impl StoreError {
     fn db(what: &str, e: sqlx::Error) -> Self {
         StoreError::Database(format!("{what}: {e}"))

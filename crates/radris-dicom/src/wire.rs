@@ -1,0 +1,283 @@
+//! A structural pre-check of an encoded data set: every defined length must fit inside its
+//! container. dicom-rs allocates (and zero-fills) a value's declared length before reading it,
+//! so a lying length of 4 GiB in a 1 KiB message would cost 4 GiB of memory; this walk refuses
+//! such data first, in linear time and without allocating.
+
+use dicom_encoding::transfer_syntax::{Codec, Endianness, TransferSyntaxIndex};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::DicomError;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const MAX_DEPTH: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Enc {
+    explicit: bool,
+    big: bool,
+}
+
+fn err(pos: usize, what: String) -> DicomError {
+    DicomError::Parse(format!("at byte {pos}: {what}"))
+}
+
+fn u16_at(b: &[u8], pos: usize, big: bool) -> Option<u16> {
+    let s: [u8; 2] = b.get(pos..pos + 2)?.try_into().ok()?;
+    Some(if big {
+        u16::from_be_bytes(s)
+    } else {
+        u16::from_le_bytes(s)
+    })
+}
+
+fn u32_at(b: &[u8], pos: usize, big: bool) -> Option<u32> {
+    let s: [u8; 4] = b.get(pos..pos + 4)?.try_into().ok()?;
+    Some(if big {
+        u32::from_be_bytes(s)
+    } else {
+        u32::from_le_bytes(s)
+    })
+}
+
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB"
+            | b"OW"
+            | b"OF"
+            | b"SQ"
+            | b"UT"
+            | b"UN"
+            | b"UC"
+            | b"UR"
+            | b"OD"
+            | b"OL"
+            | b"OV"
+            | b"SV"
+            | b"UV"
+    )
+}
+
+/// Check a data set encoded in `ts_uid`. Deflated data sets are not walked (their lengths are
+/// checked by the inflating parser as it goes).
+pub fn check_structure(bytes: &[u8], ts_uid: &str) -> Result<(), DicomError> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid.trim_end_matches(['\0', ' ']))
+        .ok_or_else(|| DicomError::TransferSyntax(ts_uid.to_owned()))?;
+    if matches!(ts.codec(), Codec::Dataset(_)) {
+        return Ok(());
+    }
+    let enc = Enc {
+        explicit: ts.uid() != "1.2.840.10008.1.2",
+        big: ts.endianness() == Endianness::Big,
+    };
+    let end = walk(bytes, 0, bytes.len(), enc, 0, false)?;
+    if end != bytes.len() {
+        return Err(err(end, "unexpected delimiter at the top level".into()));
+    }
+    Ok(())
+}
+
+/// Walk elements from `pos` to `end`; returns where it stopped (at `end`, or just after a
+/// delimiter when `in_undefined` is set).
+fn walk(
+    b: &[u8],
+    mut pos: usize,
+    end: usize,
+    enc: Enc,
+    depth: usize,
+    in_undefined: bool,
+) -> Result<usize, DicomError> {
+    if depth > MAX_DEPTH {
+        return Err(err(pos, "sequences nested deeper than 64".into()));
+    }
+    while pos < end {
+        let group = u16_at(b, pos, enc.big).ok_or_else(|| err(pos, "truncated tag".into()))?;
+        let elem = u16_at(b, pos + 2, enc.big).ok_or_else(|| err(pos, "truncated tag".into()))?;
+        if group == 0xFFFE {
+            // item delimiters always carry a 4-byte length after the tag (implicit encoding)
+            let _len = u32_at(b, pos + 4, enc.big)
+                .ok_or_else(|| err(pos, "truncated delimiter".into()))?;
+            if (elem == 0xE00D || elem == 0xE0DD) && in_undefined {
+                return Ok(pos + 8);
+            }
+            return Err(err(
+                pos,
+                format!("unexpected (FFFE,{elem:04X}) outside a sequence"),
+            ));
+        }
+        let (vr, len, header): (Option<[u8; 2]>, u32, usize) = if enc.explicit {
+            let vr: [u8; 2] = b
+                .get(pos + 4..pos + 6)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| err(pos, "truncated VR".into()))?;
+            if long_vr(&vr) {
+                (
+                    Some(vr),
+                    u32_at(b, pos + 8, enc.big)
+                        .ok_or_else(|| err(pos, "truncated length".into()))?,
+                    12,
+                )
+            } else {
+                (
+                    Some(vr),
+                    u16_at(b, pos + 6, enc.big)
+                        .ok_or_else(|| err(pos, "truncated length".into()))?
+                        as u32,
+                    8,
+                )
+            }
+        } else {
+            (
+                None,
+                u32_at(b, pos + 4, enc.big).ok_or_else(|| err(pos, "truncated length".into()))?,
+                8,
+            )
+        };
+        pos += header;
+        if len == UNDEFINED {
+            let pixel = group == 0x7FE0 && elem == 0x0010;
+            // an undefined-length UN holds implicit VR little endian (PS3.5 §6.2.2)
+            let inner = if vr == Some(*b"UN") {
+                Enc {
+                    explicit: false,
+                    big: false,
+                }
+            } else {
+                enc
+            };
+            pos = items(b, pos, end, inner, depth + 1, pixel, false)?;
+        } else {
+            let len = len as usize;
+            if len > end - pos {
+                return Err(err(
+                    pos,
+                    format!(
+                        "({group:04X},{elem:04X}) declares {len} bytes but only {} remain",
+                        end - pos
+                    ),
+                ));
+            }
+            if vr == Some(*b"SQ") {
+                let stop = pos + len;
+                let after = items(b, pos, stop, enc, depth + 1, false, true)?;
+                if after != stop {
+                    return Err(err(
+                        after,
+                        "sequence ends before its declared length".into(),
+                    ));
+                }
+            }
+            pos += len;
+        }
+    }
+    if in_undefined {
+        return Err(err(pos, "sequence or item without its delimiter".into()));
+    }
+    Ok(pos)
+}
+
+/// Items of a sequence (or pixel data fragments when `raw`), until a sequence delimiter or,
+/// for a defined-length sequence, `end`.
+#[allow(clippy::too_many_arguments)]
+fn items(
+    b: &[u8],
+    mut pos: usize,
+    end: usize,
+    enc: Enc,
+    depth: usize,
+    raw: bool,
+    defined: bool,
+) -> Result<usize, DicomError> {
+    while pos < end {
+        let group = u16_at(b, pos, enc.big).ok_or_else(|| err(pos, "truncated item tag".into()))?;
+        let elem =
+            u16_at(b, pos + 2, enc.big).ok_or_else(|| err(pos, "truncated item tag".into()))?;
+        let len =
+            u32_at(b, pos + 4, enc.big).ok_or_else(|| err(pos, "truncated item length".into()))?;
+        if group != 0xFFFE {
+            return Err(err(
+                pos,
+                format!("expected an item, found ({group:04X},{elem:04X})"),
+            ));
+        }
+        pos += 8;
+        match elem {
+            0xE0DD => return Ok(pos),
+            0xE000 if len == UNDEFINED && !raw => pos = walk(b, pos, end, enc, depth + 1, true)?,
+            0xE000 if len != UNDEFINED => {
+                let len = len as usize;
+                if len > end - pos {
+                    return Err(err(
+                        pos,
+                        format!("item declares {len} bytes but only {} remain", end - pos),
+                    ));
+                }
+                if !raw {
+                    walk(b, pos, pos + len, enc, depth + 1, false)?;
+                }
+                pos += len;
+            }
+            _ => {
+                return Err(err(
+                    pos,
+                    format!("unexpected (FFFE,{elem:04X}) in a sequence"),
+                ));
+            }
+        }
+    }
+    if !defined {
+        return Err(err(
+            pos,
+            "undefined-length sequence without its delimiter".into(),
+        ));
+    }
+    Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVRLE: &str = "1.2.840.10008.1.2.1";
+    const IVRLE: &str = "1.2.840.10008.1.2";
+
+    #[test]
+    fn accepts_well_formed_and_refuses_lying_lengths() {
+        // (0010,0010) PN "AB", (7FE0,0010) OB defined length 2
+        let mut ok = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 2, 0, b'A', b'B'];
+        ok.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 1, 2]);
+        assert!(check_structure(&ok, EVRLE).is_ok());
+        let mut lying = ok.clone();
+        lying[18..22].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+        assert!(check_structure(&lying, EVRLE).is_err());
+        assert!(check_structure(&ok[..ok.len() - 1], EVRLE).is_err());
+    }
+
+    #[test]
+    fn sequences_and_encapsulated_pixel_data() {
+        // implicit: (0008,1115) undefined-length SQ with one undefined-length item holding
+        // (0008,1150) UI "1\0", then delimiters
+        let mut d = vec![0x08, 0x00, 0x15, 0x11, 0xff, 0xff, 0xff, 0xff];
+        d.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
+        d.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, 2, 0, 0, 0, b'1', 0]);
+        d.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        assert!(check_structure(&d, IVRLE).is_ok());
+        assert!(
+            check_structure(&d[..d.len() - 8], IVRLE).is_err(),
+            "missing sequence delimiter"
+        );
+        // explicit encapsulated pixel data: empty offset table + one 4-byte fragment
+        let mut p = vec![
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xff, 0xff, 0xff, 0xff,
+        ];
+        p.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0, 0, 0, 0]);
+        p.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 4, 0, 0, 0, 0xfe, 0xff, 0x00, 0xe0]);
+        p.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        assert!(
+            check_structure(&p, "1.2.840.10008.1.2.4.50").is_ok(),
+            "fragment bytes are not parsed"
+        );
+    }
+}

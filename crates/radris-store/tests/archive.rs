@@ -1,0 +1,595 @@
+//! Archive and index tests. Every test runs on SQLite and, when `RADRIS_TEST_POSTGRES_URL`
+//! names a server (CI starts one), on a fresh PostgreSQL database too.
+
+use std::path::PathBuf;
+
+use dicom_core::VR;
+use dicom_core::value::PrimitiveValue;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+use radris_core::TenantId;
+use radris_core::config::DuplicatePolicy;
+use radris_core::events::EventBus;
+use radris_dicom::query::FindQuery;
+use radris_dicom::synth::{Phantom, SeriesSpec, StudySpec};
+use radris_store::{Archive, DeleteLevel, StoreError};
+use sqlx::Connection;
+
+struct Backend {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    url: Option<String>,
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend {
+        name: "sqlite",
+        dir: tempfile::tempdir().unwrap(),
+        url: None,
+    }];
+    if let Ok(admin) = std::env::var("RADRIS_TEST_POSTGRES_URL") {
+        sqlx::any::install_default_drivers();
+        let db = format!("radris_t_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::AnyConnection::connect(&admin)
+            .await
+            .expect("connect to RADRIS_TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(admin.clone());
+        out.push(Backend {
+            name: "postgres",
+            dir: tempfile::tempdir().unwrap(),
+            url: Some(format!("{base}/{db}")),
+        });
+    }
+    out
+}
+
+async fn open(b: &Backend, policy: DuplicatePolicy) -> Archive {
+    Archive::open(b.dir.path(), b.url.as_deref(), policy, EventBus::default())
+        .await
+        .unwrap()
+}
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+fn study(seed: &str, name: &str, date: &str, phantom: Phantom, slices: u32) -> StudySpec {
+    StudySpec {
+        seed: seed.into(),
+        patient_id: format!("PID-{seed}"),
+        patient_name: name.into(),
+        birth_date: "19700101".into(),
+        sex: "F".into(),
+        accession: format!("ACC-{seed}"),
+        description: "TEST".into(),
+        date: date.into(),
+        time: "120000".into(),
+        series: vec![SeriesSpec {
+            phantom,
+            slices,
+            rows: 16,
+            cols: 16,
+            description: "s".into(),
+            number: 1,
+        }],
+    }
+}
+
+/// Store every instance of the studies; returns the Part-10 files by SOP Instance UID.
+async fn store(archive: &Archive, t: &TenantId, studies: &[StudySpec]) -> Vec<(String, Vec<u8>)> {
+    let (archive, t, studies) = (archive.clone(), t.clone(), studies.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut files = Vec::new();
+        for s in &studies {
+            s.generate(|g| {
+                archive.ingest_part10(t.clone(), &g.part10)?;
+                files.push((g.sop_instance_uid, g.part10));
+                Ok::<(), StoreError>(())
+            })
+            .unwrap();
+        }
+        files
+    })
+    .await
+    .unwrap()
+}
+
+fn query(level: &str, keys: &[(dicom_core::Tag, VR, &str)]) -> FindQuery {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(InMemElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from(level),
+    ));
+    for (tag, vr, v) in keys {
+        obj.put(InMemElement::new(*tag, *vr, PrimitiveValue::from(*v)));
+    }
+    FindQuery::from_identifier(&obj).unwrap()
+}
+
+/// Run a query and return one attribute of every match.
+async fn check(
+    archive: &Archive,
+    t: &TenantId,
+    q: FindQuery,
+    attr: dicom_core::Tag,
+) -> Vec<String> {
+    archive
+        .find(t, &q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            radris_dicom::attrs::text(
+                &radris_dicom::attrs::header_from_json(&r.header_json).unwrap(),
+                attr,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn find_at_every_level_with_standard_matching() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let t = tenant("default");
+        store(
+            &a,
+            &t,
+            &[
+                study("s1", "Doe^John", "20190310", Phantom::ChestCt, 3),
+                study("s2", "DOE^Jane", "20200615", Phantom::MrBrain, 2),
+                study("s3", "Smith^Anna", "20211201", Phantom::ChestCt, 1),
+            ],
+        )
+        .await;
+        let n = b.name;
+        // PN: case-insensitive wildcard
+        let mut names = check(
+            &a,
+            &t,
+            query("PATIENT", &[(tags::PATIENT_NAME, VR::PN, "doe*")]),
+            tags::PATIENT_NAME,
+        )
+        .await;
+        names.sort();
+        assert_eq!(names, ["DOE^Jane", "Doe^John"], "{n}");
+        assert_eq!(
+            check(
+                &a,
+                &t,
+                query("PATIENT", &[(tags::PATIENT_NAME, VR::PN, "?mith*")]),
+                tags::PATIENT_NAME
+            )
+            .await,
+            ["Smith^Anna"],
+            "{n}"
+        );
+        // date ranges, closed and open
+        assert_eq!(
+            check(
+                &a,
+                &t,
+                query("STUDY", &[(tags::STUDY_DATE, VR::DA, "20200101-20201231")]),
+                tags::PATIENT_NAME
+            )
+            .await,
+            ["DOE^Jane"],
+            "{n}"
+        );
+        assert_eq!(
+            check(
+                &a,
+                &t,
+                query("STUDY", &[(tags::STUDY_DATE, VR::DA, "-20191231")]),
+                tags::PATIENT_NAME
+            )
+            .await,
+            ["Doe^John"],
+            "{n}"
+        );
+        assert_eq!(
+            check(
+                &a,
+                &t,
+                query("STUDY", &[(tags::STUDY_DATE, VR::DA, "20200101-")]),
+                tags::PATIENT_NAME
+            )
+            .await
+            .len(),
+            2,
+            "{n}"
+        );
+        // ModalitiesInStudy and counters are maintained
+        let rows = a
+            .find(
+                &t,
+                &query("STUDY", &[(tags::MODALITIES_IN_STUDY, VR::CS, "MR")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{n}");
+        assert_eq!(
+            (
+                rows[0].num_series,
+                rows[0].num_instances,
+                rows[0].modalities.clone()
+            ),
+            (1, 2, vec!["MR".to_owned()]),
+            "{n}"
+        );
+        // UID list
+        let s1 = radris_dicom::synth::uid_from("s1/study");
+        let s3 = radris_dicom::synth::uid_from("s3/study");
+        let uids = check(
+            &a,
+            &t,
+            query(
+                "STUDY",
+                &[(tags::STUDY_INSTANCE_UID, VR::UI, &format!("{s1}\\{s3}"))],
+            ),
+            tags::STUDY_INSTANCE_UID,
+        )
+        .await;
+        assert_eq!(uids.len(), 2, "{n}");
+        // series and image levels
+        assert_eq!(
+            check(
+                &a,
+                &t,
+                query("SERIES", &[(tags::MODALITY, VR::CS, "CT")]),
+                tags::MODALITY
+            )
+            .await
+            .len(),
+            2,
+            "{n}"
+        );
+        let images = check(
+            &a,
+            &t,
+            query("IMAGE", &[(tags::STUDY_INSTANCE_UID, VR::UI, &s1)]),
+            tags::INSTANCE_NUMBER,
+        )
+        .await;
+        assert_eq!(images, ["1", "2", "3"], "{n}: ordered by instance number");
+        // a key without a column is matched against the stored header
+        assert_eq!(
+            check(
+                &a,
+                &t,
+                query("STUDY", &[(tags::INSTITUTION_NAME, VR::LO, "RADRIS Demo*")]),
+                tags::PATIENT_NAME
+            )
+            .await
+            .len(),
+            3,
+            "{n}"
+        );
+        assert!(
+            check(
+                &a,
+                &t,
+                query("STUDY", &[(tags::INSTITUTION_NAME, VR::LO, "Elsewhere")]),
+                tags::PATIENT_NAME
+            )
+            .await
+            .is_empty(),
+            "{n}"
+        );
+        // LIKE metacharacters are literals
+        assert!(
+            check(
+                &a,
+                &t,
+                query("PATIENT", &[(tags::PATIENT_NAME, VR::PN, "D_E*")]),
+                tags::PATIENT_NAME
+            )
+            .await
+            .is_empty(),
+            "{n}"
+        );
+        // patient counters
+        let p = a
+            .find(
+                &t,
+                &query("PATIENT", &[(tags::PATIENT_ID, VR::LO, "PID-s1")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (p[0].num_studies, p[0].num_series, p[0].num_instances),
+            (1, 1, 3),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenant_sees_nothing() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        store(
+            &a,
+            &tenant("hospital-a"),
+            &[study("iso", "Doe^John", "20200101", Phantom::ChestCt, 2)],
+        )
+        .await;
+        let other = tenant("hospital-b");
+        for level in ["PATIENT", "STUDY", "SERIES", "IMAGE"] {
+            assert!(
+                a.find(&other, &query(level, &[])).await.unwrap().is_empty(),
+                "{} {level}",
+                b.name
+            );
+        }
+        assert!(
+            a.find_instances(&other, &query("STUDY", &[]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            a.delete(
+                &other,
+                DeleteLevel::Study,
+                &radris_dicom::synth::uid_from("iso/study")
+            )
+            .await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            a.find_instances(&tenant("hospital-a"), &query("STUDY", &[]))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retrieve_returns_the_bytes_as_received() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let t = tenant("default");
+        let files = store(
+            &a,
+            &t,
+            &[study("rt", "X^Y", "20200101", Phantom::ChestCt, 2)],
+        )
+        .await;
+        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(insts.len(), 2);
+        for inst in insts {
+            let (_, file) = files.iter().find(|(u, _)| *u == inst.sop_uid).unwrap();
+            let layout = radris_dicom::part10::read_layout(file.as_slice()).unwrap();
+            let a2 = a.clone();
+            let got = tokio::task::spawn_blocking(move || a2.read_dataset(&inst).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(got, file[layout.dataset_offset as usize..], "{}", b.name);
+        }
+        assert!(a.verify().await.unwrap().is_clean());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_policies() {
+    for b in backends().await {
+        let t = tenant("default");
+        let spec = study("dup", "Dup^Pat", "20200101", Phantom::ChestCt, 1);
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let files = store(&a, &t, std::slice::from_ref(&spec)).await;
+        let bytes = files[0].1.clone();
+        let a2 = a.clone();
+        let again =
+            tokio::task::spawn_blocking(move || a2.ingest_part10(tenant("default"), &bytes))
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(!again.newly_stored, "{}: keep-first keeps", b.name);
+        drop(a);
+        let a = open(&b, DuplicatePolicy::Reject).await;
+        let (a2, bytes) = (a.clone(), files[0].1.clone());
+        let r = tokio::task::spawn_blocking(move || a2.ingest_part10(tenant("default"), &bytes))
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(StoreError::Duplicate(_))), "{}", b.name);
+        drop(a);
+        let a = open(&b, DuplicatePolicy::Overwrite).await;
+        let (a2, bytes) = (a.clone(), files[0].1.clone());
+        let r = tokio::task::spawn_blocking(move || a2.ingest_part10(tenant("default"), &bytes))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r.newly_stored);
+        let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(
+            (rows.len(), rows[0].num_instances),
+            (1, 1),
+            "{}: counters after overwrite",
+            b.name
+        );
+        let report = a.verify().await.unwrap();
+        assert!(
+            report.is_clean() && report.ok == 1,
+            "{}: {report:?}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_keeps_index_and_blobs_consistent() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let t = tenant("default");
+        let s1 = study("del1", "Del^One", "20200101", Phantom::ChestCt, 3);
+        let mut s2 = study("del2", "Del^One", "20200102", Phantom::ChestCt, 2);
+        s2.patient_id = s1.patient_id.clone();
+        store(&a, &t, &[s1.clone(), s2.clone()]).await;
+        let first = a
+            .find_instances(
+                &t,
+                &query(
+                    "IMAGE",
+                    &[(tags::STUDY_INSTANCE_UID, VR::UI, &s1.study_uid())],
+                ),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            a.delete(&t, DeleteLevel::Instance, &first[0].sop_uid)
+                .await
+                .unwrap(),
+            1
+        );
+        let rows = a
+            .find(
+                &t,
+                &query(
+                    "STUDY",
+                    &[(tags::STUDY_INSTANCE_UID, VR::UI, &s1.study_uid())],
+                ),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0].num_instances, 2, "{}", b.name);
+        assert_eq!(
+            a.delete(&t, DeleteLevel::Study, &s1.study_uid())
+                .await
+                .unwrap(),
+            2
+        );
+        let p = a.find(&t, &query("PATIENT", &[])).await.unwrap();
+        assert_eq!(
+            (p.len(), p[0].num_studies, p[0].num_instances),
+            (1, 1, 2),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            a.delete(&t, DeleteLevel::Study, &s2.study_uid())
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            a.find(&t, &query("PATIENT", &[])).await.unwrap().is_empty(),
+            "{}: empty patient removed",
+            b.name
+        );
+        let report = a.verify().await.unwrap();
+        assert!(
+            report.is_clean() && report.ok == 0,
+            "{}: {report:?}",
+            b.name
+        );
+        assert!(a.blobs().list_published().unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_data_sets_leave_nothing_behind() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let t = tenant("default");
+        let mut file = None;
+        study("bad", "B^C", "20200101", Phantom::ChestCt, 1)
+            .generate(|g| {
+                file = Some(g.part10);
+                Ok::<(), StoreError>(())
+            })
+            .unwrap();
+        let file = file.unwrap();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated", file[..file.len() - 1000].to_vec()),
+            ("not dicom", b"hello".to_vec()),
+            ("header only", file[..300].to_vec()),
+        ];
+        for (what, bytes) in cases {
+            let a2 = a.clone();
+            let r =
+                tokio::task::spawn_blocking(move || a2.ingest_part10(tenant("default"), &bytes))
+                    .await
+                    .unwrap();
+            assert!(
+                matches!(r, Err(StoreError::Unparseable(_))),
+                "{} {what}: {r:?}",
+                b.name
+            );
+        }
+        assert!(a.find(&t, &query("IMAGE", &[])).await.unwrap().is_empty());
+        let report = a.verify().await.unwrap();
+        assert!(report.is_clean(), "{}: {report:?}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_detects_tampering_and_orphans_and_recovery_finishes_staging() {
+    for b in backends().await {
+        let t = tenant("default");
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        store(
+            &a,
+            &t,
+            &[study("v", "V^W", "20200101", Phantom::ChestCt, 2)],
+        )
+        .await;
+        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        let path: PathBuf = a.blobs().path_of(&insts[0].blob_path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::write(
+            a.blobs().blobs_dir().join("default").join("stray.dcm"),
+            b"x",
+        )
+        .unwrap();
+        let report = a.verify().await.unwrap();
+        assert_eq!(
+            (report.ok, report.mismatches.len(), report.orphans.len()),
+            (1, 1, 1),
+            "{}: {report:?}",
+            b.name
+        );
+        // crash between index commit and publish: the blob is back in staging
+        let id = insts[1].blob_path.rsplit('.').nth(1).unwrap().to_owned();
+        std::fs::rename(
+            a.blobs().path_of(&insts[1].blob_path),
+            b.dir.path().join("staging").join(format!("{id}.part")),
+        )
+        .unwrap();
+        // and an unacknowledged staging file
+        std::fs::write(
+            b.dir
+                .path()
+                .join("staging")
+                .join("0190ffffffffffffffffffffffffffff.part"),
+            b"partial",
+        )
+        .unwrap();
+        drop(a);
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        assert!(
+            a.blobs().path_of(&insts[1].blob_path).exists(),
+            "{}: published on recovery",
+            b.name
+        );
+        assert!(
+            a.blobs().staged_ids().unwrap().is_empty(),
+            "{}: unacknowledged staging removed",
+            b.name
+        );
+    }
+}

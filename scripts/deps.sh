@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install what the tests need on a fresh Debian machine (idempotent, quiet when present):
+# dcmtk (independent DIMSE clients), PostgreSQL (second index backend), Python clients.
+set -euo pipefail
+need_apt=()
+command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! python3 -c 'import pydicom, pynetdicom, pytest, numpy' 2>/dev/null; then
+  echo "deps: pip install pydicom pynetdicom pytest numpy"
+  python3 -m pip install -q --disable-pip-version-check pydicom pynetdicom pytest numpy
+fi
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "deps: cargo-nextest not found; falling back to cargo test"
+fi
