@@ -488,10 +488,10 @@ pub fn response_identifier(
         ],
     };
     for &t in unique {
-        if out.get(t).is_none() {
-            if let Some(e) = header.get(t) {
-                out.put(e.clone());
-            }
+        if out.get(t).is_none()
+            && let Some(e) = header.get(t)
+        {
+            out.put(e.clone());
         }
     }
     out.put(DataElement::new(

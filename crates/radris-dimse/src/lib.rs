@@ -28,7 +28,7 @@ pub enum DimseError {
     Association {
         peer: String,
         #[source]
-        source: dicom_ul::association::Error,
+        source: Box<dicom_ul::association::Error>,
     },
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

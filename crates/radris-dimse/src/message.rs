@@ -62,7 +62,10 @@ pub trait Link {
 }
 
 fn assoc_err(peer: String) -> impl FnOnce(dicom_ul::association::Error) -> DimseError {
-    move |source| DimseError::Association { peer, source }
+    move |source| DimseError::Association {
+        peer,
+        source: Box::new(source),
+    }
 }
 
 impl Link for dicom_ul::association::ServerAssociation<TcpStream> {

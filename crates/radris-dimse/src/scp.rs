@@ -402,12 +402,12 @@ impl Session<'_> {
                         ),
                     ));
                 }
-                if let Some(ingest) = st.ingest.as_mut() {
-                    if let Err(e) = ingest.write(&data) {
-                        tracing::error!(error = %e, "could not write to staging");
-                        st.error = Some((store_error_status(&e), e.to_string()));
-                        st.ingest = None;
-                    }
+                if let Some(ingest) = st.ingest.as_mut()
+                    && let Err(e) = ingest.write(&data)
+                {
+                    tracing::error!(error = %e, "could not write to staging");
+                    st.error = Some((store_error_status(&e), e.to_string()));
+                    st.ingest = None;
                 }
                 if is_last {
                     self.finish_store(assoc, *st)?;

@@ -91,7 +91,7 @@ fn establish(
         .establish_with(&opts.address)
         .map_err(|source| DimseError::Association {
             peer: format!("{}@{}", opts.called_ae, opts.address),
-            source,
+            source: Box::new(source),
         })?;
     assoc.inner_stream().set_nodelay(true)?;
     Ok(assoc)
