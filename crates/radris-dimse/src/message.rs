@@ -73,9 +73,11 @@ impl Link for dicom_ul::association::ServerAssociation<TcpStream> {
         let peer = self.peer_name();
         self.send(pdu).map_err(assoc_err(peer))
     }
+    /// Once established, the server reads PDUs with [`read_pdu`] only (dicom-ul's reader
+    /// pulls 8 KiB per system call; mixing both readers would lose buffered bytes).
     fn receive_pdu(&mut self) -> Result<Pdu, DimseError> {
-        let peer = self.peer_name();
-        self.receive().map_err(assoc_err(peer))
+        let max = self.acceptor_max_pdu_length();
+        read_pdu(self.inner_stream(), max)
     }
     fn peer_max_pdu(&self) -> u32 {
         self.requestor_max_pdu_length()
@@ -97,6 +99,62 @@ impl Link for dicom_ul::association::ClientAssociation<TcpStream> {
     }
     fn peer_name(&self) -> String {
         "peer".into()
+    }
+}
+
+/// Read one PDU straight from the socket: a 6-byte header, then the body in as few system calls
+/// as the kernel allows. A P-DATA-TF longer than our maximum PDU length, or an item that does
+/// not fit its PDU, is a protocol error (PS3.8 §9.3.5).
+pub fn read_pdu<R: std::io::Read>(stream: &mut R, max_pdu_length: u32) -> Result<Pdu, DimseError> {
+    let mut head = [0u8; 6];
+    stream.read_exact(&mut head)?;
+    let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+    let limit = (max_pdu_length as usize).max(16 * 1024);
+    if len > limit {
+        return Err(DimseError::Protocol(format!(
+            "PDU of type {:#04x} declares {len} bytes, more than the negotiated {limit}",
+            head[0]
+        )));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    match head[0] {
+        0x04 => {
+            let mut pdvs = Vec::new();
+            let mut pos = 0usize;
+            while pos < len {
+                let item = body
+                    .get(pos..pos + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                    .ok_or_else(|| DimseError::Protocol("truncated PDV item".into()))?;
+                if item < 2 || item > len - pos - 4 {
+                    return Err(DimseError::Protocol(format!(
+                        "PDV item of {item} bytes does not fit its PDU"
+                    )));
+                }
+                let (pc, mch) = (body[pos + 4], body[pos + 5]);
+                pdvs.push(PDataValue {
+                    presentation_context_id: pc,
+                    value_type: if mch & 0x01 != 0 {
+                        PDataValueType::Command
+                    } else {
+                        PDataValueType::Data
+                    },
+                    is_last: mch & 0x02 != 0,
+                    data: body[pos + 6..pos + 4 + item].to_vec(),
+                });
+                pos += 4 + item;
+            }
+            Ok(Pdu::PData { data: pdvs })
+        }
+        0x05 => Ok(Pdu::ReleaseRQ),
+        0x06 => Ok(Pdu::ReleaseRP),
+        0x07 => Ok(Pdu::AbortRQ {
+            source: dicom_ul::pdu::AbortRQSource::ServiceUser,
+        }),
+        other => Err(DimseError::Protocol(format!(
+            "unexpected PDU type {other:#04x} during an association"
+        ))),
     }
 }
 
@@ -374,6 +432,34 @@ mod tests {
         );
         let glen = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
         assert_eq!(glen, bytes.len() - 12);
+    }
+
+    #[test]
+    fn raw_pdu_reader() {
+        // P-DATA-TF with one last-fragment command PDV of 2 bytes
+        let pdu = [4u8, 0, 0, 0, 0, 8, 0, 0, 0, 4, 1, 3, 0xAA, 0xBB];
+        match read_pdu(&mut &pdu[..], 16384).unwrap() {
+            Pdu::PData { data } => {
+                assert_eq!(data.len(), 1);
+                assert_eq!(data[0].value_type, PDataValueType::Command);
+                assert!(data[0].is_last);
+                assert_eq!(data[0].data, vec![0xAA, 0xBB]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // an item that claims more than its PDU holds
+        let lying = [4u8, 0, 0, 0, 0, 8, 0, 0, 0, 40, 1, 3, 0xAA, 0xBB];
+        assert!(read_pdu(&mut &lying[..], 16384).is_err());
+        // a PDU larger than negotiated is refused before allocating
+        let huge = [4u8, 0, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            read_pdu(&mut &huge[..], 16384),
+            Err(DimseError::Protocol(_))
+        ));
+        assert!(matches!(
+            read_pdu(&mut &[5u8, 0, 0, 0, 0, 4, 0, 0, 0, 0][..], 16384).unwrap(),
+            Pdu::ReleaseRQ
+        ));
     }
 
     #[test]

@@ -557,6 +557,8 @@ impl Session<'_> {
         assoc: &mut ServerAssociation<TcpStream>,
         mut st: StoreInProgress,
     ) -> Result<(), DimseError> {
+        metrics::histogram!("radris_ingest_phase_seconds", "phase" => "receive")
+            .record(st.started.elapsed().as_secs_f64());
         let result = match (st.error.take(), st.ingest.take()) {
             (Some(err), _) => Err(err),
             (None, Some(ingest)) => match ingest.commit() {

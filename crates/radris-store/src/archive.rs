@@ -2,12 +2,12 @@
 //! verify, and crash recovery.
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::OpenFileOptions;
 use radris_core::config::DuplicatePolicy;
 use radris_core::events::{Event, EventBus};
 use radris_core::{AeTitle, TenantId};
@@ -169,7 +169,8 @@ impl Archive {
         blob.write(&meta)?;
         Ok(Ingest {
             archive: self.clone(),
-            blob,
+            blob: Some(blob),
+            meta,
             prefix: Vec::new(),
             overflow: false,
             tenant,
@@ -343,7 +344,9 @@ async fn writer_loop(index: Index, mut rx: mpsc::Receiver<WriteRequest>) {
 /// One instance being received.
 pub struct Ingest {
     archive: Archive,
-    blob: StagedBlob,
+    blob: Option<StagedBlob>,
+    /// Our file meta group (with preamble), to parse the header as a Part-10 stream.
+    meta: Vec<u8>,
     prefix: Vec<u8>,
     overflow: bool,
     tenant: TenantId,
@@ -359,7 +362,10 @@ impl Ingest {
 
     /// Append data set bytes as they arrive.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        self.blob.write(data)?;
+        self.blob
+            .as_mut()
+            .ok_or(StoreError::ShuttingDown)?
+            .write(data)?;
         if !self.overflow {
             if self.prefix.len() + data.len() <= IN_MEMORY_PARSE_LIMIT {
                 self.prefix.extend_from_slice(data);
@@ -371,63 +377,80 @@ impl Ingest {
         Ok(())
     }
 
-    fn parse(&mut self) -> Result<InMemDicomObject, StoreError> {
-        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-            .get(&self.hint.transfer_syntax)
-            .ok_or_else(|| {
-                StoreError::Unparseable(format!(
-                    "unknown transfer syntax {}",
-                    self.hint.transfer_syntax
-                ))
-            })?;
-        if !self.overflow {
-            radris_dicom::wire::check_structure(&self.prefix, &self.hint.transfer_syntax)?;
-            // a full parse also proves the data set is complete (no truncation, no lying lengths)
-            return InMemDicomObject::read_dataset_with_ts(self.prefix.as_slice(), ts)
-                .map_err(|e| StoreError::Unparseable(e.to_string()));
-        }
-        let path = self.blob.flushed_path()?;
-        OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(&path)
+    /// Parse the header (everything before Pixel Data) and check it against the request.
+    /// In memory, the structural check first proves every length fits (no truncation, no
+    /// lying lengths) without allocating.
+    fn analyse(&self, file: Option<&Path>) -> Result<(IndexAttributes, String), StoreError> {
+        let opts = OpenFileOptions::new().read_until(tags::PIXEL_DATA);
+        let parsed = match file {
+            None => {
+                radris_dicom::wire::check_structure(&self.prefix, &self.hint.transfer_syntax)?;
+                let meta = self.meta.get(128..).unwrap_or_default();
+                opts.read_preamble(dicom_object::file::ReadPreamble::Never)
+                    .from_reader(meta.chain(self.prefix.as_slice()))
+            }
+            Some(path) => opts.open_file(path),
+        };
+        let obj = parsed
             .map(|f| f.into_inner())
-            .map_err(|e| StoreError::Unparseable(e.to_string()))
-    }
-
-    /// Parse and validate, make durable, index (group commit), publish. Returns only when the
-    /// instance survives a crash. Blocking: call from a blocking thread.
-    pub fn commit(mut self) -> Result<Stored, StoreError> {
-        let mut clock = PhaseClock::start();
-        let obj = self.parse()?;
+            .map_err(|e| StoreError::Unparseable(e.to_string()))?;
         if obj.iter().next().is_none() {
             return Err(StoreError::Unparseable("empty data set".into()));
         }
-        let attrs = IndexAttributes::from_header(&obj)
-            .map_err(|e| StoreError::Unparseable(e.to_string()))?;
-        if attrs.instance.sop_instance_uid.as_str()
-            != self.hint.sop_instance_uid.trim_end_matches(['\0', ' '])
-        {
+        let attrs = IndexAttributes::from_header(&obj)?;
+        let trimmed = |s: &str| s.trim_end_matches(['\0', ' ']).to_owned();
+        if attrs.instance.sop_instance_uid.as_str() != trimmed(&self.hint.sop_instance_uid) {
             return Err(StoreError::Mismatch(format!(
                 "SOP Instance UID in the data set ({}) differs from the request ({})",
                 attrs.instance.sop_instance_uid, self.hint.sop_instance_uid
             )));
         }
-        if attrs.instance.sop_class_uid.as_str()
-            != self.hint.sop_class_uid.trim_end_matches(['\0', ' '])
-        {
+        if attrs.instance.sop_class_uid.as_str() != trimmed(&self.hint.sop_class_uid) {
             return Err(StoreError::Mismatch(format!(
                 "SOP Class UID in the data set ({}) differs from the request ({})",
                 attrs.instance.sop_class_uid, self.hint.sop_class_uid
             )));
         }
-        let header =
-            index_header_json(&obj, &attrs).map_err(|e| StoreError::Unparseable(e.to_string()))?;
-        drop(obj);
+        let header = index_header_json(&obj, &attrs)?;
+        Ok((attrs, header))
+    }
+
+    /// Parse and validate, make durable, index (group commit), publish. Returns only when the
+    /// instance survives a crash. Blocking: call from a blocking thread.
+    ///
+    /// The fsync of the staging file runs on a second thread while the header is parsed;
+    /// both finish before the index hears of the blob.
+    pub fn commit(mut self) -> Result<Stored, StoreError> {
+        let mut clock = PhaseClock::start();
+        let mut blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
+        let (analysed, sealed) = if self.overflow {
+            let path = blob.flushed_path()?;
+            let analysed = self.analyse(Some(&path));
+            (analysed, blob.seal())
+        } else {
+            std::thread::scope(|s| {
+                let sealer = s.spawn(move || blob.seal());
+                let analysed = self.analyse(None);
+                let sealed = sealer.join().unwrap_or_else(|_| {
+                    Err(StoreError::Io {
+                        path: "staging".into(),
+                        source: std::io::Error::other("fsync thread panicked"),
+                    })
+                });
+                (analysed, sealed)
+            })
+        };
         self.prefix = Vec::new();
-        clock.lap("parse");
         let inner = &self.archive.inner;
-        let sealed = self.blob.seal()?;
-        clock.lap("fsync");
+        let ((attrs, header), sealed) = match (analysed, sealed) {
+            (Ok(a), Ok(sealed)) => (a, sealed),
+            (Err(e), Ok(sealed)) => {
+                inner.blobs.discard(&sealed.id);
+                return Err(e);
+            }
+            (_, Err(e)) => return Err(e),
+        };
+        clock.lap("parse_fsync");
         let rel = BlobStore::final_rel_path(
             self.tenant.as_str(),
             attrs.study.study_uid.as_str(),

@@ -685,6 +685,15 @@ impl Index {
         let result: Result<Vec<Result<InsertOutcome, StoreError>>, StoreError> = async {
             let mut tx = conn.begin().await.map_err(|e| StoreError::db("begin", e))?;
             let mut results = Vec::with_capacity(ops.len());
+            if let [op] = ops {
+                // one op: the transaction itself is the savepoint
+                let r = insert_one(&mut tx, op).await;
+                if r.is_ok() {
+                    tx.commit().await.map_err(|e| StoreError::db("commit", e))?;
+                }
+                results.push(r);
+                return Ok(results);
+            }
             for op in ops {
                 tx.execute("SAVEPOINT op")
                     .await
@@ -813,21 +822,22 @@ fn stored_instance(r: &AnyRow) -> Result<StoredInstance, StoreError> {
 }
 
 async fn insert_one(conn: &mut AnyConnection, op: &InsertOp) -> Result<InsertOutcome, StoreError> {
-    let t = op.tenant.as_str();
-    let a = &op.attrs;
-    let sop = a.instance.sop_instance_uid.as_str();
-    let existing = sqlx::query("SELECT blob_path, series_uid, study_uid FROM instances WHERE tenant_id = $1 AND sop_uid = $2")
-        .bind(t)
-        .bind(sop)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| StoreError::db("duplicate check", e))?;
     let mut outcome = InsertOutcome::Inserted;
-    if let Some(row) = existing {
+    if !insert_instance_row(conn, op).await? {
+        let t = op.tenant.as_str();
+        let sop = op.attrs.instance.sop_instance_uid.as_str();
         match op.policy {
             DuplicatePolicy::KeepFirst => return Ok(InsertOutcome::KeptExisting),
             DuplicatePolicy::Reject => return Err(StoreError::Duplicate(sop.to_owned())),
             DuplicatePolicy::Overwrite => {
+                let row = sqlx::query(
+                    "SELECT blob_path, series_uid, study_uid FROM instances WHERE tenant_id = $1 AND sop_uid = $2",
+                )
+                .bind(t)
+                .bind(sop)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| StoreError::db("duplicate row", e))?;
                 let g = |i| {
                     row.try_get::<String, _>(i)
                         .map_err(|e| StoreError::db("duplicate row", e))
@@ -840,77 +850,30 @@ async fn insert_one(conn: &mut AnyConnection, op: &InsertOp) -> Result<InsertOut
                     .await
                     .map_err(|e| StoreError::db("overwrite", e))?;
                 recompute(conn, &op.tenant, &[se], &[st]).await?;
+                if !insert_instance_row(conn, op).await? {
+                    return Err(StoreError::Database(
+                        "overwrite: instance row still present".into(),
+                    ));
+                }
                 outcome = InsertOutcome::Replaced { old_blob_path: old };
             }
         }
     }
-    let now = now_millis();
-    let new_patient = sqlx::query(
-        "INSERT INTO patients (tenant_id, patient_id, issuer, patient_name, patient_name_norm, birth_date, sex, \
-         num_studies, num_series, num_instances, header_json) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, $8) \
-         ON CONFLICT (tenant_id, patient_id) DO NOTHING",
-    )
-    .bind(t)
-    .bind(a.patient.patient_id.as_str())
-    .bind(a.patient.issuer.as_str())
-    .bind(a.patient.name.as_str())
-    .bind(normalise(VR::PN, &a.patient.name))
-    .bind(a.patient.birth_date.as_str())
-    .bind(a.patient.sex.as_str())
-    .bind(op.header_json.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| StoreError::db("insert patient", e))?
-    .rows_affected()
-        == 1;
-    let _ = new_patient;
-    let new_study = sqlx::query(
-        "INSERT INTO studies (tenant_id, study_uid, patient_id, study_date, study_time, accession, study_id, \
-         description, referring_norm, modalities, num_series, num_instances, header_json, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '|', 0, 0, $10, $11, $11) ON CONFLICT (tenant_id, study_uid) DO NOTHING",
-    )
-    .bind(t)
-    .bind(a.study.study_uid.as_str())
-    .bind(a.patient.patient_id.as_str())
-    .bind(a.study.date.as_str())
-    .bind(a.study.time.as_str())
-    .bind(a.study.accession.as_str())
-    .bind(a.study.study_id.as_str())
-    .bind(a.study.description.as_str())
-    .bind(normalise(VR::PN, &a.study.referring_physician))
-    .bind(op.header_json.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| StoreError::db("insert study", e))?
-    .rows_affected()
-        == 1;
-    let new_series = sqlx::query(
-        "INSERT INTO series (tenant_id, series_uid, study_uid, modality, series_number, description, body_part, \
-         series_date, num_instances, header_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) \
-         ON CONFLICT (tenant_id, series_uid) DO NOTHING",
-    )
-    .bind(t)
-    .bind(a.series.series_uid.as_str())
-    .bind(a.study.study_uid.as_str())
-    .bind(a.series.modality.as_str())
-    .bind(a.series.number.as_str())
-    .bind(a.series.description.as_str())
-    .bind(a.series.body_part.as_str())
-    .bind(a.series.date.as_str())
-    .bind(op.header_json.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| StoreError::db("insert series", e))?
-    .rows_affected()
-        == 1;
-    sqlx::query(
+    upsert_parents(conn, op).await?;
+    Ok(outcome)
+}
+
+/// Insert the instance row; `false` when the SOP Instance UID is already stored.
+async fn insert_instance_row(conn: &mut AnyConnection, op: &InsertOp) -> Result<bool, StoreError> {
+    let a = &op.attrs;
+    let inserted = sqlx::query(
         "INSERT INTO instances (tenant_id, sop_uid, series_uid, study_uid, sop_class_uid, instance_number, \
          transfer_syntax, blob_id, blob_path, size_bytes, sha256, source_ae, received_at, header_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT (tenant_id, sop_uid) DO NOTHING",
     )
-    .bind(t)
-    .bind(sop)
+    .bind(op.tenant.as_str())
+    .bind(a.instance.sop_instance_uid.as_str())
     .bind(a.series.series_uid.as_str())
     .bind(a.study.study_uid.as_str())
     .bind(a.instance.sop_class_uid.as_str())
@@ -921,72 +884,110 @@ async fn insert_one(conn: &mut AnyConnection, op: &InsertOp) -> Result<InsertOut
     .bind(op.size_bytes as i64)
     .bind(op.sha256.as_str())
     .bind(op.source_ae.as_str())
-    .bind(now)
+    .bind(now_millis())
     .bind(op.header_json.as_str())
     .execute(&mut *conn)
     .await
-    .map_err(|e| StoreError::db("insert instance", e))?;
-    // the series and study this instance belongs to (they may pre-exist under another parent;
-    // counters follow the rows that exist)
-    let (series_uid, study_uid) = (a.series.series_uid.as_str(), a.study.study_uid.as_str());
-    sqlx::query("UPDATE series SET num_instances = num_instances + 1 WHERE tenant_id = $1 AND series_uid = $2")
-        .bind(t)
-        .bind(series_uid)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| StoreError::db("count series", e))?;
-    let mut study_set = String::from("num_instances = num_instances + 1, updated_at = $3");
-    if new_series {
-        study_set.push_str(", num_series = num_series + 1");
-        let row =
-            sqlx::query("SELECT modalities FROM studies WHERE tenant_id = $1 AND study_uid = $2")
-                .bind(t)
-                .bind(study_uid)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| StoreError::db("read modalities", e))?;
-        let mods: String = row
-            .try_get(0)
-            .map_err(|e| StoreError::db("read modalities", e))?;
-        let m = &a.series.modality;
-        if !m.is_empty() && !mods.contains(&format!("|{m}|")) {
-            sqlx::query(
-                "UPDATE studies SET modalities = $3 WHERE tenant_id = $1 AND study_uid = $2",
-            )
-            .bind(t)
-            .bind(study_uid)
-            .bind(format!("{mods}{m}|"))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| StoreError::db("update modalities", e))?;
-        }
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE studies SET {study_set} WHERE tenant_id = $1 AND study_uid = $2"
-    )))
+    .map_err(|e| StoreError::db("insert instance", e))?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Create or count up the series, study and patient of a newly inserted instance: three
+/// upserts whose `RETURNING` tells whether the series and study are new.
+async fn upsert_parents(conn: &mut AnyConnection, op: &InsertOp) -> Result<(), StoreError> {
+    let t = op.tenant.as_str();
+    let a = &op.attrs;
+    let now = now_millis();
+    let series_count: i64 = sqlx::query(
+        "INSERT INTO series (tenant_id, series_uid, study_uid, modality, series_number, description, body_part, \
+         series_date, num_instances, header_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) \
+         ON CONFLICT (tenant_id, series_uid) DO UPDATE SET num_instances = series.num_instances + 1 \
+         RETURNING num_instances",
+    )
     .bind(t)
-    .bind(study_uid)
+    .bind(a.series.series_uid.as_str())
+    .bind(a.study.study_uid.as_str())
+    .bind(a.series.modality.as_str())
+    .bind(a.series.number.as_str())
+    .bind(a.series.description.as_str())
+    .bind(a.series.body_part.as_str())
+    .bind(a.series.date.as_str())
+    .bind(op.header_json.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| StoreError::db("upsert series", e))?
+    .try_get(0)
+    .map_err(|e| StoreError::db("upsert series", e))?;
+    let new_series: i64 = (series_count == 1).into();
+    let modality = &a.series.modality;
+    let (mods_new, mods_pattern) = if modality.is_empty() {
+        ("|".to_owned(), "%".to_owned())
+    } else {
+        (
+            format!("|{modality}|"),
+            format!("%|{}|%", like_escape(modality)),
+        )
+    };
+    let study_count: i64 = sqlx::query(
+        "INSERT INTO studies (tenant_id, study_uid, patient_id, study_date, study_time, accession, study_id, \
+         description, referring_norm, modalities, num_series, num_instances, header_json, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, 1, $11, $12, $12) \
+         ON CONFLICT (tenant_id, study_uid) DO UPDATE SET \
+           num_instances = studies.num_instances + 1, \
+           num_series = studies.num_series + $13, \
+           updated_at = $12, \
+           modalities = CASE WHEN studies.modalities LIKE $14 ESCAPE '!' THEN studies.modalities \
+                             ELSE studies.modalities || $15 || '|' END \
+         RETURNING num_instances",
+    )
+    .bind(t)
+    .bind(a.study.study_uid.as_str())
+    .bind(a.patient.patient_id.as_str())
+    .bind(a.study.date.as_str())
+    .bind(a.study.time.as_str())
+    .bind(a.study.accession.as_str())
+    .bind(a.study.study_id.as_str())
+    .bind(a.study.description.as_str())
+    .bind(normalise(VR::PN, &a.study.referring_physician))
+    .bind(mods_new)
+    .bind(op.header_json.as_str())
     .bind(now)
-    .execute(&mut *conn)
+    .bind(new_series)
+    .bind(mods_pattern)
+    .bind(modality.as_str())
+    .fetch_one(&mut *conn)
     .await
-    .map_err(|e| StoreError::db("count study", e))?;
-    let mut patient_set = String::from("num_instances = num_instances + 1");
-    if new_series {
-        patient_set.push_str(", num_series = num_series + 1");
-    }
-    if new_study {
-        patient_set.push_str(", num_studies = num_studies + 1");
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE patients SET {patient_set} WHERE tenant_id = $1 AND patient_id = \
-         (SELECT patient_id FROM studies WHERE tenant_id = $1 AND study_uid = $2)"
-    )))
+    .map_err(|e| StoreError::db("upsert study", e))?
+    .try_get(0)
+    .map_err(|e| StoreError::db("upsert study", e))?;
+    let new_study: i64 = (study_count == 1).into();
+    // counters go to the patient the study belongs to (the first instance's Patient ID)
+    sqlx::query(
+        "INSERT INTO patients (tenant_id, patient_id, issuer, patient_name, patient_name_norm, birth_date, sex, \
+         num_studies, num_series, num_instances, header_json) VALUES ($1, \
+         COALESCE((SELECT patient_id FROM studies WHERE tenant_id = $1 AND study_uid = $11), $2), \
+         $3, $4, $5, $6, $7, 1, 1, 1, $8) \
+         ON CONFLICT (tenant_id, patient_id) DO UPDATE SET \
+           num_studies = patients.num_studies + $9, \
+           num_series = patients.num_series + $10, \
+           num_instances = patients.num_instances + 1",
+    )
     .bind(t)
-    .bind(study_uid)
+    .bind(a.patient.patient_id.as_str())
+    .bind(a.patient.issuer.as_str())
+    .bind(a.patient.name.as_str())
+    .bind(normalise(VR::PN, &a.patient.name))
+    .bind(a.patient.birth_date.as_str())
+    .bind(a.patient.sex.as_str())
+    .bind(op.header_json.as_str())
+    .bind(new_study)
+    .bind(new_series)
+    .bind(a.study.study_uid.as_str())
     .execute(&mut *conn)
     .await
-    .map_err(|e| StoreError::db("count patient", e))?;
-    Ok(outcome)
+    .map_err(|e| StoreError::db("upsert patient", e))?;
+    Ok(())
 }
 
 /// Recompute counters after instances were removed; drop entities left empty.
