@@ -21,8 +21,45 @@ fn err(pos: usize, what: String) -> DicomError {
     DicomError::Parse(format!("at byte {pos}: {what}"))
 }
 
-fn u16_at(b: &[u8], pos: usize, big: bool) -> Option<u16> {
-    let s: [u8; 2] = b.get(pos..pos + 2)?.try_into().ok()?;
+/// Random access to the encoded bytes: a slice, or a file read with `pread` (headers only).
+pub trait Source {
+    fn read_into(&self, pos: usize, buf: &mut [u8]) -> bool;
+}
+
+impl Source for [u8] {
+    fn read_into(&self, pos: usize, buf: &mut [u8]) -> bool {
+        match self.get(pos..pos.saturating_add(buf.len())) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A data set stored in a file from byte `offset` on.
+pub struct FileSource<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
+}
+
+impl Source for FileSource<'_> {
+    fn read_into(&self, pos: usize, buf: &mut [u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .read_exact_at(buf, self.offset + pos as u64)
+            .is_ok()
+    }
+}
+
+fn bytes_at<const N: usize, S: Source + ?Sized>(b: &S, pos: usize) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    b.read_into(pos, &mut out).then_some(out)
+}
+
+fn u16_at<S: Source + ?Sized>(b: &S, pos: usize, big: bool) -> Option<u16> {
+    let s: [u8; 2] = bytes_at(b, pos)?;
     Some(if big {
         u16::from_be_bytes(s)
     } else {
@@ -30,8 +67,8 @@ fn u16_at(b: &[u8], pos: usize, big: bool) -> Option<u16> {
     })
 }
 
-fn u32_at(b: &[u8], pos: usize, big: bool) -> Option<u32> {
-    let s: [u8; 4] = b.get(pos..pos + 4)?.try_into().ok()?;
+fn u32_at<S: Source + ?Sized>(b: &S, pos: usize, big: bool) -> Option<u32> {
+    let s: [u8; 4] = bytes_at(b, pos)?;
     Some(if big {
         u32::from_be_bytes(s)
     } else {
@@ -61,6 +98,15 @@ fn long_vr(vr: &[u8]) -> bool {
 /// Check a data set encoded in `ts_uid`. Deflated data sets are not walked (their lengths are
 /// checked by the inflating parser as it goes).
 pub fn check_structure(bytes: &[u8], ts_uid: &str) -> Result<(), DicomError> {
+    check_source(bytes, bytes.len(), ts_uid)
+}
+
+/// [`check_structure`] over `len` bytes of any [`Source`] (a staging file for large instances).
+pub fn check_source<S: Source + ?Sized>(
+    bytes: &S,
+    len: usize,
+    ts_uid: &str,
+) -> Result<(), DicomError> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid.trim_end_matches(['\0', ' ']))
         .ok_or_else(|| DicomError::TransferSyntax(ts_uid.to_owned()))?;
@@ -71,8 +117,8 @@ pub fn check_structure(bytes: &[u8], ts_uid: &str) -> Result<(), DicomError> {
         explicit: ts.uid() != "1.2.840.10008.1.2",
         big: ts.endianness() == Endianness::Big,
     };
-    let end = walk(bytes, 0, bytes.len(), enc, 0, false)?;
-    if end != bytes.len() {
+    let end = walk(bytes, 0, len, enc, 0, false)?;
+    if end != len {
         return Err(err(end, "unexpected delimiter at the top level".into()));
     }
     Ok(())
@@ -80,8 +126,8 @@ pub fn check_structure(bytes: &[u8], ts_uid: &str) -> Result<(), DicomError> {
 
 /// Walk elements from `pos` to `end`; returns where it stopped (at `end`, or just after a
 /// delimiter when `in_undefined` is set).
-fn walk(
-    b: &[u8],
+fn walk<S: Source + ?Sized>(
+    b: &S,
     mut pos: usize,
     end: usize,
     enc: Enc,
@@ -107,10 +153,8 @@ fn walk(
             ));
         }
         let (vr, len, header): (Option<[u8; 2]>, u32, usize) = if enc.explicit {
-            let vr: [u8; 2] = b
-                .get(pos + 4..pos + 6)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| err(pos, "truncated VR".into()))?;
+            let vr: [u8; 2] =
+                bytes_at(b, pos + 4).ok_or_else(|| err(pos, "truncated VR".into()))?;
             if long_vr(&vr) {
                 (
                     Some(vr),
@@ -180,8 +224,8 @@ fn walk(
 /// Items of a sequence (or pixel data fragments when `raw`), until a sequence delimiter or,
 /// for a defined-length sequence, `end`.
 #[allow(clippy::too_many_arguments)]
-fn items(
-    b: &[u8],
+fn items<S: Source + ?Sized>(
+    b: &S,
     mut pos: usize,
     end: usize,
     enc: Enc,

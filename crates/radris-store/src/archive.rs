@@ -22,7 +22,7 @@ use crate::index::{DeleteLevel, FindRow, Index, InsertOp, InsertOutcome, StoredI
 
 /// Data sets up to this size are also kept in memory while they arrive and parsed from there;
 /// larger ones are parsed back from the staging file.
-const IN_MEMORY_PARSE_LIMIT: usize = 64 << 20;
+pub const DEFAULT_IN_MEMORY_LIMIT: usize = 64 << 20;
 
 type WriteRequest = (InsertOp, oneshot::Sender<Result<InsertOutcome, StoreError>>);
 
@@ -32,6 +32,7 @@ struct Inner {
     writer: mpsc::Sender<WriteRequest>,
     events: EventBus,
     policy: DuplicatePolicy,
+    in_memory_limit: std::sync::atomic::AtomicUsize,
 }
 
 /// The archive: cheap to clone, shared by DIMSE, HTTP and the CLI.
@@ -106,10 +107,19 @@ impl Archive {
                 writer: tx,
                 events,
                 policy,
+                in_memory_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_IN_MEMORY_LIMIT),
             }),
         };
         archive.recover().await?;
         Ok(archive)
+    }
+
+    /// Change the size up to which data sets are parsed from memory (bigger ones stream to
+    /// disk only and are parsed back from the staging file).
+    pub fn set_in_memory_limit(&self, bytes: usize) {
+        self.inner
+            .in_memory_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn index(&self) -> &Index {
@@ -167,6 +177,8 @@ impl Archive {
         )
         .map_err(|e| StoreError::Mismatch(e.to_string()))?;
         blob.write(&meta)?;
+        // data sets kept in memory are hashed beside the fsync, off the receive path
+        blob.defer_hash();
         Ok(Ingest {
             archive: self.clone(),
             blob: Some(blob),
@@ -362,18 +374,26 @@ impl Ingest {
 
     /// Append data set bytes as they arrive.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        if !self.overflow {
+            let limit = self
+                .archive
+                .inner
+                .in_memory_limit
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if self.prefix.len() + data.len() <= limit {
+                self.prefix.extend_from_slice(data);
+            } else {
+                self.overflow = true;
+                if let Some(blob) = self.blob.as_mut() {
+                    blob.resume_hash(&[&self.meta, &self.prefix]);
+                }
+                self.prefix = Vec::new();
+            }
+        }
         self.blob
             .as_mut()
             .ok_or(StoreError::ShuttingDown)?
             .write(data)?;
-        if !self.overflow {
-            if self.prefix.len() + data.len() <= IN_MEMORY_PARSE_LIMIT {
-                self.prefix.extend_from_slice(data);
-            } else {
-                self.overflow = true;
-                self.prefix = Vec::new();
-            }
-        }
         Ok(())
     }
 
@@ -389,7 +409,21 @@ impl Ingest {
                 opts.read_preamble(dicom_object::file::ReadPreamble::Never)
                     .from_reader(meta.chain(self.prefix.as_slice()))
             }
-            Some(path) => opts.open_file(path),
+            Some(path) => {
+                let file = std::fs::File::open(path).map_err(|source| StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+                let offset = self.meta.len() as u64;
+                let len = usize::try_from(total.saturating_sub(offset)).unwrap_or(usize::MAX);
+                let src = radris_dicom::wire::FileSource {
+                    file: &file,
+                    offset,
+                };
+                radris_dicom::wire::check_source(&src, len, &self.hint.transfer_syntax)?;
+                opts.open_file(path)
+            }
         };
         let obj = parsed
             .map(|f| f.into_inner())
@@ -425,12 +459,17 @@ impl Ingest {
         let mut blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
         let (analysed, sealed) = if self.overflow {
             let path = blob.flushed_path()?;
-            let analysed = self.analyse(Some(&path));
+            let analysed = self
+                .analyse(Some(&path))
+                .map(|(a, h)| (a, h, String::new()));
             (analysed, blob.seal())
         } else {
             std::thread::scope(|s| {
                 let sealer = s.spawn(move || blob.seal());
-                let analysed = self.analyse(None);
+                let analysed = self.analyse(None).map(|(attrs, header)| {
+                    let sha = crate::blob::sha256_hex(&[&self.meta, &self.prefix]);
+                    (attrs, header, sha)
+                });
                 let sealed = sealer.join().unwrap_or_else(|_| {
                     Err(StoreError::Io {
                         path: "staging".into(),
@@ -443,7 +482,12 @@ impl Ingest {
         self.prefix = Vec::new();
         let inner = &self.archive.inner;
         let ((attrs, header), sealed) = match (analysed, sealed) {
-            (Ok(a), Ok(sealed)) => (a, sealed),
+            (Ok((attrs, header, sha)), Ok(mut sealed)) => {
+                if sealed.sha256.is_empty() {
+                    sealed.sha256 = sha;
+                }
+                ((attrs, header), sealed)
+            }
             (Err(e), Ok(sealed)) => {
                 inner.blobs.discard(&sealed.id);
                 return Err(e);

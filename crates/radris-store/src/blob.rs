@@ -87,7 +87,7 @@ impl BlobStore {
             id,
             path,
             writer: Some(BufWriter::with_capacity(256 * 1024, file)),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             len: 0,
         })
     }
@@ -191,11 +191,21 @@ pub struct StagedBlob {
     id: String,
     path: PathBuf,
     writer: Option<BufWriter<File>>,
-    hasher: Sha256,
+    /// `None` while the caller hashes the bytes itself (in parallel with the fsync).
+    hasher: Option<Sha256>,
     len: u64,
 }
 
-/// A staging file that is complete and durable.
+/// SHA-256 (hex) of the concatenation of `parts`.
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A staging file that is complete and durable. `sha256` is empty when hashing was deferred.
 #[derive(Debug, Clone)]
 pub struct SealedBlob {
     pub id: String,
@@ -224,13 +234,30 @@ impl StagedBlob {
         Ok(self.path.clone())
     }
 
+    /// Stop hashing inline: the caller computes the SHA-256 of exactly the bytes written
+    /// (see [`sha256_hex`]) and puts it into the [`SealedBlob`].
+    pub fn defer_hash(&mut self) {
+        self.hasher = None;
+    }
+
+    /// Resume inline hashing after [`StagedBlob::defer_hash`], feeding what was already written.
+    pub fn resume_hash(&mut self, written: &[&[u8]]) {
+        let mut h = Sha256::new();
+        for part in written {
+            h.update(part);
+        }
+        self.hasher = Some(h);
+    }
+
     pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         let w = self.writer.as_mut().ok_or_else(|| StoreError::Io {
             path: self.path.display().to_string(),
             source: std::io::Error::other("write after seal"),
         })?;
         w.write_all(buf).map_err(io(&self.path))?;
-        self.hasher.update(buf);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(buf);
+        }
         self.len += buf.len() as u64;
         Ok(())
     }
@@ -254,7 +281,11 @@ impl StagedBlob {
         match result {
             Ok(()) => Ok(SealedBlob {
                 id: std::mem::take(&mut self.id),
-                sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+                sha256: self
+                    .hasher
+                    .take()
+                    .map(|h| hex::encode(h.finalize()))
+                    .unwrap_or_default(),
                 len: self.len,
             }),
             Err(e) => Err(e), // Drop removes the file

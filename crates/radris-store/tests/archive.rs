@@ -593,3 +593,35 @@ async fn verify_detects_tampering_and_orphans_and_recovery_finishes_staging() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_instances_stream_to_disk_and_hash_inline() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        a.set_in_memory_limit(1000);
+        let t = tenant("default");
+        let files = store(
+            &a,
+            &t,
+            &[study("big", "Big^One", "20200101", Phantom::ChestCt, 2)],
+        )
+        .await;
+        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(insts.len(), 2, "{}", b.name);
+        let report = a.verify().await.unwrap();
+        assert!(
+            report.is_clean() && report.ok == 2,
+            "{}: {report:?}",
+            b.name
+        );
+        // truncated beyond the in-memory limit is still refused, and leaves nothing
+        let mut cut = files[0].1.clone();
+        cut.truncate(cut.len() - 10);
+        let a2 = a.clone();
+        let r = tokio::task::spawn_blocking(move || a2.ingest_part10(tenant("other"), &cut))
+            .await
+            .unwrap();
+        assert!(r.is_err(), "{}: {r:?}", b.name);
+        assert!(a.blobs().staged_ids().unwrap().is_empty());
+    }
+}

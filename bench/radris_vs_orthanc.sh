@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Benchmark RADRIS with the shared PACS harness (../shared/bench/measure_pacs.sh), then the
+# Orthanc peer (profile tuned) in the same session, and print both side by side.
+#   bench/radris_vs_orthanc.sh [--skip-peer]
+# Knobs: HARNESS (../shared/bench), BENCH_DIR (/tmp/pacs-bench), and every measure_pacs.sh knob.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HARNESS=${HARNESS:-$(cd .. && pwd)/shared/bench}
+export BENCH_DIR=${BENCH_DIR:-/tmp/pacs-bench}
+mkdir -p "$BENCH_DIR"
+cargo build --release --bin radris
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/radris
+WORK=$(mktemp -d "$BENCH_DIR/radris.XXXXXX")
+cat > "$WORK/radris.toml" <<TOML
+open_ae = true
+[[remote_aes]]
+ae_title = "BENCHSCU"
+host = "127.0.0.1"
+port = 11113
+TOML
+"$BIN" serve --config "$WORK/radris.toml" --data-dir "$WORK/data" --dicom-listen 127.0.0.1:11112 \
+  --http-listen 127.0.0.1:18080 --ae-title RADRIS > "$WORK/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
+SERVER_PID=$PID STORAGE_DIR=$WORK/data LABEL=radris MOVE_PORT=11113 \
+  RESULTS=$BENCH_DIR/results-radris.tsv SKIP="${SKIP:-}" \
+  bash "$HARNESS/measure_pacs.sh" 127.0.0.1 11112 RADRIS -
+kill $PID; wait $PID 2>/dev/null || true
+if [ "${1:-}" != "--skip-peer" ]; then
+  ORTHANC_PROFILE=tuned RESULTS=$BENCH_DIR/results-orthanc-tuned.tsv LABEL=orthanc-tuned \
+    bash "$HARNESS/peer_orthanc.sh"
+fi
+python3 "$HARNESS/summarize.py" "$BENCH_DIR"/results-radris.tsv "$BENCH_DIR"/results-orthanc-tuned.tsv 2>/dev/null || true

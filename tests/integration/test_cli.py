@@ -1,0 +1,112 @@
+"""The rest of the CLI contract: `radris import` (recursive, resumable, rejected-file summary),
+`radris demo` (the synthetic demo set, queried back over DIMSE), the admin SCU, and many
+associations at once."""
+import re
+import threading
+
+from pydicom.uid import generate_uid
+
+import dimse
+from conftest import radris_only, run_radris
+
+
+@radris_only
+def test_import_is_recursive_resumable_and_reports_rejects(server_factory, ct_series, tmp_path):
+    src = tmp_path / "in"
+    (src / "nested").mkdir(parents=True)
+    for f in ct_series.files[:20]:
+        (src / "nested" / f.name).write_bytes(f.read_bytes())
+    (src / "notes.txt").write_text("not DICOM")
+    srv = server_factory(start=False)
+    first = run_radris("import", "--data-dir", srv.data_dir, src)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "import: 20 stored, 0 already present, 1 rejected" in first.stdout, first.stdout
+    assert re.search(r"rejected .*notes\.txt: .*not a DICOM Part-10 file", first.stdout), first.stdout
+    again = run_radris("import", "--data-dir", srv.data_dir, src / "nested")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "import: 0 stored, 20 already present, 0 rejected" in again.stdout, again.stdout
+    srv.assert_verify_clean(expect_objects=20)
+    srv.start()
+    got = dimse.find(srv.port, dimse.make_query("SERIES", StudyInstanceUID=ct_series.study_uid,
+                                                NumberOfSeriesRelatedInstances=""))
+    assert [int(r.NumberOfSeriesRelatedInstances) for r in got] == [20]
+
+
+def values(v) -> set[str]:
+    """A DICOM value as a set of strings (pydicom gives a str for a single value)."""
+    return {str(v)} if isinstance(v, str) else {str(x) for x in v}
+
+
+@radris_only
+def test_demo_data_set_is_queryable(server_factory):
+    srv = server_factory(start=False)
+    run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
+    srv.start()
+    studies = dimse.find(srv.port, dimse.make_query(
+        "STUDY", StudyInstanceUID="", PatientName="", ModalitiesInStudy="",
+        NumberOfStudyRelatedInstances="", StudyDescription=""))
+    by_desc = {str(s.StudyDescription): s for s in studies}
+    assert len(studies) == 5, [str(s.StudyDescription) for s in studies]
+    chest = by_desc["CT CHEST LUNG NODULE FOLLOW-UP"]
+    assert int(chest.NumberOfStudyRelatedInstances) == 300
+    pet = by_desc["PET-CT WHOLE BODY FDG"]
+    assert values(pet.ModalitiesInStudy) == {"CT", "PT"}
+    assert values(by_desc["XR CHEST PA"].ModalitiesInStudy) == {"CR"}
+    assert values(by_desc["MR BRAIN"].ModalitiesInStudy) == {"MR"}
+    # the same patient has a head CT and an MR brain
+    pats = dimse.find(srv.port, dimse.make_query("PATIENT", PatientID="DEMO0002",
+                                                 NumberOfPatientRelatedStudies=""), model="patient")
+    assert [int(p.NumberOfPatientRelatedStudies) for p in pats] == [2]
+    # running demo again changes nothing
+    srv.stop()
+    run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
+    srv.assert_verify_clean(expect_objects=300 + 40 + 24 + 1 + 160)
+
+
+@radris_only
+def test_admin_scu_find_get_move(server, ct_series, tmp_path):
+    peer = ["--aet", "TESTSCU", "--aec", "RADRIS", "127.0.0.1", str(server.port)]
+    run_radris("dicom", "store", *peer, *ct_series.files[:5], check=True)
+    found = run_radris("dicom", "find", *peer, "--level", "IMAGE", "-k",
+                       f"SeriesInstanceUID={ct_series.series_uid}", "-k", "SOPInstanceUID", check=True)
+    assert found.stdout.count('"00080018"') == 5, found.stdout
+    out = tmp_path / "got"
+    got = run_radris("dicom", "get", *peer, "--level", "SERIES", "-k",
+                     f"StudyInstanceUID={ct_series.study_uid}", "-k",
+                     f"SeriesInstanceUID={ct_series.series_uid}", "--out", out, check=True)
+    assert "5 completed, 0 failed" in got.stdout, got.stdout
+    for f in out.iterdir():
+        uid = f.stem
+        assert dimse.file_info(f)[1] == ct_series.bytes_by_uid[uid]
+    unknown = run_radris("dicom", "move", *peer, "--level", "STUDY", "-k",
+                         f"StudyInstanceUID={ct_series.study_uid}", "--dest", "NOWHERE")
+    assert unknown.returncode != 0 and "0xA801" in unknown.stderr, unknown.stderr
+
+
+def test_many_concurrent_associations(server):
+    errors = []
+    uids = []
+
+    def worker(k):
+        try:
+            study = generate_uid()
+            for i in range(5):
+                ds = dimse.make_image(f"Conc^{k}", f"CONC{k}", study, instance_number=i + 1)
+                status, note = dimse.store_dataset(server.port, ds)
+                if status != 0:
+                    errors.append((k, status, note))
+                uids.append(str(ds.SOPInstanceUID))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((k, repr(e), ""))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    assert dimse.echo(server.port) == 0, "echo must be answered while others store"
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    got = dimse.find(server.port, dimse.make_query("PATIENT", PatientID="CONC*",
+                                                   NumberOfPatientRelatedInstances=""), model="patient")
+    assert sorted(int(p.NumberOfPatientRelatedInstances) for p in got) == [5] * 12
+    assert len(set(uids)) == 60
