@@ -81,7 +81,7 @@ impl DimseLimits {
 impl Default for DimseLimits {
     fn default() -> Self {
         DimseLimits {
-            max_pdu_length: 262_144,
+            max_pdu_length: 1_048_576,
             artim_timeout_s: 30,
             idle_timeout_s: 300,
             max_associations: 200,

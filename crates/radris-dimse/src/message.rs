@@ -116,32 +116,50 @@ pub fn read_pdu<R: std::io::Read>(stream: &mut R, max_pdu_length: u32) -> Result
             head[0]
         )));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body)?;
+    if head[0] != 0x04 {
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body)?;
+    }
     match head[0] {
         0x04 => {
+            // each PDV's data is read straight into its own buffer: no zero-fill, no copy
             let mut pdvs = Vec::new();
             let mut pos = 0usize;
             while pos < len {
-                let item = body
-                    .get(pos..pos + 4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                    .ok_or_else(|| DimseError::Protocol("truncated PDV item".into()))?;
+                if len - pos < 6 {
+                    return Err(DimseError::Protocol("truncated PDV item".into()));
+                }
+                let mut item_head = [0u8; 6];
+                stream.read_exact(&mut item_head)?;
+                let item =
+                    u32::from_be_bytes([item_head[0], item_head[1], item_head[2], item_head[3]])
+                        as usize;
                 if item < 2 || item > len - pos - 4 {
                     return Err(DimseError::Protocol(format!(
                         "PDV item of {item} bytes does not fit its PDU"
                     )));
                 }
-                let (pc, mch) = (body[pos + 4], body[pos + 5]);
+                let mut data = Vec::with_capacity(item - 2);
+                let got = std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut *stream, (item - 2) as u64),
+                    &mut data,
+                )?;
+                if got != item - 2 {
+                    return Err(DimseError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a PDV",
+                    )));
+                }
+                let mch = item_head[5];
                 pdvs.push(PDataValue {
-                    presentation_context_id: pc,
+                    presentation_context_id: item_head[4],
                     value_type: if mch & 0x01 != 0 {
                         PDataValueType::Command
                     } else {
                         PDataValueType::Data
                     },
                     is_last: mch & 0x02 != 0,
-                    data: body[pos + 6..pos + 4 + item].to_vec(),
+                    data,
                 });
                 pos += 4 + item;
             }

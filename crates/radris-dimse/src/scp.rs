@@ -403,7 +403,7 @@ impl Session<'_> {
                     ));
                 }
                 if let Some(ingest) = st.ingest.as_mut()
-                    && let Err(e) = ingest.write(&data)
+                    && let Err(e) = ingest.write_owned(data)
                 {
                     tracing::error!(error = %e, "could not write to staging");
                     st.error = Some((store_error_status(&e), e.to_string()));

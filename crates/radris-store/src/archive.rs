@@ -372,6 +372,27 @@ impl Ingest {
         self.prefix.len()
     }
 
+    /// Append data set bytes as they arrive, taking the buffer (the first fragment becomes
+    /// the in-memory copy without being copied).
+    pub fn write_owned(&mut self, data: Vec<u8>) -> Result<(), StoreError> {
+        if self.prefix.is_empty() && !self.overflow && self.blob.is_some() {
+            let limit = self
+                .archive
+                .inner
+                .in_memory_limit
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if data.len() <= limit {
+                self.blob
+                    .as_mut()
+                    .ok_or(StoreError::ShuttingDown)?
+                    .write(&data)?;
+                self.prefix = data;
+                return Ok(());
+            }
+        }
+        self.write(&data)
+    }
+
     /// Append data set bytes as they arrive.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         if !self.overflow {
