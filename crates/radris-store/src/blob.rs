@@ -20,6 +20,64 @@ use crate::StoreError;
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    staging_sync: std::sync::Arc<DirSync>,
+}
+
+/// Group fsync of one directory: concurrent callers share one `fsync` that started after
+/// they asked, so N stores in flight cost one directory sync, not N.
+#[derive(Debug)]
+pub struct DirSync {
+    dir: PathBuf,
+    state: std::sync::Mutex<DirSyncState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct DirSyncState {
+    requested: u64,
+    completed: u64,
+    running: bool,
+}
+
+impl DirSync {
+    pub fn new(dir: PathBuf) -> Self {
+        DirSync {
+            dir,
+            state: Default::default(),
+            done: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Return once an fsync of the directory that began after this call has completed.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let poisoned = |_| StoreError::Io {
+            path: self.dir.display().to_string(),
+            source: std::io::Error::other("directory sync lock poisoned"),
+        };
+        let mut st = self.state.lock().map_err(poisoned)?;
+        st.requested += 1;
+        let mine = st.requested;
+        loop {
+            if st.completed >= mine {
+                return Ok(());
+            }
+            if !st.running {
+                st.running = true;
+                let target = st.requested;
+                drop(st);
+                let result = sync_dir(&self.dir);
+                st = self.state.lock().map_err(poisoned)?;
+                st.running = false;
+                if result.is_ok() {
+                    st.completed = st.completed.max(target);
+                }
+                self.done.notify_all();
+                result?;
+                continue;
+            }
+            st = self.done.wait(st).map_err(poisoned)?;
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -43,6 +101,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             root: root.to_path_buf(),
+            staging_sync: std::sync::Arc::new(DirSync::new(root.join("staging"))),
         })
     }
 
@@ -86,6 +145,7 @@ impl BlobStore {
         Ok(StagedBlob {
             id,
             path,
+            dir_sync: self.staging_sync.clone(),
             writer: Some(BufWriter::with_capacity(256 * 1024, file)),
             hasher: Some(Sha256::new()),
             len: 0,
@@ -190,6 +250,7 @@ impl BlobStore {
 pub struct StagedBlob {
     id: String,
     path: PathBuf,
+    dir_sync: std::sync::Arc<DirSync>,
     writer: Option<BufWriter<File>>,
     /// `None` while the caller hashes the bytes itself (in parallel with the fsync).
     hasher: Option<Sha256>,
@@ -273,10 +334,7 @@ impl StagedBlob {
             })?;
             let file = w.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
             file.sync_all().map_err(io(&self.path))?;
-            if let Some(dir) = self.path.parent() {
-                sync_dir(dir)?;
-            }
-            Ok(())
+            self.dir_sync.sync()
         })();
         match result {
             Ok(()) => Ok(SealedBlob {
@@ -329,6 +387,25 @@ mod tests {
         store.remove(&rel).unwrap();
         assert!(store.list_published().unwrap().is_empty());
         assert!(!store.blobs_dir().join("default").exists());
+    }
+
+    #[test]
+    fn concurrent_directory_syncs_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = std::sync::Arc::new(DirSync::new(dir.path().to_path_buf()));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let sync = sync.clone();
+                s.spawn(move || sync.sync().unwrap());
+            }
+        });
+        let st = sync.state.lock().unwrap();
+        assert_eq!(st.requested, 8);
+        assert_eq!(
+            st.completed, 8,
+            "every request is covered by a completed sync"
+        );
+        assert!(!st.running);
     }
 
     #[test]
