@@ -213,7 +213,8 @@ def count_instances(port: int, sop_inst: str, study: str | None = None,
 
 # ---------------------------------------------------------------- C-GET / C-MOVE
 def get(port: int, query: Dataset, storage_contexts, model: str = "study",
-        aet: str = TESTSCU) -> tuple[int | None, dict[str, tuple[str, bytes]], list[int]]:
+        aet: str = TESTSCU, cancel_after: int | None = None,
+        ) -> tuple[int | None, dict[str, tuple[str, bytes]], list[int]]:
     """C-GET.  storage_contexts: iterable of (sop_class, transfer_syntax).
 
     Each (sop_class, ts) pair is proposed as its own presentation context with
@@ -246,12 +247,15 @@ def get(port: int, query: Dataset, storage_contexts, model: str = "study",
     statuses = []
     final = None
     try:
-        for status, _ident in assoc.send_c_get(query, sop):
+        for status, _ident in assoc.send_c_get(query, sop, msg_id=1):
             if "Status" not in status:
                 final = None
                 break
             st = int(status.Status)
             statuses.append(st)
+            if cancel_after is not None and len(statuses) == cancel_after:
+                ctx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == sop)
+                assoc.send_c_cancel(1, ctx.context_id)
             if st != 0xFF00:
                 final = st
     finally:

@@ -30,7 +30,7 @@ use radris_store::{Archive, FindRow, Ingest, IngestHint, StoreError, StoredInsta
 use crate::DimseError;
 use crate::message::{
     Link, NO_DATASET, command, decode_command, decode_dataset, el_str, el_ui, encode_dataset,
-    get_str, get_u16, response, send_message, status,
+    get_str, get_u16, read_message, response, send_message, status,
 };
 use crate::scu::{self, ScuOptions, SubopCounts};
 
@@ -712,6 +712,18 @@ impl Session<'_> {
         tracing::debug!(level = query.level.as_str(), matches = rows.len(), "C-FIND");
         let local_ae = self.ctx.directory.local_ae.as_str();
         for row in &rows {
+            if cancel_requested(assoc)? {
+                tracing::info!("C-FIND cancelled by the requestor");
+                let rsp = response(
+                    command::C_FIND_RSP,
+                    sop_class,
+                    message_id,
+                    status::CANCEL,
+                    false,
+                    vec![],
+                );
+                return send_message(assoc, pc_id, &rsp, None);
+            }
             let header = match radris_dicom::attrs::header_from_json(&row.header_json) {
                 Ok(h) => h,
                 Err(e) => {
@@ -778,7 +790,12 @@ impl Session<'_> {
         };
         let mut failed_uids = Vec::new();
         let pcs = assoc.presentation_contexts().to_vec();
+        let mut cancelled = false;
         for inst in &instances {
+            if cancelled || cancel_requested(assoc)? {
+                cancelled = true;
+                break;
+            }
             counts.remaining = counts.remaining.saturating_sub(1);
             let outcome = self
                 .ctx
@@ -787,7 +804,7 @@ impl Session<'_> {
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
                     let msg_id = self.next_id();
-                    scu::store_subop(assoc, &pcs, inst, &bytes, msg_id, None)
+                    scu::store_subop(assoc, &pcs, inst, &bytes, msg_id, None, &mut cancelled)
                         .map_err(|e| e.to_string())
                 });
             tally(&mut counts, &mut failed_uids, inst, outcome);
@@ -809,6 +826,7 @@ impl Session<'_> {
             message_id,
             counts,
             failed_uids,
+            cancelled,
         )
     }
 
@@ -855,6 +873,7 @@ impl Session<'_> {
             ..Default::default()
         };
         let mut failed_uids = Vec::new();
+        let mut cancelled = false;
         if !instances.is_empty() {
             let mut contexts: Vec<(String, String)> = instances
                 .iter()
@@ -882,7 +901,12 @@ impl Session<'_> {
             };
             let pcs = sub.presentation_contexts().to_vec();
             let originator = (self.calling.as_str().to_owned(), message_id);
+            let mut peer_cancel = false;
             for inst in &instances {
+                if cancel_requested(assoc)? {
+                    cancelled = true;
+                    break;
+                }
                 counts.remaining = counts.remaining.saturating_sub(1);
                 let outcome = self
                     .ctx
@@ -898,6 +922,7 @@ impl Session<'_> {
                             &bytes,
                             msg_id,
                             Some((&originator.0, originator.1)),
+                            &mut peer_cancel,
                         )
                         .map_err(|e| e.to_string())
                     });
@@ -922,6 +947,7 @@ impl Session<'_> {
             message_id,
             counts,
             failed_uids,
+            cancelled,
         )
     }
 
@@ -935,14 +961,20 @@ impl Session<'_> {
         message_id: u16,
         counts: SubopCounts,
         failed_uids: Vec<String>,
+        cancelled: bool,
     ) -> Result<(), DimseError> {
-        let code = if counts.failed > 0 || counts.warning > 0 {
+        let code = if cancelled {
+            status::CANCEL
+        } else if counts.failed > 0 || counts.warning > 0 {
             status::WARNING_SUBOPS_FAILED
         } else {
             status::SUCCESS
         };
         let mut extra = counts.elements();
-        extra.retain(|e| e.tag() != tags::NUMBER_OF_REMAINING_SUBOPERATIONS);
+        if !cancelled {
+            // PS3.4 C.4.2.1.6: Remaining is only sent with Pending and Cancel
+            extra.retain(|e| e.tag() != tags::NUMBER_OF_REMAINING_SUBOPERATIONS);
+        }
         if failed_uids.is_empty() {
             let rsp = response(field, sop_class, message_id, code, false, extra);
             send_message(assoc, pc_id, &rsp, None)
@@ -1050,4 +1082,32 @@ pub fn is_native(ts_uid: &str) -> bool {
     TransferSyntaxRegistry
         .get(ts_uid)
         .is_some_and(|ts| !ts.is_encapsulated_pixel_data())
+}
+
+/// Whether the requestor sent C-CANCEL-RQ, checked between responses without blocking
+/// (PS3.7 §9.3.2.3). Anything else arriving mid-operation is a protocol error: we do not
+/// negotiate asynchronous operations.
+fn cancel_requested(assoc: &mut ServerAssociation<TcpStream>) -> Result<bool, DimseError> {
+    let stream = assoc.inner_stream();
+    stream.set_nonblocking(true)?;
+    let mut probe = [0u8; 1];
+    let peeked = stream.peek(&mut probe);
+    stream.set_nonblocking(false)?;
+    match peeked {
+        Ok(0) => Err(DimseError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the requestor closed the connection",
+        ))),
+        Ok(_) => {
+            let msg = read_message(assoc)?;
+            match msg.command_field() {
+                Some(command::C_CANCEL_RQ) => Ok(true),
+                other => Err(DimseError::Protocol(format!(
+                    "command {other:?} arrived while an operation was in progress"
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -125,6 +125,7 @@ pub fn store_subop<L: Link>(
     dataset: &[u8],
     message_id: u16,
     originator: Option<(&str, u16)>,
+    cancelled: &mut bool,
 ) -> Result<u16, DimseError> {
     let accepted = |pc: &&PresentationContextNegotiated| {
         pc.reason == PresentationContextResultReason::Acceptance
@@ -184,8 +185,11 @@ pub fn store_subop<L: Link>(
             Some(command::C_STORE_RSP) => {
                 return Ok(rsp.status().unwrap_or(status::PROCESSING_FAILURE));
             }
-            // a C-CANCEL from the C-GET requestor: finish this sub-operation, keep going
-            Some(command::C_CANCEL_RQ) => continue,
+            // a C-CANCEL from the C-GET requestor: finish this sub-operation, then stop
+            Some(command::C_CANCEL_RQ) => {
+                *cancelled = true;
+                continue;
+            }
             other => {
                 return Err(DimseError::Protocol(format!(
                     "expected C-STORE-RSP, got command {other:?}"
@@ -296,6 +300,7 @@ pub fn store_files(
     contexts.dedup();
     let mut assoc = connect_for_store(opts, &contexts)?;
     let pcs = assoc.presentation_contexts().to_vec();
+    let mut cancelled = false;
     for (i, p) in prepared.into_iter().enumerate() {
         let result = match store_subop(
             &mut assoc,
@@ -304,6 +309,7 @@ pub fn store_files(
             &p.dataset,
             (i % 65535 + 1) as u16,
             None,
+            &mut cancelled,
         ) {
             Ok(status::SUCCESS) => Ok(()),
             Ok(s) if (s & 0xF000) == 0xB000 => Ok(()),
