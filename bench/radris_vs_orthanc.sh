@@ -23,6 +23,9 @@ TOML
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
+if ! kill -0 "$PID" 2>/dev/null || ! curl -fs http://127.0.0.1:18080/readyz >/dev/null; then
+  echo "radris did not start (port 11112 or 18080 taken?):" >&2; cat "$WORK/server.log" >&2; exit 1
+fi
 SERVER_PID=$PID STORAGE_DIR=$WORK/data LABEL=radris MOVE_PORT=11113 \
   RESULTS=$BENCH_DIR/results-radris.tsv SKIP="${SKIP:-}" \
   bash "$HARNESS/measure_pacs.sh" 127.0.0.1 11112 RADRIS -

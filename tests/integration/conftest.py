@@ -2,6 +2,8 @@
 
 Environment:
   RADRIS_BIN          server binary (default /work/main/target/debug/radris)
+  RADRIS_E2E_POSTGRES_URL  when set (an admin URL such as postgres://postgres@127.0.0.1/postgres),
+                      every server gets its own fresh PostgreSQL database as its index
   RADRIS_TEST_TARGET  "radris" (default) or "orthanc" (debugging the tests
                       themselves against /usr/sbin/Orthanc; RADRIS-only checks
                       are skipped then)
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import dimse  # noqa: E402
 
 RADRIS_BIN = os.environ.get("RADRIS_BIN", "/work/main/target/debug/radris")
+E2E_POSTGRES = os.environ.get("RADRIS_E2E_POSTGRES_URL")
 TARGET = os.environ.get("RADRIS_TEST_TARGET", "radris")
 IS_ORTHANC = TARGET == "orthanc"
 READY_TIMEOUT = 60
@@ -50,9 +53,18 @@ def dcmtk_env() -> dict:
     return env
 
 
-def run_radris(*args, timeout=600, check=False) -> subprocess.CompletedProcess:
+def fresh_postgres_database() -> str:
+    """Create an empty database on the E2E PostgreSQL server; return its URL."""
+    import uuid
+    name = f"radris_e2e_{uuid.uuid4().hex[:16]}"
+    subprocess.run(["psql", E2E_POSTGRES, "-qc", f"CREATE DATABASE {name}"], check=True,
+                   capture_output=True)
+    return E2E_POSTGRES.rsplit("/", 1)[0] + "/" + name
+
+
+def run_radris(*args, timeout=600, check=False, env=None) -> subprocess.CompletedProcess:
     cp = subprocess.run([RADRIS_BIN, *map(str, args)], capture_output=True, text=True,
-                        timeout=timeout)
+                        timeout=timeout, env=env)
     if check and cp.returncode != 0:
         raise AssertionError(f"radris {' '.join(map(str, args))} failed rc={cp.returncode}\n"
                              f"stdout:\n{cp.stdout[-4000:]}\nstderr:\n{cp.stderr[-4000:]}")
@@ -84,7 +96,7 @@ port = {other_port}
 class Server:
     """A RADRIS (or, for debugging, Orthanc) server process on a data dir."""
 
-    def __init__(self, workdir: Path, open_ae: bool = False):
+    def __init__(self, workdir: Path, open_ae: bool = False, extra_config: str = ""):
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,8 +110,12 @@ class Server:
         self.config_path = self.workdir / "radris.toml"
         self.config_path.write_text(CONFIG_TEMPLATE.format(
             open="true" if open_ae else "false", test_port=self.move_port,
-            other_port=self.other_move_port))
+            other_port=self.other_move_port) + extra_config)
         self.starts = 0
+        # the index: SQLite in the data dir, or a database of its own on the E2E PostgreSQL
+        self.env = dict(os.environ, TCP_NODELAY="1")
+        if E2E_POSTGRES and not IS_ORTHANC:
+            self.env["RADRIS_DATABASE_URL"] = fresh_postgres_database()
 
     # -- lifecycle
     def _cmd(self) -> list[str]:
@@ -136,7 +152,7 @@ class Server:
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts} {time.ctime()} =====\n".encode())
         log.flush()
-        env = dict(os.environ, TCP_NODELAY="1")
+        env = dict(self.env)
         env.setdefault("RUST_BACKTRACE", "1")
         self.proc = subprocess.Popen(self._cmd(), stdout=log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
@@ -215,7 +231,7 @@ class Server:
     # -- admin
     def verify(self) -> tuple[int, str]:
         """`radris admin verify` (server state unchanged)."""
-        cp = run_radris("admin", "verify", "--data-dir", self.data_dir, timeout=600)
+        cp = run_radris("admin", "verify", "--data-dir", self.data_dir, timeout=600, env=self.env)
         return cp.returncode, cp.stdout + cp.stderr
 
     def assert_verify_clean(self, expect_objects: int | None = None):
@@ -245,8 +261,8 @@ def server(tmp_path_factory):
 def server_factory(tmp_path_factory):
     made = []
 
-    def make(open_ae=False, start=True):
-        s = Server(tmp_path_factory.mktemp("srvf"), open_ae=open_ae)
+    def make(open_ae=False, start=True, extra_config=""):
+        s = Server(tmp_path_factory.mktemp("srvf"), open_ae=open_ae, extra_config=extra_config)
         made.append(s)
         if start:
             s.start()

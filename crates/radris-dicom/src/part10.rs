@@ -49,26 +49,6 @@ pub struct Part10Layout {
     pub dataset_offset: u64,
 }
 
-/// Explicit VR Little Endian VRs with a 4-byte length field (PS3.5 §7.1.2).
-fn has_long_length(vr: [u8; 2]) -> bool {
-    matches!(
-        &vr,
-        b"OB"
-            | b"OW"
-            | b"OF"
-            | b"SQ"
-            | b"UT"
-            | b"UN"
-            | b"UC"
-            | b"UR"
-            | b"OD"
-            | b"OL"
-            | b"OV"
-            | b"SV"
-            | b"UV"
-    )
-}
-
 /// Read the preamble (optional) and the file meta group from the start of a Part-10 stream.
 /// Reads exactly up to the first data set element.
 pub fn read_layout<R: Read>(mut reader: R) -> Result<Part10Layout, DicomError> {
@@ -121,7 +101,7 @@ pub fn read_layout<R: Read>(mut reader: R) -> Result<Part10Layout, DicomError> {
             });
         }
         let vr = [tag_vr[4], tag_vr[5]];
-        let len = if has_long_length(vr) {
+        let len = if crate::wire::has_long_length(&vr) {
             let mut l = [0u8; 4];
             reader
                 .read_exact(&mut l)

@@ -76,7 +76,8 @@ fn u32_at<S: Source + ?Sized>(b: &S, pos: usize, big: bool) -> Option<u32> {
     })
 }
 
-fn long_vr(vr: &[u8]) -> bool {
+/// Explicit VR encodings whose length field has 4 bytes (PS3.5 §7.1.2).
+pub(crate) fn has_long_length(vr: &[u8]) -> bool {
     matches!(
         vr,
         b"OB"
@@ -155,7 +156,7 @@ fn walk<S: Source + ?Sized>(
         let (vr, len, header): (Option<[u8; 2]>, u32, usize) = if enc.explicit {
             let vr: [u8; 2] =
                 bytes_at(b, pos + 4).ok_or_else(|| err(pos, "truncated VR".into()))?;
-            if long_vr(&vr) {
+            if has_long_length(&vr) {
                 (
                     Some(vr),
                     u32_at(b, pos + 8, enc.big)

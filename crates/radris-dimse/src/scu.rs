@@ -369,6 +369,56 @@ pub fn identifier_from_keys(
     Ok(obj)
 }
 
+/// Associate for one query/retrieve model; returns the association and its accepted context.
+fn associate_model(
+    opts: &ScuOptions,
+    model: &str,
+) -> Result<(ClientAssociation<TcpStream>, PresentationContextNegotiated), DimseError> {
+    let assoc = establish(
+        opts,
+        ClientAssociationOptions::new().with_presentation_context(model, NATIVE_TS.to_vec()),
+    )?;
+    let pc = accepted_context(&assoc, model)?;
+    Ok((assoc, pc))
+}
+
+fn accepted_context(
+    assoc: &ClientAssociation<TcpStream>,
+    model: &str,
+) -> Result<PresentationContextNegotiated, DimseError> {
+    assoc
+        .presentation_contexts()
+        .iter()
+        .find(|p| {
+            p.reason == PresentationContextResultReason::Acceptance
+                && p.abstract_syntax.trim_end_matches('\0') == model
+        })
+        .cloned()
+        .ok_or_else(|| DimseError::Protocol(format!("the peer refused the model {model}")))
+}
+
+/// Send a C-FIND/C-GET/C-MOVE request (message ID 1) with its identifier.
+fn send_request(
+    assoc: &mut ClientAssociation<TcpStream>,
+    pc: &PresentationContextNegotiated,
+    model: &str,
+    field: u16,
+    extra: Vec<DataElement<InMemDicomObject>>,
+    identifier: &InMemDicomObject,
+) -> Result<(), DimseError> {
+    let mut els = vec![
+        el_ui(tags::AFFECTED_SOP_CLASS_UID, model),
+        el_u16(tags::COMMAND_FIELD, field),
+        el_u16(tags::MESSAGE_ID, 1),
+        el_u16(tags::PRIORITY, 0),
+        el_u16(tags::COMMAND_DATA_SET_TYPE, 0),
+    ];
+    els.extend(extra);
+    let cmd = crate::message::command_set(els);
+    let data = encode_dataset(identifier, &pc.transfer_syntax)?;
+    send_message(assoc, pc.id, &cmd, Some(&data))
+}
+
 /// C-FIND: all matches.
 pub fn find(
     opts: &ScuOptions,
@@ -376,25 +426,15 @@ pub fn find(
     identifier: &InMemDicomObject,
 ) -> Result<Vec<InMemDicomObject>, DimseError> {
     let model = model_uid(study_root, command::C_FIND_RQ);
-    let mut assoc = establish(
-        opts,
-        ClientAssociationOptions::new().with_presentation_context(model, NATIVE_TS.to_vec()),
+    let (mut assoc, pc) = associate_model(opts, model)?;
+    send_request(
+        &mut assoc,
+        &pc,
+        model,
+        command::C_FIND_RQ,
+        vec![],
+        identifier,
     )?;
-    let pc = assoc
-        .presentation_contexts()
-        .iter()
-        .find(|p| p.reason == PresentationContextResultReason::Acceptance)
-        .cloned()
-        .ok_or_else(|| DimseError::Protocol("the peer refused the query model".into()))?;
-    let cmd = crate::message::command_set(vec![
-        el_ui(tags::AFFECTED_SOP_CLASS_UID, model),
-        el_u16(tags::COMMAND_FIELD, command::C_FIND_RQ),
-        el_u16(tags::MESSAGE_ID, 1),
-        el_u16(tags::PRIORITY, 0),
-        el_u16(tags::COMMAND_DATA_SET_TYPE, 0),
-    ]);
-    let data = encode_dataset(identifier, &pc.transfer_syntax)?;
-    send_message(&mut assoc, pc.id, &cmd, Some(&data))?;
     let mut out = Vec::new();
     loop {
         let rsp = read_message(&mut assoc)?;
@@ -421,26 +461,9 @@ pub fn move_to(
     destination: &str,
 ) -> Result<SubopCounts, DimseError> {
     let model = model_uid(study_root, command::C_MOVE_RQ);
-    let mut assoc = establish(
-        opts,
-        ClientAssociationOptions::new().with_presentation_context(model, NATIVE_TS.to_vec()),
-    )?;
-    let pc = assoc
-        .presentation_contexts()
-        .iter()
-        .find(|p| p.reason == PresentationContextResultReason::Acceptance)
-        .cloned()
-        .ok_or_else(|| DimseError::Protocol("the peer refused the retrieve model".into()))?;
-    let cmd = crate::message::command_set(vec![
-        el_ui(tags::AFFECTED_SOP_CLASS_UID, model),
-        el_u16(tags::COMMAND_FIELD, command::C_MOVE_RQ),
-        el_u16(tags::MESSAGE_ID, 1),
-        el_u16(tags::PRIORITY, 0),
-        el_u16(tags::COMMAND_DATA_SET_TYPE, 0),
-        el_str(tags::MOVE_DESTINATION, VR::AE, destination),
-    ]);
-    let data = encode_dataset(identifier, &pc.transfer_syntax)?;
-    send_message(&mut assoc, pc.id, &cmd, Some(&data))?;
+    let (mut assoc, pc) = associate_model(opts, model)?;
+    let dest = vec![el_str(tags::MOVE_DESTINATION, VR::AE, destination)];
+    send_request(&mut assoc, &pc, model, command::C_MOVE_RQ, dest, identifier)?;
     loop {
         let rsp = read_message(&mut assoc)?;
         if rsp.status() == Some(status::PENDING) {
@@ -507,23 +530,15 @@ pub fn get(
     }
     let mut assoc = establish(opts, builder)?;
     let pcs = assoc.presentation_contexts().to_vec();
-    let pc = pcs
-        .iter()
-        .find(|p| {
-            p.reason == PresentationContextResultReason::Acceptance
-                && p.abstract_syntax.trim_end_matches('\0') == model
-        })
-        .cloned()
-        .ok_or_else(|| DimseError::Protocol("the peer refused the retrieve model".into()))?;
-    let cmd = crate::message::command_set(vec![
-        el_ui(tags::AFFECTED_SOP_CLASS_UID, model),
-        el_u16(tags::COMMAND_FIELD, command::C_GET_RQ),
-        el_u16(tags::MESSAGE_ID, 1),
-        el_u16(tags::PRIORITY, 0),
-        el_u16(tags::COMMAND_DATA_SET_TYPE, 0),
-    ]);
-    let data = encode_dataset(identifier, &pc.transfer_syntax)?;
-    send_message(&mut assoc, pc.id, &cmd, Some(&data))?;
+    let pc = accepted_context(&assoc, model)?;
+    send_request(
+        &mut assoc,
+        &pc,
+        model,
+        command::C_GET_RQ,
+        vec![],
+        identifier,
+    )?;
     loop {
         let msg = read_message(&mut assoc)?;
         match msg.command_field() {

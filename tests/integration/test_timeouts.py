@@ -1,0 +1,30 @@
+"""ARTIM and idle timeouts: a connection that never sends an A-ASSOCIATE-RQ, and an
+association that goes silent, are closed by the server after the configured time, while
+other clients keep being served."""
+import socket
+import time
+
+import dimse
+from conftest import radris_only
+
+TIMEOUTS = "\n[dimse]\nartim_timeout_s = 2\nidle_timeout_s = 3\n"
+
+
+@radris_only
+def test_silent_connection_and_idle_association_are_closed(server_factory):
+    srv = server_factory(extra_config=TIMEOUTS)
+    silent = socket.create_connection(("127.0.0.1", srv.port))
+    assoc, _max_pdu = dimse.raw_associate(srv.port)
+    t0 = time.time()
+    assert dimse.echo(srv.port) == 0, "others are served while these wait"
+    closed, _ = dimse.read_until_closed(silent, timeout=15)
+    artim = time.time() - t0
+    assert closed, "a connection without A-ASSOCIATE-RQ must be closed (ARTIM)"
+    closed, _ = dimse.read_until_closed(assoc, timeout=15)
+    idle = time.time() - t0
+    assert closed, "a silent association must be closed (idle timeout)"
+    assert 1.0 <= artim <= 10, artim
+    assert 2.0 <= idle <= 12, idle
+    assert dimse.echo(srv.port) == 0
+    silent.close()
+    assoc.close()
