@@ -797,26 +797,16 @@ impl Session<'_> {
                 break;
             }
             counts.remaining = counts.remaining.saturating_sub(1);
-            let outcome = self
-                .ctx
-                .archive
-                .read_dataset(inst)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    let msg_id = self.next_id();
-                    scu::store_subop(assoc, &pcs, inst, &bytes, msg_id, None, &mut cancelled)
-                        .map_err(|e| e.to_string())
-                });
+            let outcome = self.send_subop(assoc, &pcs, inst, None, &mut cancelled);
             tally(&mut counts, &mut failed_uids, inst, outcome);
-            let rsp = response(
+            send_pending(
+                assoc,
+                pc_id,
                 command::C_GET_RSP,
                 sop_class,
                 message_id,
-                status::PENDING,
-                false,
-                counts.elements(),
-            );
-            send_message(assoc, pc_id, &rsp, None)?;
+                &counts,
+            )?;
         }
         self.final_retrieve_response(
             assoc,
@@ -900,7 +890,6 @@ impl Session<'_> {
                 }
             };
             let pcs = sub.presentation_contexts().to_vec();
-            let originator = (self.calling.as_str().to_owned(), message_id);
             let mut peer_cancel = false;
             for inst in &instances {
                 if cancel_requested(assoc)? {
@@ -908,34 +897,17 @@ impl Session<'_> {
                     break;
                 }
                 counts.remaining = counts.remaining.saturating_sub(1);
-                let outcome = self
-                    .ctx
-                    .archive
-                    .read_dataset(inst)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| {
-                        let msg_id = self.next_id();
-                        scu::store_subop(
-                            &mut sub,
-                            &pcs,
-                            inst,
-                            &bytes,
-                            msg_id,
-                            Some((&originator.0, originator.1)),
-                            &mut peer_cancel,
-                        )
-                        .map_err(|e| e.to_string())
-                    });
+                let originator = Some((self.calling.as_str().to_owned(), message_id));
+                let outcome = self.send_subop(&mut sub, &pcs, inst, originator, &mut peer_cancel);
                 tally(&mut counts, &mut failed_uids, inst, outcome);
-                let rsp = response(
+                send_pending(
+                    assoc,
+                    pc_id,
                     command::C_MOVE_RSP,
                     sop_class,
                     message_id,
-                    status::PENDING,
-                    false,
-                    counts.elements(),
-                );
-                send_message(assoc, pc_id, &rsp, None)?;
+                    &counts,
+                )?;
             }
             let _ = sub.release();
         }
@@ -992,11 +964,52 @@ impl Session<'_> {
         }
     }
 
+    /// One C-STORE sub-operation of a C-GET (on the requestor's association) or a C-MOVE
+    /// (on the association to the destination): the stored bytes, then the peer's status.
+    fn send_subop<L: Link>(
+        &mut self,
+        link: &mut L,
+        pcs: &[dicom_ul::pdu::PresentationContextNegotiated],
+        inst: &StoredInstance,
+        originator: Option<(String, u16)>,
+        cancelled: &mut bool,
+    ) -> Result<u16, String> {
+        let bytes = self
+            .ctx
+            .archive
+            .read_dataset(inst)
+            .map_err(|e| e.to_string())?;
+        let msg_id = self.next_id();
+        let originator = originator.as_ref().map(|(ae, id)| (ae.as_str(), *id));
+        scu::store_subop(link, pcs, inst, &bytes, msg_id, originator, cancelled)
+            .map_err(|e| e.to_string())
+    }
+
     fn next_id(&mut self) -> u16 {
         let id = self.next_message_id;
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
         id
     }
+}
+
+/// A Pending C-GET/C-MOVE response with the sub-operation counts so far.
+fn send_pending(
+    assoc: &mut ServerAssociation<TcpStream>,
+    pc_id: u8,
+    field: u16,
+    sop_class: &str,
+    message_id: u16,
+    counts: &SubopCounts,
+) -> Result<(), DimseError> {
+    let rsp = response(
+        field,
+        sop_class,
+        message_id,
+        status::PENDING,
+        false,
+        counts.elements(),
+    );
+    send_message(assoc, pc_id, &rsp, None)
 }
 
 fn tally(
