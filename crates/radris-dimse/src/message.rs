@@ -256,19 +256,37 @@ pub fn send_message<L: Link>(
     dataset: Option<&[u8]>,
 ) -> Result<(), DimseError> {
     let cmd_bytes = encode_command(cmd)?;
+    let max = match link.peer_max_pdu() {
+        0 => 1 << 20,
+        n => n as usize,
+    };
+    let command_pdv = PDataValue {
+        presentation_context_id: pc_id,
+        value_type: PDataValueType::Command,
+        is_last: true,
+        data: cmd_bytes,
+    };
+    // a small message (a C-FIND match) travels as one P-DATA-TF with two PDVs (PS3.8 §9.3.5)
+    if let Some(data) = dataset
+        && !data.is_empty()
+        && command_pdv.data.len() + data.len() + 12 <= max
+    {
+        return link.send_pdu(&Pdu::PData {
+            data: vec![
+                command_pdv,
+                PDataValue {
+                    presentation_context_id: pc_id,
+                    value_type: PDataValueType::Data,
+                    is_last: true,
+                    data: data.to_vec(),
+                },
+            ],
+        });
+    }
     link.send_pdu(&Pdu::PData {
-        data: vec![PDataValue {
-            presentation_context_id: pc_id,
-            value_type: PDataValueType::Command,
-            is_last: true,
-            data: cmd_bytes,
-        }],
+        data: vec![command_pdv],
     })?;
     if let Some(data) = dataset {
-        let max = match link.peer_max_pdu() {
-            0 => 1 << 20,
-            n => n as usize,
-        };
         // a PDV item carries 6 bytes of header inside the PDU's variable part
         let chunk = max.saturating_sub(6).clamp(1024, 4 << 20);
         if data.is_empty() {
