@@ -785,7 +785,7 @@ impl Session<'_> {
             }
         };
         let mut counts = SubopCounts {
-            remaining: instances.len() as u16,
+            remaining: u16::try_from(instances.len()).unwrap_or(u16::MAX),
             ..Default::default()
         };
         let mut failed_uids = Vec::new();
@@ -859,7 +859,7 @@ impl Session<'_> {
             }
         };
         let mut counts = SubopCounts {
-            remaining: instances.len() as u16,
+            remaining: u16::try_from(instances.len()).unwrap_or(u16::MAX),
             ..Default::default()
         };
         let mut failed_uids = Vec::new();
@@ -1019,16 +1019,16 @@ fn tally(
     outcome: Result<u16, String>,
 ) {
     match outcome {
-        Ok(status::SUCCESS) => counts.completed += 1,
-        Ok(s) if (s & 0xF000) == 0xB000 => counts.warning += 1,
+        Ok(status::SUCCESS) => counts.completed = counts.completed.saturating_add(1),
+        Ok(s) if (s & 0xF000) == 0xB000 => counts.warning = counts.warning.saturating_add(1),
         Ok(s) => {
             tracing::warn!(sop_instance = %inst.sop_uid, status = format!("{s:#06X}"), "sub-operation refused by the peer");
-            counts.failed += 1;
+            counts.failed = counts.failed.saturating_add(1);
             failed_uids.push(inst.sop_uid.clone());
         }
         Err(e) => {
             tracing::warn!(sop_instance = %inst.sop_uid, error = %e, "sub-operation failed");
-            counts.failed += 1;
+            counts.failed = counts.failed.saturating_add(1);
             failed_uids.push(inst.sop_uid.clone());
         }
     }
