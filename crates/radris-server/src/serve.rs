@@ -61,6 +61,12 @@ pub async fn serve(
         open_ae = cfg.open_ae,
         "RADRIS is serving"
     );
+    // TCP_NODELAY on HTTP sockets too (small responses must not wait for delayed ACKs)
+    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY on an HTTP connection");
+        }
+    });
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
