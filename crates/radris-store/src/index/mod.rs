@@ -1,0 +1,524 @@
+//! The index on sqlx: SQLite (WAL) by default, PostgreSQL when the URL says so. The same
+//! migrations and the same queries run on both (`Any` driver, portable SQL).
+//!
+//! **Invariant:** every statement filters on `tenant_id`, which callers pass first.
+//! **Invariant:** study/series/patient counters and `ModalitiesInStudy` are maintained by the
+//! write path (inserts increment, deletions recompute), never computed per query.
+
+//!
+//! `sql` builds the matching SQL from typed queries; `write` is the insert/delete path.
+
+mod sql;
+mod write;
+
+use radris_core::TenantId;
+use radris_core::config::DuplicatePolicy;
+use radris_dicom::attrs::IndexAttributes;
+use radris_dicom::query::{FindQuery, QueryLevel};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Connection, Executor, Row};
+
+use crate::StoreError;
+use crate::schema::MIGRATIONS;
+pub use sql::COMPUTED_KEYS;
+use sql::{COLUMNS, Sql, bind_all, from_clause, order_clause, post_filter, where_clause};
+use write::{insert_one, recompute};
+
+/// Which database an index runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The index of patients, studies, series and instances.
+#[derive(Clone)]
+pub struct Index {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+/// A matched entity of a find.
+#[derive(Debug, Clone, Default)]
+pub struct FindRow {
+    /// DICOM JSON of the entity (for studies and series: of their first instance).
+    pub header_json: String,
+    pub num_studies: i64,
+    pub num_series: i64,
+    pub num_instances: i64,
+    /// `ModalitiesInStudy` values.
+    pub modalities: Vec<String>,
+}
+
+/// A stored instance, as retrieval needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    pub tenant: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub blob_path: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+}
+
+/// The write the archive asks for after a blob is sealed.
+#[derive(Debug, Clone)]
+pub struct InsertOp {
+    pub tenant: TenantId,
+    pub attrs: IndexAttributes,
+    pub transfer_syntax: String,
+    pub blob_id: String,
+    pub blob_path: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub source_ae: String,
+    pub header_json: String,
+    pub policy: DuplicatePolicy,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// Duplicate under [`DuplicatePolicy::KeepFirst`]: nothing changed.
+    KeptExisting,
+    /// Duplicate under [`DuplicatePolicy::Overwrite`]: the old blob must be removed.
+    Replaced {
+        old_blob_path: String,
+    },
+}
+
+/// Which entities a deletion removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteLevel {
+    Study,
+    Series,
+    Instance,
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Index {
+    /// Connect, apply pending migrations. A `sqlite://` URL gets WAL, full sync and
+    /// case-sensitive LIKE (PN columns are stored upper-cased instead).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "database URL must start with sqlite:// or postgres:// (got {:?})",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        let url = if backend == Backend::Sqlite && !url.contains('?') {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_owned()
+        };
+        let mut opts = AnyPoolOptions::new().max_connections(8).min_connections(1);
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 30000; PRAGMA case_sensitive_like = ON; \
+                         PRAGMA cache_size = -16000",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::db("connect", e))?;
+        let index = Index {
+            pool,
+            backend,
+            url: url.clone(),
+        };
+        index.migrate().await?;
+        Ok(index)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| StoreError::db("acquire", e))?;
+        conn.execute("CREATE TABLE IF NOT EXISTS radris_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(|e| StoreError::db("create radris_schema", e))?;
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM radris_schema")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| StoreError::db("read schema version", e))?;
+        let current: i64 = row
+            .try_get(0)
+            .map_err(|e| StoreError::db("schema version", e))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            let mut tx = conn
+                .begin()
+                .await
+                .map_err(|e| StoreError::db("begin migration", e))?;
+            for stmt in migration
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                tx.execute(stmt)
+                    .await
+                    .map_err(|e| StoreError::db(&format!("migration {version}"), e))?;
+            }
+            sqlx::query("INSERT INTO radris_schema (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::db("record migration", e))?;
+            tx.commit()
+                .await
+                .map_err(|e| StoreError::db("commit migration", e))?;
+            tracing::info!(version, "index migration applied");
+        }
+        Ok(())
+    }
+
+    /// Make sure the tenants exist.
+    pub async fn ensure_tenants(&self, tenants: &[TenantId]) -> Result<(), StoreError> {
+        for t in tenants {
+            sqlx::query(
+                "INSERT INTO tenants (tenant_id, created_at) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
+            )
+            .bind(t.as_str())
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("ensure tenant", e))?;
+        }
+        Ok(())
+    }
+
+    /// Entities matching a query at its level, with their headers and counters.
+    pub async fn find(&self, tenant: &TenantId, q: &FindQuery) -> Result<Vec<FindRow>, StoreError> {
+        let level = q.level;
+        let select = match level {
+            QueryLevel::Patient => {
+                "p.header_json, p.num_studies, p.num_series, p.num_instances, ''"
+            }
+            QueryLevel::Study => {
+                "st.header_json, 1, st.num_series, st.num_instances, st.modalities"
+            }
+            QueryLevel::Series => "se.header_json, 1, 1, se.num_instances, ''",
+            QueryLevel::Image => "i.header_json, 1, 1, 1, ''",
+        };
+        let mut sql = Sql {
+            text: format!("SELECT {select} FROM {}", from_clause(level)),
+            ..Sql::default()
+        };
+        let post = where_clause(&mut sql, tenant, q, level);
+        sql.text.push_str(order_clause(level));
+        let rows = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
+            &sql.args,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("find", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let header_json: String = row.try_get(0).map_err(|e| StoreError::db("find row", e))?;
+            if !post_filter(&header_json, &post) {
+                continue;
+            }
+            let get = |i: usize| -> Result<i64, StoreError> {
+                row.try_get::<i64, _>(i)
+                    .map_err(|e| StoreError::db("find row", e))
+            };
+            let modalities: String = row.try_get(4).map_err(|e| StoreError::db("find row", e))?;
+            out.push(FindRow {
+                header_json,
+                num_studies: get(1)?,
+                num_series: get(2)?,
+                num_instances: get(3)?,
+                modalities: modalities
+                    .split('|')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Instances under the entities a C-GET/C-MOVE identifier selects (its level's keys and
+    /// above).
+    pub async fn find_instances(
+        &self,
+        tenant: &TenantId,
+        q: &FindQuery,
+    ) -> Result<Vec<StoredInstance>, StoreError> {
+        let mut sql = Sql {
+            text: format!(
+                "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
+                 i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256 FROM {}",
+                from_clause(QueryLevel::Image)
+            ),
+            ..Sql::default()
+        };
+        // keys below the requested level do not narrow a retrieve
+        let narrowed = FindQuery {
+            level: q.level,
+            keys: q
+                .keys
+                .iter()
+                .filter(|k| {
+                    COLUMNS
+                        .iter()
+                        .find(|c| c.tag == k.tag)
+                        .is_some_and(|c| c.level <= q.level)
+                })
+                .cloned()
+                .collect(),
+        };
+        where_clause(&mut sql, tenant, &narrowed, QueryLevel::Image);
+        sql.text.push_str(
+            " ORDER BY i.study_uid, i.series_uid, LENGTH(i.instance_number), i.instance_number",
+        );
+        let rows = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
+            &sql.args,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("find instances", e))?;
+        rows.iter().map(stored_instance).collect()
+    }
+
+    /// Every instance (for `admin verify`), in pages.
+    pub async fn all_instances(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<StoredInstance>, StoreError> {
+        let (t, s) = after.unwrap_or(("", ""));
+        let rows = sqlx::query(
+            "SELECT tenant_id, study_uid, series_uid, sop_uid, sop_class_uid, transfer_syntax, blob_path, size_bytes, sha256 \
+             FROM instances WHERE tenant_id > $1 OR (tenant_id = $1 AND sop_uid > $2) \
+             ORDER BY tenant_id, sop_uid LIMIT $3",
+        )
+        .bind(t)
+        .bind(s)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("list instances", e))?;
+        rows.iter().map(stored_instance).collect()
+    }
+
+    /// The relative blob path of an instance stored under this blob id.
+    pub async fn blob_path_of(&self, blob_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT blob_path FROM instances WHERE blob_id = $1")
+            .bind(blob_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("blob lookup", e))?;
+        row.map(|r| r.try_get(0).map_err(|e| StoreError::db("blob lookup", e)))
+            .transpose()
+    }
+
+    /// Counts of (studies, series, instances, bytes) of a tenant.
+    pub async fn statistics(&self, tenant: &TenantId) -> Result<(i64, i64, i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM studies WHERE tenant_id = $1), \
+                    (SELECT COUNT(*) FROM series WHERE tenant_id = $1), \
+                    (SELECT COUNT(*) FROM instances WHERE tenant_id = $1), \
+                    (SELECT COALESCE(SUM(size_bytes), 0) FROM instances WHERE tenant_id = $1)",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("statistics", e))?;
+        let g = |i| {
+            row.try_get::<i64, _>(i)
+                .map_err(|e| StoreError::db("statistics", e))
+        };
+        Ok((g(0)?, g(1)?, g(2)?, g(3)?))
+    }
+
+    /// Apply a batch of inserts in one transaction (group commit). Each op runs inside a
+    /// savepoint, so one failing op does not fail the others. Returns one result per op.
+    pub async fn insert_batch(&self, ops: &[InsertOp]) -> Vec<Result<InsertOutcome, StoreError>> {
+        let mut conn = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.to_string();
+                return ops
+                    .iter()
+                    .map(|_| Err(StoreError::Database(format!("acquire: {msg}"))))
+                    .collect();
+            }
+        };
+        let result: Result<Vec<Result<InsertOutcome, StoreError>>, StoreError> = async {
+            let mut tx = conn.begin().await.map_err(|e| StoreError::db("begin", e))?;
+            let mut results = Vec::with_capacity(ops.len());
+            if let [op] = ops {
+                // one op: the transaction itself is the savepoint
+                let r = insert_one(&mut tx, op).await;
+                if r.is_ok() {
+                    tx.commit().await.map_err(|e| StoreError::db("commit", e))?;
+                }
+                results.push(r);
+                return Ok(results);
+            }
+            for op in ops {
+                tx.execute("SAVEPOINT op")
+                    .await
+                    .map_err(|e| StoreError::db("savepoint", e))?;
+                match insert_one(&mut tx, op).await {
+                    Ok(outcome) => {
+                        tx.execute("RELEASE SAVEPOINT op")
+                            .await
+                            .map_err(|e| StoreError::db("release", e))?;
+                        results.push(Ok(outcome));
+                    }
+                    Err(e) => {
+                        tx.execute("ROLLBACK TO SAVEPOINT op")
+                            .await
+                            .map_err(|e| StoreError::db("rollback", e))?;
+                        tx.execute("RELEASE SAVEPOINT op")
+                            .await
+                            .map_err(|e| StoreError::db("release", e))?;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            tx.commit().await.map_err(|e| StoreError::db("commit", e))?;
+            Ok(results)
+        }
+        .await;
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                ops.iter()
+                    .map(|_| Err(StoreError::Database(msg.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Delete a study, series or instance; returns the blob paths to remove.
+    pub async fn delete(
+        &self,
+        tenant: &TenantId,
+        level: DeleteLevel,
+        uid: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| StoreError::db("acquire", e))?;
+        let mut tx = conn.begin().await.map_err(|e| StoreError::db("begin", e))?;
+        let col = match level {
+            DeleteLevel::Study => "study_uid",
+            DeleteLevel::Series => "series_uid",
+            DeleteLevel::Instance => "sop_uid",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT blob_path, series_uid, study_uid FROM instances WHERE tenant_id = $1 AND {col} = $2"
+        )))
+        .bind(tenant.as_str())
+        .bind(uid)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| StoreError::db("delete: select", e))?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(uid.to_owned()));
+        }
+        let mut paths = Vec::new();
+        let mut series_set = Vec::new();
+        let mut study_set = Vec::new();
+        for r in &rows {
+            let g = |i| {
+                r.try_get::<String, _>(i)
+                    .map_err(|e| StoreError::db("delete: row", e))
+            };
+            paths.push(g(0)?);
+            let (se, st) = (g(1)?, g(2)?);
+            if !series_set.contains(&se) {
+                series_set.push(se);
+            }
+            if !study_set.contains(&st) {
+                study_set.push(st);
+            }
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM instances WHERE tenant_id = $1 AND {col} = $2"
+        )))
+        .bind(tenant.as_str())
+        .bind(uid)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::db("delete instances", e))?;
+        recompute(&mut tx, tenant, &series_set, &study_set).await?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::db("delete: commit", e))?;
+        Ok(paths)
+    }
+
+    /// The database URL (without credentials) for logs.
+    pub fn describe(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => self.url.clone(),
+            Backend::Postgres => "postgres://…".to_owned(),
+        }
+    }
+}
+
+fn stored_instance(r: &AnyRow) -> Result<StoredInstance, StoreError> {
+    let g = |i| {
+        r.try_get::<String, _>(i)
+            .map_err(|e| StoreError::db("instance row", e))
+    };
+    Ok(StoredInstance {
+        tenant: g(0)?,
+        study_uid: g(1)?,
+        series_uid: g(2)?,
+        sop_uid: g(3)?,
+        sop_class_uid: g(4)?,
+        transfer_syntax: g(5)?,
+        blob_path: g(6)?,
+        size_bytes: r
+            .try_get(7)
+            .map_err(|e| StoreError::db("instance row", e))?,
+        sha256: g(8)?,
+    })
+}
