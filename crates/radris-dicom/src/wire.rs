@@ -76,24 +76,54 @@ fn u32_at<S: Source + ?Sized>(b: &S, pos: usize, big: bool) -> Option<u32> {
     })
 }
 
-/// Explicit VR encodings whose length field has 4 bytes (PS3.5 §7.1.2).
+/// Whether an explicit VR header carries a 4-byte length (PS3.5 §7.1.2). Only the VRs with a
+/// 2-byte length are listed: an unknown VR code is read the way dicom-rs reads it (as UN, with
+/// a 4-byte length), so this walk and the parser agree on every length they see.
 pub(crate) fn has_long_length(vr: &[u8]) -> bool {
-    matches!(
+    !matches!(
         vr,
-        b"OB"
-            | b"OW"
-            | b"OF"
-            | b"SQ"
-            | b"UT"
-            | b"UN"
-            | b"UC"
-            | b"UR"
-            | b"OD"
-            | b"OL"
-            | b"OV"
-            | b"SV"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
+}
+
+fn is_known_vr(vr: &[u8]) -> bool {
+    !has_long_length(vr)
+        || matches!(
+            vr,
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"SV"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"UV"
+        )
 }
 
 /// Check a data set encoded in `ts_uid`. Deflated data sets are not walked (their lengths are
@@ -182,8 +212,9 @@ fn walk<S: Source + ?Sized>(
         pos += header;
         if len == UNDEFINED {
             let pixel = group == 0x7FE0 && elem == 0x0010;
-            // an undefined-length UN holds implicit VR little endian (PS3.5 §6.2.2)
-            let inner = if vr == Some(*b"UN") {
+            // an undefined-length UN (or a VR code nobody knows, which parsers read as UN)
+            // holds implicit VR little endian (PS3.5 §6.2.2)
+            let inner = if vr.is_some_and(|v| &v == b"UN" || !is_known_vr(&v)) {
                 Enc {
                     explicit: false,
                     big: false,
@@ -300,6 +331,20 @@ mod tests {
     }
 
     #[test]
+    fn unknown_vr_codes_are_read_with_a_four_byte_length() {
+        // (0010,0010) with VR "XY": a parser reads it as UN with a 4-byte length after two
+        // reserved bytes; here those bytes claim ~2 GiB, which must be refused, not allocated
+        let d = [
+            0x10, 0x00, 0x10, 0x00, b'X', b'Y', 0, 0, 0xf0, 0xff, 0xff, 0x7f, b'A', b'B',
+        ];
+        assert!(check_structure(&d, EVRLE).is_err());
+        let ok = [
+            0x10, 0x00, 0x10, 0x00, b'X', b'Y', 0, 0, 2, 0, 0, 0, b'A', b'B',
+        ];
+        assert!(check_structure(&ok, EVRLE).is_ok());
+    }
+
+    #[test]
     fn sequences_and_encapsulated_pixel_data() {
         // implicit: (0008,1115) undefined-length SQ with one undefined-length item holding
         // (0008,1150) UI "1\0", then delimiters
@@ -324,5 +369,46 @@ mod tests {
             check_structure(&p, "1.2.840.10008.1.2.4.50").is_ok(),
             "fragment bytes are not parsed"
         );
+    }
+
+    /// Mutations of a valid data set (bit flips, truncations, length rewrites) never panic and
+    /// never make the walk read past the buffer; the same seed gives the same cases.
+    #[test]
+    fn mutated_inputs_never_panic() {
+        let mut valid = Vec::new();
+        crate::synth::ct_study(1, 8, 8, "fuzz")
+            .generate(|g| {
+                valid = g.part10;
+                Ok::<(), DicomError>(())
+            })
+            .unwrap();
+        let layout = crate::part10::read_layout(valid.as_slice()).unwrap();
+        let ds = valid[layout.dataset_offset as usize..].to_vec();
+        assert!(check_structure(&ds, EVRLE).is_ok());
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut m = ds.clone();
+            match next() % 3 {
+                0 => {
+                    let i = (next() as usize) % m.len();
+                    m[i] ^= 1 << (next() % 8);
+                }
+                1 => m.truncate((next() as usize) % m.len()),
+                _ => {
+                    let i = (next() as usize) % m.len().saturating_sub(4).max(1);
+                    let v = (next() as u32).to_le_bytes();
+                    m[i..i + 4].copy_from_slice(&v);
+                }
+            }
+            for ts in [EVRLE, IVRLE, "1.2.840.10008.1.2.2"] {
+                let _ = check_structure(&m, ts);
+            }
+        }
     }
 }

@@ -502,4 +502,30 @@ mod tests {
     fn malformed_command_is_an_error() {
         assert!(decode_command(&[0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x7f, 1]).is_err());
     }
+
+    /// Random and mutated PDUs never panic the reader; oversized lengths are refused early.
+    #[test]
+    fn random_pdus_never_panic() {
+        let valid = [4u8, 0, 0, 0, 0, 8, 0, 0, 0, 4, 1, 3, 0xAA, 0xBB];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut m = valid.to_vec();
+            let i = (next() as usize) % m.len();
+            m[i] = next() as u8;
+            if next() % 4 == 0 {
+                m.truncate((next() as usize) % m.len());
+            }
+            let _ = read_pdu(&mut m.as_slice(), 16384);
+            let n = (next() % 64) as usize;
+            let noise: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+            let _ = read_pdu(&mut noise.as_slice(), 16384);
+            let _ = decode_command(&noise);
+        }
+    }
 }

@@ -28,7 +28,9 @@ async fn backends() -> Vec<Backend> {
         dir: tempfile::tempdir().unwrap(),
         url: None,
     }];
-    if let Ok(admin) = std::env::var("RADRIS_TEST_POSTGRES_URL") {
+    if let Ok(admin) = std::env::var("RADRIS_TEST_POSTGRES_URL")
+        && !admin.is_empty()
+    {
         sqlx::any::install_default_drivers();
         let db = format!("radris_t_{}", uuid::Uuid::now_v7().simple());
         let mut conn = sqlx::AnyConnection::connect(&admin)
@@ -622,6 +624,57 @@ async fn large_instances_stream_to_disk_and_hash_inline() {
             .await
             .unwrap();
         assert!(r.is_err(), "{}: {r:?}", b.name);
+        assert!(a.blobs().staged_ids().unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutated_files_are_stored_or_refused_never_half() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let mut file = None;
+        study("mut", "Mut^Ant", "20200101", Phantom::ChestCt, 1)
+            .generate(|g| {
+                file = Some(g.part10);
+                Ok::<(), StoreError>(())
+            })
+            .unwrap();
+        let file = file.unwrap();
+        let a2 = a.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let mut stored = 0;
+            for _ in 0..300 {
+                let mut m = file.clone();
+                // mutate the header region (first 2 KiB), where the structure lives
+                for _ in 0..1 + next() % 3 {
+                    let i = (next() as usize) % 2048.min(m.len());
+                    m[i] = next() as u8;
+                }
+                if next() % 5 == 0 {
+                    m.truncate((next() as usize) % m.len());
+                }
+                if let Ok(s) = a2.ingest_part10(tenant("default"), &m) {
+                    stored += usize::from(s.newly_stored);
+                }
+            }
+            stored
+        })
+        .await
+        .unwrap();
+        let report = a.verify().await.unwrap();
+        assert!(report.is_clean(), "{}: {report:?}", b.name);
+        assert_eq!(
+            report.ok as usize, stored,
+            "{}: every stored mutant is indexed once",
+            b.name
+        );
         assert!(a.blobs().staged_ids().unwrap().is_empty());
     }
 }
