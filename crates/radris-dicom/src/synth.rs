@@ -425,13 +425,30 @@ fn sop_class_of(p: Phantom) -> &'static str {
 }
 
 /// Small deterministic noise (xorshift), so images are not flat.
-struct Noise(u64);
-impl Noise {
-    fn next(&mut self) -> f64 {
+/// A small deterministic generator (xorshift64): phantom noise here, reproducible mutation
+/// cases in the robustness tests. Not for anything that needs unpredictability.
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from a seed (0 is replaced, xorshift must not start at 0).
+    pub fn new(seed: u64) -> Self {
+        XorShift(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        self.0
+    }
+
+    /// Uniform in [-0.5, 0.5).
+    fn centred(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) - 0.5
     }
 }
 
@@ -443,7 +460,7 @@ fn inside(x: f64, y: f64, cx: f64, cy: f64, rx: f64, ry: f64) -> bool {
 /// The phantom's values at relative slice position `rel` (0 = top, 1 = bottom), in stored
 /// units (HU for CT). Coordinates are normalised to [-1, 1].
 fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec<i16> {
-    let mut noise = Noise(
+    let mut noise = XorShift::new(
         u64::from_be_bytes({
             let d = Sha256::digest(format!("{seed}/{rel}").as_bytes());
             let mut b = [0u8; 8];
@@ -492,7 +509,7 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                             v = 45.0; // heart
                         }
                     }
-                    v + noise.next() * 20.0
+                    v + noise.centred() * 20.0
                 }
                 Phantom::HeadCt => {
                     let mut v = -1000.0;
@@ -511,7 +528,7 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                             }
                         }
                     }
-                    v * (1.0 - 0.3 * (rel - 0.5).abs()) + noise.next() * 6.0
+                    v * (1.0 - 0.3 * (rel - 0.5).abs()) + noise.centred() * 6.0
                 }
                 Phantom::MrBrain => {
                     let mut v = 0.0;
@@ -530,7 +547,7 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                             }
                         }
                     }
-                    (v * (1.0 - 0.4 * (rel - 0.5).abs()) + noise.next() * 30.0).max(0.0)
+                    (v * (1.0 - 0.4 * (rel - 0.5).abs()) + noise.centred() * 30.0).max(0.0)
                 }
                 Phantom::CrChest => {
                     let mut v = 3600.0;
@@ -547,7 +564,7 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                             v = 2600.0;
                         }
                     }
-                    (v + noise.next() * 60.0).clamp(0.0, 4095.0)
+                    (v + noise.centred() * 60.0).clamp(0.0, 4095.0)
                 }
                 Phantom::PetBody => {
                     let mut v = 0.0;
@@ -564,7 +581,7 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                             }
                         }
                     }
-                    (v + noise.next() * 15.0).max(0.0)
+                    (v + noise.centred() * 15.0).max(0.0)
                 }
             };
             out.push(v.round().clamp(i16::MIN as f64, i16::MAX as f64) as i16);

@@ -385,13 +385,8 @@ mod tests {
         let layout = crate::part10::read_layout(valid.as_slice()).unwrap();
         let ds = valid[layout.dataset_offset as usize..].to_vec();
         assert!(check_structure(&ds, EVRLE).is_ok());
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::synth::XorShift::new(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || rng.next_u64();
         for _ in 0..20_000 {
             let mut m = ds.clone();
             match next() % 3 {

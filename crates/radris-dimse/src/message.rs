@@ -507,13 +507,8 @@ mod tests {
     #[test]
     fn random_pdus_never_panic() {
         let valid = [4u8, 0, 0, 0, 0, 8, 0, 0, 0, 4, 1, 3, 0xAA, 0xBB];
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = radris_dicom::synth::XorShift::new(0x2545_F491_4F6C_DD1D);
+        let mut next = move || rng.next_u64();
         for _ in 0..20_000 {
             let mut m = valid.to_vec();
             let i = (next() as usize) % m.len();

@@ -642,13 +642,8 @@ async fn mutated_files_are_stored_or_refused_never_half() {
         let file = file.unwrap();
         let a2 = a.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            let mut x: u64 = 0x1234_5678_9ABC_DEF1;
-            let mut next = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
+            let mut rng = radris_dicom::synth::XorShift::new(0x1234_5678_9ABC_DEF1);
+            let mut next = move || rng.next_u64();
             let mut stored = 0;
             for _ in 0..300 {
                 let mut m = file.clone();
