@@ -4,15 +4,10 @@ Environment:
   RADRIS_BIN          server binary (default /work/main/target/debug/radris)
   RADRIS_E2E_POSTGRES_URL  when set (an admin URL such as postgres://postgres@127.0.0.1/postgres),
                       every server gets its own fresh PostgreSQL database as its index
-  RADRIS_TEST_TARGET  "radris" (default) or "orthanc" (debugging the tests
-                      themselves against /usr/sbin/Orthanc; RADRIS-only checks
-                      are skipped then)
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,13 +23,10 @@ import dimse  # noqa: E402
 
 RADRIS_BIN = os.environ.get("RADRIS_BIN", "/work/main/target/debug/radris")
 E2E_POSTGRES = os.environ.get("RADRIS_E2E_POSTGRES_URL")
-TARGET = os.environ.get("RADRIS_TEST_TARGET", "radris")
-IS_ORTHANC = TARGET == "orthanc"
 READY_TIMEOUT = 60
 
 os.environ["TCP_NODELAY"] = "1"
 
-radris_only = pytest.mark.skipif(IS_ORTHANC, reason="RADRIS-specific (not testable on Orthanc)")
 
 _LIVE_SERVERS: list["Server"] = []
 
@@ -114,28 +106,11 @@ class Server:
         self.starts = 0
         # the index: SQLite in the data dir, or a database of its own on the E2E PostgreSQL
         self.env = dict(os.environ, TCP_NODELAY="1")
-        if E2E_POSTGRES and not IS_ORTHANC:
+        if E2E_POSTGRES:
             self.env["RADRIS_DATABASE_URL"] = fresh_postgres_database()
 
     # -- lifecycle
     def _cmd(self) -> list[str]:
-        if IS_ORTHANC:
-            cfg = {
-                "Name": "radris-test", "DicomAet": dimse.SERVER_AET,
-                "DicomPort": self.port, "HttpPort": self.http_port,
-                "StorageDirectory": str(self.data_dir / "storage"),
-                "IndexDirectory": str(self.data_dir / "index"),
-                "DicomCheckCalledAet": True, "AuthenticationEnabled": False,
-                "RemoteAccessAllowed": False, "StorageCompression": False,
-                "DicomModalities": {
-                    "TESTSCU": ["TESTSCU", "127.0.0.1", self.move_port],
-                    "OTHERSCU": ["OTHERSCU", "127.0.0.1", self.other_move_port],
-                },
-                "Plugins": [], "HttpDescribeErrors": True,
-            }
-            p = self.workdir / "orthanc.json"
-            p.write_text(json.dumps(cfg))
-            return ["/usr/sbin/Orthanc", str(p)]
         cmd = [RADRIS_BIN, "serve", "--data-dir", str(self.data_dir),
                "--dicom-listen", f"127.0.0.1:{self.port}",
                "--http-listen", f"127.0.0.1:{self.http_port}",
@@ -146,7 +121,7 @@ class Server:
 
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        if not IS_ORTHANC and not os.path.exists(RADRIS_BIN):
+        if not os.path.exists(RADRIS_BIN):
             pytest.fail(f"server binary {RADRIS_BIN} not found (build it first)")
         self.starts += 1
         log = open(self.log_path, "ab")
@@ -181,7 +156,7 @@ class Server:
             return e.code, e.read().decode(errors="replace")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT):
-        path = "/system" if IS_ORTHANC else "/readyz"
+        path = "/readyz"
         end = time.time() + timeout
         while time.time() < end:
             if self.proc.poll() is not None:
@@ -273,20 +248,6 @@ def server_factory(tmp_path_factory):
         s.stop()
 
 
-def _generate_ct_pydicom(out: Path, slices: int, rows: int, cols: int, seed: int):
-    """Fallback generator used only under RADRIS_TEST_TARGET=orthanc."""
-    import numpy as np
-    from pydicom.uid import generate_uid, ExplicitVRLittleEndian
-    rng = np.random.default_rng(seed)
-    study, series = generate_uid(), generate_uid()
-    for i in range(slices):
-        ds = dimse.make_image("Synthetic^CT", "SYNTH1", study, series, modality="CT",
-                              instance_number=i + 1, rows=rows, cols=cols)
-        ds.PixelData = rng.integers(0, 4096, rows * cols, dtype=np.uint16).tobytes()
-        dimse.write_part10(out / f"ct_{i:04d}.dcm", ds.SOPClassUID, ds.SOPInstanceUID,
-                           ExplicitVRLittleEndian, dimse.encode_dataset(ds))
-
-
 class Series:
     def __init__(self, directory: Path):
         import pydicom
@@ -317,11 +278,8 @@ class Series:
 def ct_series(tmp_path_factory) -> Series:
     """The 300-slice 512x512 synthetic CT series, generated once per session."""
     out = tmp_path_factory.mktemp("ct300")
-    if IS_ORTHANC:
-        _generate_ct_pydicom(out, 300, 512, 512, 1)
-    else:
-        run_radris("generate", "ct", "--out", out, "--slices", 300, "--rows", 512,
-                   "--cols", 512, "--seed", 1, check=True)
+    run_radris("generate", "ct", "--out", out, "--slices", 300, "--rows", 512,
+               "--cols", 512, "--seed", 1, check=True)
     s = Series(out)
     assert len(s.files) == 300, f"expected 300 generated files, got {len(s.files)}"
     assert not [p for p in out.iterdir() if p.suffix != ".dcm"], "generator wrote non-.dcm files"

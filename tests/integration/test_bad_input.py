@@ -9,7 +9,6 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import dimse
-from conftest import IS_ORTHANC, radris_only
 
 PDU_NAMES = {0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x07: "A-ABORT"}
 
@@ -99,7 +98,7 @@ def test_assoc_rq_item_length_lies(server):
     closed, data = dimse.read_until_closed(s, timeout=20)
     s.close()
     assert data[:1] != b"\x02"
-    assert closed or IS_ORTHANC, "connection not closed/aborted after malformed item"
+    assert closed, "connection not closed/aborted after malformed item"
     assert_alive(server)
 
 
@@ -109,7 +108,7 @@ def test_truncated_dataset_refused(server, bad):
     cut = full[:len(full) - 1000]  # cut inside the Pixel Data value
     st, note = dimse.store_raw(server.port, ds.SOPClassUID, ds.SOPInstanceUID,
                                ExplicitVRLittleEndian, cut)
-    assert dimse.is_failure(st) or (IS_ORTHANC and st is None), \
+    assert dimse.is_failure(st), \
         f"truncated data set: expected failure status, got {st!r} {note}"
     bad.append(ds)
     assert_not_findable(server, ds)
@@ -123,7 +122,7 @@ def test_truncated_inside_header_refused(server, bad):
     pos = full.index(b"Trunc^Header") - 5
     st, note = dimse.store_raw(server.port, ds.SOPClassUID, ds.SOPInstanceUID,
                                ExplicitVRLittleEndian, full[:pos])
-    assert dimse.is_failure(st) or (IS_ORTHANC and st is None), (st, note)
+    assert dimse.is_failure(st), (st, note)
     bad.append(ds)
     assert_not_findable(server, ds)
 
@@ -132,8 +131,6 @@ def test_invalid_sop_instance_uid_refused(server, bad):
     ds = dimse.make_image("Invalid^Uid", "BADUID1", sop_uid="1.2.abc")
     st, note = dimse.store_raw(server.port, ds.SOPClassUID, "1.2.abc", ExplicitVRLittleEndian,
                                dimse.encode_dataset(ds))
-    if IS_ORTHANC:
-        pytest.skip(f"Orthanc answered {st!r}; RADRIS must refuse")
     assert dimse.is_failure(st), f"invalid SOP Instance UID: expected failure, got {st!r} {note}"
     bad.append(ds)
     assert dimse.find(server.port, dimse.make_query(
@@ -210,9 +207,8 @@ def test_nothing_partial_after_restart(server, bad, good):
     """After a clean restart nothing refused/abandoned is findable; verify is clean."""
     assert len(bad) >= 5
     server.stop()
-    if not IS_ORTHANC:
-        # exactly the successfully stored instances, nothing partial
-        server.assert_verify_clean(expect_objects=len(good))
+    # exactly the successfully stored instances, nothing partial
+    server.assert_verify_clean(expect_objects=len(good))
     server.start()
     for ds in bad:
         assert dimse.find(server.port, dimse.make_query(

@@ -7,10 +7,9 @@ import threading
 from pydicom.uid import generate_uid
 
 import dimse
-from conftest import radris_only, run_radris
+from conftest import run_radris
 
 
-@radris_only
 def test_import_is_recursive_resumable_and_reports_rejects(server_factory, ct_series, tmp_path):
     src = tmp_path / "in"
     (src / "nested").mkdir(parents=True)
@@ -37,7 +36,6 @@ def values(v) -> set[str]:
     return {str(v)} if isinstance(v, str) else {str(x) for x in v}
 
 
-@radris_only
 def test_demo_data_set_is_queryable(server_factory):
     srv = server_factory(start=False)
     run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
@@ -63,7 +61,6 @@ def test_demo_data_set_is_queryable(server_factory):
     srv.assert_verify_clean(expect_objects=300 + 40 + 24 + 1 + 160)
 
 
-@radris_only
 def test_admin_scu_find_get_move(server, ct_series, tmp_path):
     peer = ["--aet", "TESTSCU", "--aec", "RADRIS", "127.0.0.1", str(server.port)]
     run_radris("dicom", "store", *peer, *ct_series.files[:5], check=True)

@@ -6,7 +6,7 @@ import pydicom
 import pytest
 
 import dimse
-from conftest import IS_ORTHANC, dcmtk_env, radris_only, run_radris
+from conftest import dcmtk_env, run_radris
 
 DCMTK = "/usr/bin"
 
@@ -43,14 +43,12 @@ def test_echoscu(server):
     assert "Received Echo Response (Success)" in cp.stdout + cp.stderr
 
 
-@radris_only
 def test_radris_dicom_echo_smoke(server):
     cp = run_radris("dicom", "echo", "--aet", "TESTSCU", "--aec", "RADRIS", "127.0.0.1",
                     server.port, timeout=60)
     assert cp.returncode == 0, cp.stdout + cp.stderr
 
 
-@radris_only
 def test_http_endpoints(server):
     assert server.http_get("/healthz")[0] == 200
     assert server.http_get("/readyz")[0] == 200
@@ -156,7 +154,6 @@ def test_movescu_unknown_destination(server, stored, tmp_path):
     assert not list(outdir.iterdir())
 
 
-@radris_only
 def test_echoscu_unknown_calling_ae_rejected(server):
     cp = dcmtk("echoscu", "-v", *conn(server, aet="NOBODY"), timeout=60)
     out = cp.stdout + cp.stderr
@@ -174,7 +171,6 @@ def test_echoscu_wrong_called_ae_rejected(server):
     assert dcmtk("echoscu", *conn(server)).returncode == 0
 
 
-@radris_only
 def test_open_ae_accepts_unknown_calling_ae(server_factory):
     srv = server_factory(open_ae=True)
     cp = dcmtk("echoscu", *conn(srv, aet="ANYBODY"), timeout=60)

@@ -3,7 +3,6 @@ import pytest
 from pydicom.uid import generate_uid
 
 import dimse
-from conftest import radris_only
 from dimse import OTHERSCU, TESTSCU, find, make_query
 
 
@@ -159,7 +158,6 @@ def test_no_match(server, db):
                                         StudyInstanceUID="")) == []
 
 
-@radris_only
 def test_tenant_isolation(server, db):
     # OTHERSCU sees nothing of TESTSCU's data
     assert find(server.port, make_query("STUDY", StudyInstanceUID=""), aet=OTHERSCU) == []

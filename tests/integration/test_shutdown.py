@@ -6,10 +6,9 @@ import subprocess
 import time
 
 import dimse
-from conftest import dcmtk_env, radris_only
+from conftest import dcmtk_env
 
 
-@radris_only
 def test_sigterm_finishes_the_association_in_flight(server_factory, ct_series, tmp_path):
     srv = server_factory()
     log = tmp_path / "storescu.log"

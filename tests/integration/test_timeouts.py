@@ -5,12 +5,10 @@ import socket
 import time
 
 import dimse
-from conftest import radris_only
 
 TIMEOUTS = "\n[dimse]\nartim_timeout_s = 2\nidle_timeout_s = 3\n"
 
 
-@radris_only
 def test_silent_connection_and_idle_association_are_closed(server_factory):
     srv = server_factory(extra_config=TIMEOUTS)
     silent = socket.create_connection(("127.0.0.1", srv.port))
