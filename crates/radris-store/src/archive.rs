@@ -223,7 +223,7 @@ impl Archive {
     /// Blocking IO: call from a blocking context.
     pub fn read_dataset(&self, inst: &StoredInstance) -> Result<Vec<u8>, StoreError> {
         let path = self.inner.blobs.path_of(&inst.blob_path);
-        let bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
+        let mut bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -232,7 +232,8 @@ impl Archive {
         let start = usize::try_from(layout.dataset_offset)
             .unwrap_or(usize::MAX)
             .min(bytes.len());
-        Ok(bytes[start..].to_vec())
+        bytes.drain(..start);
+        Ok(bytes)
     }
 
     /// Delete a study, series or instance: index first (one transaction), then the blobs.
