@@ -12,6 +12,7 @@
 //! assert!(Uid::parse("1.2.abc").is_err());
 //! ```
 
+pub mod audit;
 pub mod config;
 pub mod events;
 mod ids;

@@ -81,4 +81,32 @@ CREATE INDEX instances_series ON instances (tenant_id, series_uid);
 CREATE INDEX instances_study ON instances (tenant_id, study_uid);
 CREATE UNIQUE INDEX instances_blob ON instances (blob_id)
 "#,
+    // 2: tables owned by radris-auth: API tokens (stored hashed) and the chained audit log
+    r#"
+CREATE TABLE api_tokens (
+    token_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX api_tokens_hash ON api_tokens (token_sha256);
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    source TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_tenant_at ON audit_log (tenant_id, at)
+"#,
 ];

@@ -1,0 +1,52 @@
+//! Identity and access for RADRIS.
+//!
+//! * [`token`]: scoped, revocable API tokens. Only their SHA-256 is stored; the secret is shown
+//!   once, at creation.
+//! * [`principal`]: who is calling ([`Principal`]): tenant, actor and [`Scopes`]. The tenant of
+//!   every request comes from here, never from the request itself.
+//! * [`audit`]: the append-only audit log. Each record carries the hash of the one before it,
+//!   so [`audit::verify`] finds a record that was edited, deleted, inserted or moved.
+//!
+//! The tables live in the index database (migration 2 of `radris-store`); this crate works on
+//! the pool the index opened, so SQLite and PostgreSQL are both supported.
+
+pub mod audit;
+pub mod principal;
+pub mod token;
+
+pub use audit::AuditLog;
+pub use principal::{Principal, Scope, Scopes};
+pub use token::Tokens;
+
+/// Why an authentication or an audit operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credentials, or credentials that do not match a live token. Deliberately vague:
+    /// the caller learns nothing about which part was wrong.
+    #[error("missing, unknown, expired or revoked credentials")]
+    Unauthenticated,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("database error while {what}: {source}")]
+    Database {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("random number generator failed: {0}")]
+    Random(String),
+}
+
+impl AuthError {
+    pub(crate) fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> AuthError {
+        move |source| AuthError::Database { what, source }
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
