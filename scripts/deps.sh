@@ -12,9 +12,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if ! python3 -c 'import pydicom, pynetdicom, pytest, numpy' 2>/dev/null; then
-  echo "deps: pip install pydicom pynetdicom pytest numpy"
-  python3 -m pip install -q --disable-pip-version-check pydicom pynetdicom pytest numpy
+if ! python3 -c 'import pydicom, pynetdicom, pytest, numpy, requests, dicomweb_client' 2>/dev/null; then
+  echo "deps: pip install pydicom pynetdicom pytest numpy requests dicomweb-client"
+  python3 -m pip install -q --disable-pip-version-check pydicom pynetdicom pytest numpy requests dicomweb-client
 fi
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
   echo "deps: cargo-nextest not found; falling back to cargo test"

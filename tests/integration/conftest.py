@@ -203,6 +203,26 @@ class Server:
             return "(no server log)"
         return f"--- server log tail ({self.log_path}) ---\n" + "\n".join(lines[-n:])
 
+    # -- HTTP
+    @property
+    def dicomweb(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
+
+    def token(self, tenant: str = "default", scope: str = "read,write,delete",
+              user: str = "tester") -> str:
+        """A fresh API token from `radris admin token create` (works beside the server)."""
+        cp = run_radris("admin", "token", "create", "--data-dir", self.data_dir,
+                        "--config", self.config_path, "--tenant", tenant, "--user", user,
+                        "--scope", scope, check=True, env=self.env)
+        return cp.stdout.strip()
+
+    def session(self, tenant: str = "default", scope: str = "read,write,delete"):
+        """A requests session that sends a bearer token of `tenant`."""
+        import requests
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {self.token(tenant, scope)}"
+        return s
+
     # -- admin
     def verify(self) -> tuple[int, str]:
         """`radris admin verify` (server state unchanged)."""

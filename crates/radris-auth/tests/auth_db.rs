@@ -71,7 +71,7 @@ async fn tokens_authenticate_expire_and_revoke() {
 
 fn rec(i: usize) -> AuditRecord {
     AuditRecord {
-        tenant: if i % 2 == 0 { "alpha" } else { "beta" }.into(),
+        tenant: if i.is_multiple_of(2) { "alpha" } else { "beta" }.into(),
         actor: format!("token:{i}"),
         action: "dicomweb.qido.studies".into(),
         outcome: Outcome::Success,

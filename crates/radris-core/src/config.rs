@@ -49,6 +49,7 @@ pub struct Config {
     pub open_ae: bool,
     pub duplicate_policy: DuplicatePolicy,
     pub dimse: DimseLimits,
+    pub http: HttpConfig,
     pub tenants: Vec<TenantConfig>,
     pub remote_aes: Vec<RemoteAeConfig>,
 }
@@ -90,6 +91,40 @@ impl Default for DimseLimits {
     }
 }
 
+/// The HTTP service (DICOMweb, REST).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve requests without credentials as an anonymous principal of the `default` tenant
+    /// with read and write scopes. For benchmarks and closed test networks only; off by
+    /// default, and every such request is still audited as `anonymous`.
+    pub anonymous: bool,
+    /// Largest request body outside STOW-RS (bytes).
+    pub max_body_bytes: u64,
+    /// Largest STOW-RS request (bytes); parts are streamed to disk, never held in memory.
+    pub max_stow_bytes: u64,
+    /// Longest time a request may take, STOW-RS excepted (seconds).
+    pub request_timeout_s: u64,
+    /// Origins allowed by CORS (e.g. `https://viewer.example.org`); empty: same origin only.
+    pub cors_origins: Vec<String>,
+    /// Base URL clients reach us at (for BulkDataURI and Location headers), e.g.
+    /// `https://pacs.example.org`; default: derived from the request's Host header.
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            anonymous: false,
+            max_body_bytes: 1 << 20,
+            max_stow_bytes: 64 << 30,
+            request_timeout_s: 300,
+            cors_origins: Vec::new(),
+            public_url: None,
+        }
+    }
+}
+
 /// A tenant and whether it accepts unknown calling AEs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +161,7 @@ impl Default for Config {
             open_ae: false,
             duplicate_policy: DuplicatePolicy::default(),
             dimse: DimseLimits::default(),
+            http: HttpConfig::default(),
             tenants: Vec::new(),
             remote_aes: Vec::new(),
         }

@@ -250,8 +250,45 @@ pub fn index_header_json(
             ));
         }
     }
-    dicom_json::to_string(&h).map_err(|e| DicomError::Write(e.to_string()))
+    let mut json = dicom_json::to_value(&h).map_err(|e| DicomError::Write(e.to_string()))?;
+    if let Some(map) = json.as_object_mut() {
+        // bulk values are referenced, not inlined: `bulk:<tag>` becomes a BulkDataURI when
+        // the metadata is served
+        let mut marks: Vec<(Tag, VR)> = obj
+            .iter()
+            .filter(|e| is_bulk(e))
+            .map(|e| (e.tag(), e.vr()))
+            .collect();
+        // the header is parsed up to Pixel Data: an image has it
+        if obj.get(tags::ROWS).is_some() && !marks.iter().any(|(t, _)| *t == tags::PIXEL_DATA) {
+            let bits = text(obj, tags::BITS_ALLOCATED);
+            let vr = if bits == "8" || bits == "1" {
+                VR::OB
+            } else {
+                VR::OW
+            };
+            marks.push((tags::PIXEL_DATA, vr));
+        }
+        for (tag, vr) in marks {
+            let key = format!("{:04X}{:04X}", tag.group(), tag.element());
+            map.insert(
+                key.clone(),
+                serde_json::json!({ "vr": vr.to_string(), "BulkDataURI": format!("bulk:{key}") }),
+            );
+        }
+        // keep tag order
+        let sorted: serde_json::Map<String, serde_json::Value> = std::mem::take(map)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        *map = sorted;
+    }
+    serde_json::to_string(&json).map_err(|e| DicomError::Write(e.to_string()))
 }
+
+/// Prefix of the bulk data references kept in stored headers (see [`index_header_json`]).
+pub const BULK_MARK: &str = "\"BulkDataURI\":\"bulk:";
 
 /// Parse a header kept as DICOM JSON.
 pub fn header_from_json(json: &str) -> Result<InMemDicomObject, DicomError> {

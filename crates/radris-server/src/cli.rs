@@ -38,6 +38,9 @@ pub enum Command {
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// DIMSE service user for administrators: echo, store, find, move, get.
     #[command(subcommand)]
     Dicom(DicomCommand),
@@ -74,6 +77,10 @@ pub struct ServeArgs {
     /// Load the demo data set if the archive is empty, and accept any calling AE.
     #[arg(long, env = "RADRIS_DEMO")]
     pub demo: bool,
+    /// Serve HTTP requests without credentials as an anonymous read/write principal of the
+    /// `default` tenant. For benchmarks and closed test networks only.
+    #[arg(long, env = "RADRIS_HTTP_ANONYMOUS")]
+    pub http_anonymous: bool,
 }
 
 #[derive(Args)]
@@ -121,6 +128,9 @@ pub enum AdminCommand {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// API tokens for scripts and integrations (sent as `Authorization: Bearer`).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Delete a study, series or instance (index and blobs together).
     Delete {
         #[command(flatten)]
@@ -130,6 +140,49 @@ pub enum AdminCommand {
         #[arg(long, value_parser = ["study", "series", "instance"])]
         level: String,
         uid: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// Comma separated: read, write, delete, admin.
+        #[arg(long, default_value = "read,write")]
+        scope: String,
+        /// Lifetime in days (default: no expiry).
+        #[arg(long)]
+        days: Option<u64>,
+    },
+    /// List a tenant's tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a token.
+    Revoke {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long)]
+        tenant: String,
+        token_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain and report the first broken record.
+    Verify {
+        #[command(flatten)]
+        archive: ArchiveArgs,
     },
 }
 
@@ -222,14 +275,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Open the archive as the server does (with crash recovery).
 async fn open_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
-    let archive = radris_store::Archive::open(
-        &cfg.data_dir,
-        cfg.database_url.as_deref(),
-        cfg.duplicate_policy,
-        radris_core::events::EventBus::default(),
-    )
-    .await
+    open_archive_as(cfg, true).await
+}
+
+/// Open the archive beside a server that may be running (no crash recovery).
+async fn attach_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
+    open_archive_as(cfg, false).await
+}
+
+async fn open_archive_as(cfg: &Config, recover: bool) -> anyhow::Result<radris_store::Archive> {
+    let events = radris_core::events::EventBus::default();
+    let url = cfg.database_url.as_deref();
+    let archive = if recover {
+        radris_store::Archive::open(&cfg.data_dir, url, cfg.duplicate_policy, events).await
+    } else {
+        radris_store::Archive::attach(&cfg.data_dir, url, cfg.duplicate_policy, events).await
+    }
     .with_context(|| format!("opening the archive in {}", cfg.data_dir.display()))?;
     let dir = cfg.ae_directory()?;
     archive.index().ensure_tenants(&dir.tenants).await?;
@@ -252,11 +315,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if args.open_ae || args.demo {
                 cfg.open_ae = true;
             }
+            if args.http_anonymous {
+                cfg.http.anonymous = true;
+            }
             let rt = runtime()?;
             rt.block_on(async move {
                 let archive = open_archive(&cfg).await?;
                 if args.demo {
                     load_demo(&archive).await?;
+                    demo_token(&cfg, &archive).await?;
                 }
                 crate::serve::serve(cfg, archive, crate::serve::shutdown_signal()).await
             })?;
@@ -266,7 +333,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&args.archive)?;
             let tenant = TenantId::parse(&args.tenant)?;
             let rt = runtime()?;
-            let archive = rt.block_on(open_archive(&cfg))?;
+            let archive = rt.block_on(attach_archive(&cfg))?;
             let summary = crate::import::import(&archive, &rt, tenant, &args.paths, args.jobs)?;
             Ok(if summary.rejected.is_empty() {
                 ExitCode::SUCCESS
@@ -278,7 +345,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&args.archive)?;
             let rt = runtime()?;
             rt.block_on(async {
-                let archive = open_archive(&cfg).await?;
+                let archive = attach_archive(&cfg).await?;
                 load_demo(&archive).await
             })?;
             Ok(ExitCode::SUCCESS)
@@ -310,7 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let rt = runtime()?;
             let report = rt.block_on(async {
-                open_archive(&cfg)
+                attach_archive(&cfg)
                     .await?
                     .verify()
                     .await
@@ -356,7 +423,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let rt = runtime()?;
             let n = rt.block_on(async {
-                open_archive(&cfg)
+                attach_archive(&cfg)
                     .await?
                     .delete(&tenant, level, &uid)
                     .await
@@ -365,8 +432,136 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("deleted {n} instances");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Admin(AdminCommand::Token(cmd)) => token(cmd),
+        Command::Audit(AuditCommand::Verify { archive }) => {
+            let cfg = load_config(&archive)?;
+            let rt = runtime()?;
+            let report = rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                radris_auth::audit::verify(archive.index().pool())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            match report.broken {
+                None => {
+                    println!("audit log intact: {} records verified", report.records);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((seq, why)) => {
+                    println!("audit log BROKEN at record {seq}: {why}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Dicom(cmd) => dicom(cmd),
     }
+}
+
+fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match cmd {
+        TokenCommand::Create {
+            archive,
+            tenant,
+            user,
+            scope,
+            days,
+        } => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            let scopes = radris_auth::Scopes::parse(&scope)?;
+            let (id, secret) = rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                archive
+                    .index()
+                    .ensure_tenants(std::slice::from_ref(&tenant))
+                    .await?;
+                radris_auth::Tokens::new(archive.index().pool().clone())
+                    .create(
+                        &tenant,
+                        &user,
+                        scopes,
+                        days.map(|d| std::time::Duration::from_secs(d * 86_400)),
+                    )
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            eprintln!("token {id} for {user} in tenant {tenant} with scopes {scopes}");
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List { archive, tenant } => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            let list = rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                radris_auth::Tokens::new(archive.index().pool().clone())
+                    .list(&tenant)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            for t in list {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.token_id,
+                    t.user,
+                    t.scopes,
+                    if t.revoked { "revoked" } else { "active" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke {
+            archive,
+            tenant,
+            token_id,
+        } => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            let done = rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                radris_auth::Tokens::new(archive.index().pool().clone())
+                    .revoke(&tenant, &token_id)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            if done {
+                println!("revoked {token_id}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no active token {token_id} in tenant {tenant}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+/// In demo mode: a read/write token for the `default` tenant, written once to
+/// `<data dir>/demo-token` (mode 0600) so the demo's DICOMweb can be tried at once.
+async fn demo_token(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Result<()> {
+    let path = cfg.data_dir.join("demo-token");
+    if path.exists() {
+        tracing::info!(path = %path.display(), "demo API token (Authorization: Bearer …)");
+        return Ok(());
+    }
+    let (_, secret) = radris_auth::Tokens::new(archive.index().pool().clone())
+        .create(
+            &TenantId::default_tenant(),
+            "demo",
+            radris_auth::Scopes::of(&[radris_auth::Scope::Read, radris_auth::Scope::Write]),
+            None,
+        )
+        .await?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())?;
+    tracing::info!(path = %path.display(), "demo API token created (Authorization: Bearer …)");
+    Ok(())
 }
 
 /// Store the demo studies (idempotent: already stored instances are kept).

@@ -38,6 +38,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let directory = cfg.ae_directory()?;
+    let audit_log = radris_auth::AuditLog::start(archive.index().pool().clone()).await?;
+    let audit: radris_core::audit::Audit = Arc::new(audit_log.clone());
+    if cfg.http.anonymous {
+        tracing::warn!(
+            "HTTP accepts requests without credentials (http.anonymous): for benchmarks and closed test networks only"
+        );
+    }
     let metrics = crate::http::install_metrics()?;
     let listener = TcpListener::bind(cfg.dicom_listen)
         .with_context(|| format!("binding DICOM port {}", cfg.dicom_listen))?;
@@ -67,12 +74,18 @@ pub async fn serve(
             tracing::warn!(error = %e, "could not set TCP_NODELAY on an HTTP connection");
         }
     });
+    let tokens = Arc::new(radris_auth::Tokens::new(archive.index().pool().clone()));
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
         ready: ready.clone(),
         dimse: ctx,
-    });
+        tokens,
+        audit: audit.clone(),
+        http: Arc::new(cfg.http.clone()),
+        tls: false,
+    })
+    .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(http_listener, app)
@@ -90,6 +103,7 @@ pub async fn serve(
         Ok(r) => r??,
         Err(_) => tracing::warn!("HTTP did not drain in 10 s"),
     }
+    audit_log.flush().await;
     tracing::info!("stopped");
     Ok(())
 }

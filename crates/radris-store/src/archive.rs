@@ -89,6 +89,20 @@ impl Archive {
         policy: DuplicatePolicy,
         events: EventBus,
     ) -> Result<Self, StoreError> {
+        let archive = Self::attach(data_dir, database_url, policy, events).await?;
+        archive.recover().await?;
+        Ok(archive)
+    }
+
+    /// Open the archive beside a server that may be running on it (import, admin tools):
+    /// like [`Archive::open`] without crash recovery, which only the server may do (the
+    /// staging files of its stores in flight are not leftovers).
+    pub async fn attach(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        policy: DuplicatePolicy,
+        events: EventBus,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.display().to_string(),
             source,
@@ -110,7 +124,6 @@ impl Archive {
                 in_memory_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_IN_MEMORY_LIMIT),
             }),
         };
-        archive.recover().await?;
         Ok(archive)
     }
 
@@ -168,7 +181,6 @@ impl Archive {
         source: Option<AeTitle>,
         hint: IngestHint,
     ) -> Result<Ingest, StoreError> {
-        let mut blob = self.inner.blobs.create()?;
         let meta = file_meta_bytes(
             &hint.sop_class_uid,
             &hint.sop_instance_uid,
@@ -176,6 +188,27 @@ impl Archive {
             source.as_ref().map(AeTitle::as_str),
         )
         .map_err(|e| StoreError::Mismatch(e.to_string()))?;
+        self.begin_ingest_with_meta(tenant, source, hint, meta)
+    }
+
+    /// Like [`Archive::begin_ingest`] for a Part-10 file that brings its own preamble and
+    /// file meta group (STOW-RS, import): `meta` is kept verbatim, so the stored file is the
+    /// file that was sent. A missing preamble is supplied as 128 zero bytes.
+    pub fn begin_ingest_with_meta(
+        &self,
+        tenant: TenantId,
+        source: Option<AeTitle>,
+        hint: IngestHint,
+        meta: Vec<u8>,
+    ) -> Result<Ingest, StoreError> {
+        let meta = if meta.starts_with(b"DICM") {
+            let mut m = vec![0u8; 128];
+            m.extend_from_slice(&meta);
+            m
+        } else {
+            meta
+        };
+        let mut blob = self.inner.blobs.create()?;
         blob.write(&meta)?;
         // data sets kept in memory are hashed beside the fsync, off the receive path
         blob.defer_hash();
@@ -202,7 +235,8 @@ impl Archive {
         let start = usize::try_from(layout.dataset_offset)
             .unwrap_or(usize::MAX)
             .min(bytes.len());
-        let mut ingest = self.begin_ingest(tenant, None, hint)?;
+        let mut ingest =
+            self.begin_ingest_with_meta(tenant, None, hint, bytes[..start].to_vec())?;
         ingest.write(&bytes[start..])?;
         ingest.commit()
     }
@@ -217,6 +251,27 @@ impl Archive {
         q: &FindQuery,
     ) -> Result<Vec<StoredInstance>, StoreError> {
         self.inner.index.find_instances(tenant, q).await
+    }
+
+    /// Instances of a study / series / instance with their DICOM JSON headers (see
+    /// [`Index::instances_of`]).
+    pub async fn instances_of(
+        &self,
+        tenant: &TenantId,
+        study_uid: &str,
+        series_uid: Option<&str>,
+        sop_uid: Option<&str>,
+        with_headers: bool,
+    ) -> Result<Vec<(StoredInstance, String)>, StoreError> {
+        self.inner
+            .index
+            .instances_of(tenant, study_uid, series_uid, sop_uid, with_headers)
+            .await
+    }
+
+    /// Where a stored instance's Part-10 file is.
+    pub fn file_of(&self, inst: &StoredInstance) -> std::path::PathBuf {
+        self.inner.blobs.path_of(&inst.blob_path)
     }
 
     /// The stored data set bytes of an instance, exactly as received, and its transfer syntax.

@@ -226,6 +226,18 @@ impl Index {
 
     /// Entities matching a query at its level, with their headers and counters.
     pub async fn find(&self, tenant: &TenantId, q: &FindQuery) -> Result<Vec<FindRow>, StoreError> {
+        Ok(self.find_page(tenant, q, 0, None).await?.0)
+    }
+
+    /// One page of a find: skip `offset` matches, return at most `limit`, and say whether
+    /// more matches follow. Paging is pushed into SQL unless a key needs the header filter.
+    pub async fn find_page(
+        &self,
+        tenant: &TenantId,
+        q: &FindQuery,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<(Vec<FindRow>, bool), StoreError> {
         let level = q.level;
         let select = match level {
             QueryLevel::Patient => {
@@ -243,6 +255,16 @@ impl Index {
         };
         let post = where_clause(&mut sql, tenant, q, level);
         sql.text.push_str(order_clause(level));
+        let in_sql = post.is_empty();
+        if in_sql {
+            if let Some(l) = limit {
+                sql.text
+                    .push_str(&format!(" LIMIT {} OFFSET {offset}", l.saturating_add(1)));
+            } else if offset > 0 {
+                sql.text
+                    .push_str(&format!(" LIMIT 9223372036854775807 OFFSET {offset}"));
+            }
+        }
         let rows = bind_all(
             sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
             &sql.args,
@@ -251,9 +273,14 @@ impl Index {
         .await
         .map_err(|e| StoreError::db("find", e))?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut skip = if in_sql { 0 } else { offset };
         for row in rows {
             let header_json: String = row.try_get(0).map_err(|e| StoreError::db("find row", e))?;
             if !post_filter(&header_json, &post) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
                 continue;
             }
             let get = |i: usize| -> Result<i64, StoreError> {
@@ -273,7 +300,61 @@ impl Index {
                     .collect(),
             });
         }
-        Ok(out)
+        let more = limit.is_some_and(|l| out.len() as u64 > l);
+        if let Some(l) = limit {
+            out.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        Ok((out, more))
+    }
+
+    /// The instances of a study (optionally narrowed to a series and an instance), in series
+    /// and instance-number order, with their stored DICOM JSON headers when asked.
+    pub async fn instances_of(
+        &self,
+        tenant: &TenantId,
+        study_uid: &str,
+        series_uid: Option<&str>,
+        sop_uid: Option<&str>,
+        with_headers: bool,
+    ) -> Result<Vec<(StoredInstance, String)>, StoreError> {
+        let mut sql = Sql {
+            text: format!(
+                "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
+                 i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256, {} FROM instances i",
+                if with_headers { "i.header_json" } else { "''" }
+            ),
+            ..Sql::default()
+        };
+        let t = sql.arg(tenant.as_str());
+        let st = sql.arg(study_uid);
+        sql.text
+            .push_str(&format!(" WHERE i.tenant_id = {t} AND i.study_uid = {st}"));
+        if let Some(se) = series_uid {
+            let a = sql.arg(se);
+            sql.text.push_str(&format!(" AND i.series_uid = {a}"));
+        }
+        if let Some(sop) = sop_uid {
+            let a = sql.arg(sop);
+            sql.text.push_str(&format!(" AND i.sop_uid = {a}"));
+        }
+        sql.text.push_str(
+            " ORDER BY i.series_uid, LENGTH(i.instance_number), i.instance_number, i.sop_uid",
+        );
+        let rows = bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
+            &sql.args,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("instances of", e))?;
+        rows.iter()
+            .map(|r| {
+                let h: String = r
+                    .try_get(9)
+                    .map_err(|e| StoreError::db("instance row", e))?;
+                Ok((stored_instance(r)?, h))
+            })
+            .collect()
     }
 
     /// Instances under the entities a C-GET/C-MOVE identifier selects (its level's keys and

@@ -1,0 +1,372 @@
+//! STOW-RS (PS3.18 10.5): `multipart/related; type="application/dicom"` requests, streamed
+//! part by part into the archive's ingest (staging file, fsync, index) with the durability
+//! of C-STORE. A bad part is listed in `FailedSOPSequence` and never costs the good ones.
+//!
+//! Memory: a part's bytes go to its staging file as they arrive; only the file meta group
+//! (the first few hundred bytes) is buffered to learn the SOP UIDs and transfer syntax.
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use radris_auth::Principal;
+use radris_store::{IngestHint, StoreError};
+use serde_json::{Value, json};
+
+use super::super::AppState;
+use super::super::problem::ApiError;
+use super::{base_url, uid};
+
+/// Failure reasons (PS3.18 Table 10.5.3-3 / PS3.4 C-STORE statuses).
+const PROCESSING_FAILURE: u16 = 0x0110;
+const DUPLICATE: u16 = 0x0111;
+const OUT_OF_RESOURCES: u16 = 0xA700;
+const DATASET_MISMATCH: u16 = 0xA900;
+const CANNOT_UNDERSTAND: u16 = 0xC000;
+/// The meta group must fit in this much of the part's start.
+const META_WINDOW: usize = 64 * 1024;
+
+struct Outcome {
+    class_uid: String,
+    instance_uid: String,
+    study_uid: String,
+    series_uid: String,
+    /// False when the SOP instance was already stored and kept.
+    newly: bool,
+    failure: Option<(u16, String)>,
+}
+
+pub async fn store(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    stow(st, p, headers, None, body).await
+}
+
+pub async fn store_in_study(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(study): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let study = uid("study UID", &study)?;
+    stow(st, p, headers, Some(study), body).await
+}
+
+fn boundary_of(headers: &HeaderMap) -> Result<String, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unsupported_media(
+                "Content-Type must be multipart/related; type=\"application/dicom\"",
+            )
+        })?;
+    let mime: mime::Mime = ct
+        .parse()
+        .map_err(|_| ApiError::unsupported_media(format!("unparseable Content-Type {ct:?}")))?;
+    if mime.type_() != mime::MULTIPART || mime.subtype().as_str() != "related" {
+        return Err(ApiError::unsupported_media(format!(
+            "Content-Type must be multipart/related; type=\"application/dicom\" (got {})",
+            mime.essence_str()
+        )));
+    }
+    if let Some(t) = mime.get_param("type")
+        && !t.as_str().eq_ignore_ascii_case("application/dicom")
+    {
+        return Err(ApiError::unsupported_media(format!(
+            "only application/dicom parts are accepted (got type={})",
+            t.as_str()
+        )));
+    }
+    mime.get_param(mime::BOUNDARY)
+        .map(|b| b.as_str().to_owned())
+        .ok_or_else(|| ApiError::bad_request("multipart Content-Type without a boundary"))
+}
+
+async fn stow(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    study: Option<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let boundary = boundary_of(&headers)?;
+    let limit = state.http.max_stow_bytes;
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
+    let mut mp =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut framing_error: Option<String> = None;
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                framing_error = Some(e.to_string());
+                break;
+            }
+        };
+        match store_part(&state, &principal, field).await {
+            Ok(o) => outcomes.push(o),
+            Err(PartError::Framing(e)) => {
+                framing_error = Some(e);
+                break;
+            }
+        }
+    }
+    // a store into a named study keeps only that study's instances
+    if let Some(study) = &study {
+        for o in outcomes.iter_mut() {
+            if o.failure.is_none() && o.study_uid != *study {
+                if o.newly
+                    && let Err(e) = state
+                        .archive
+                        .delete(
+                            &principal.tenant,
+                            radris_store::DeleteLevel::Instance,
+                            &o.instance_uid,
+                        )
+                        .await
+                {
+                    tracing::error!(error = %e, sop = %o.instance_uid, "could not remove an instance of another study");
+                }
+                o.failure = Some((
+                    DATASET_MISMATCH,
+                    format!("the instance belongs to study {}, not {study}", o.study_uid),
+                ));
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        return Err(ApiError::bad_request(match framing_error {
+            Some(e) => format!("malformed multipart body: {e}"),
+            None => "the request holds no part".into(),
+        }));
+    }
+    let base = base_url(&state, &headers);
+    let mut referenced = Vec::new();
+    let mut failed = Vec::new();
+    for o in &outcomes {
+        match &o.failure {
+            None => referenced.push(json!({
+                "00081150": {"vr": "UI", "Value": [o.class_uid]},
+                "00081155": {"vr": "UI", "Value": [o.instance_uid]},
+                "00081190": {"vr": "UR", "Value": [format!("{base}/studies/{}/series/{}/instances/{}", o.study_uid, o.series_uid, o.instance_uid)]},
+            })),
+            Some((code, why)) => {
+                tracing::info!(sop = %o.instance_uid, reason = %why, "STOW-RS part refused");
+                let mut item = serde_json::Map::new();
+                if !o.class_uid.is_empty() {
+                    item.insert("00081150".into(), json!({"vr": "UI", "Value": [o.class_uid]}));
+                }
+                if !o.instance_uid.is_empty() {
+                    item.insert("00081155".into(), json!({"vr": "UI", "Value": [o.instance_uid]}));
+                }
+                item.insert("00081197".into(), json!({"vr": "US", "Value": [code]}));
+                // the reason in words (Text Value), for people reading the response
+                item.insert("0040A160".into(), json!({"vr": "UT", "Value": [why]}));
+                failed.push(Value::Object(item));
+            }
+        }
+    }
+    if let Some(e) = &framing_error {
+        failed.push(json!({
+            "00081197": {"vr": "US", "Value": [CANNOT_UNDERSTAND]},
+            "0040A160": {"vr": "UT", "Value": [format!("malformed multipart body after the parts above: {e}")]},
+        }));
+    }
+    let mut resp = serde_json::Map::new();
+    if let Some(study) = study.as_ref().or_else(|| {
+        outcomes
+            .iter()
+            .find(|o| o.failure.is_none())
+            .map(|o| &o.study_uid)
+    }) {
+        resp.insert(
+            "00081190".into(),
+            json!({"vr": "UR", "Value": [format!("{base}/studies/{study}")]}),
+        );
+    }
+    if !failed.is_empty() {
+        resp.insert("00081198".into(), json!({"vr": "SQ", "Value": failed}));
+    }
+    if !referenced.is_empty() {
+        resp.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
+    }
+    let status = if failed.is_empty() {
+        StatusCode::OK
+    } else if referenced.is_empty() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/dicom+json"),
+        )],
+        Value::Object(resp).to_string(),
+    )
+        .into_response())
+}
+
+enum PartError {
+    /// The multipart stream itself broke: no further part can be read.
+    Framing(String),
+}
+
+fn failed(reason: u16, why: String) -> Outcome {
+    Outcome {
+        class_uid: String::new(),
+        instance_uid: String::new(),
+        study_uid: String::new(),
+        series_uid: String::new(),
+        newly: false,
+        failure: Some((reason, why)),
+    }
+}
+
+/// Drain the rest of a part we refuse, so the next part can be read.
+async fn drain(field: &mut multer::Field<'_>) -> Result<(), PartError> {
+    while field
+        .chunk()
+        .await
+        .map_err(|e| PartError::Framing(e.to_string()))?
+        .is_some()
+    {}
+    Ok(())
+}
+
+async fn store_part(
+    state: &AppState,
+    principal: &Principal,
+    mut field: multer::Field<'_>,
+) -> Result<Outcome, PartError> {
+    if let Some(ct) = field.content_type()
+        && ct.essence_str() != "application/dicom"
+    {
+        let why = format!("part of type {} is not application/dicom", ct.essence_str());
+        drain(&mut field).await?;
+        return Ok(failed(CANNOT_UNDERSTAND, why));
+    }
+    // buffer the start of the part until the file meta group can be read
+    let mut head: Vec<u8> = Vec::new();
+    let mut ended = false;
+    while head.len() < META_WINDOW {
+        match field
+            .chunk()
+            .await
+            .map_err(|e| PartError::Framing(e.to_string()))?
+        {
+            Some(c) => head.extend_from_slice(&c),
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let layout = match radris_dicom::part10::read_layout(head.as_slice()) {
+        Ok(l) => l,
+        Err(e) => {
+            if !ended {
+                drain(&mut field).await?;
+            }
+            return Ok(failed(
+                CANNOT_UNDERSTAND,
+                format!("the part is not a DICOM Part-10 object: {e}"),
+            ));
+        }
+    };
+    let trim = |s: &str| s.trim_end_matches(['\0', ' ']).to_owned();
+    let hint = IngestHint {
+        sop_class_uid: trim(layout.meta.media_storage_sop_class_uid()),
+        sop_instance_uid: trim(layout.meta.media_storage_sop_instance_uid()),
+        transfer_syntax: trim(layout.meta.transfer_syntax()),
+    };
+    let mut outcome = Outcome {
+        class_uid: hint.sop_class_uid.clone(),
+        instance_uid: hint.sop_instance_uid.clone(),
+        study_uid: String::new(),
+        series_uid: String::new(),
+        newly: false,
+        failure: None,
+    };
+    let start = usize::try_from(layout.dataset_offset)
+        .unwrap_or(usize::MAX)
+        .min(head.len());
+    let meta = head[..start].to_vec();
+    let mut ingest =
+        match state
+            .archive
+            .begin_ingest_with_meta(principal.tenant.clone(), None, hint, meta)
+        {
+            Ok(i) => i,
+            Err(e) => {
+                if !ended {
+                    drain(&mut field).await?;
+                }
+                outcome.failure = Some(reason(&e));
+                return Ok(outcome);
+            }
+        };
+    let mut write_error: Option<StoreError> = None;
+    let first = head.split_off(start);
+    if let Err(e) = tokio::task::block_in_place(|| ingest.write_owned(first)) {
+        write_error = Some(e);
+    }
+    if !ended {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| PartError::Framing(e.to_string()))?
+        {
+            if write_error.is_none()
+                && let Err(e) = tokio::task::block_in_place(|| ingest.write(&chunk))
+            {
+                write_error = Some(e);
+            }
+        }
+    }
+    if let Some(e) = write_error {
+        outcome.failure = Some(reason(&e));
+        return Ok(outcome);
+    }
+    match tokio::task::spawn_blocking(move || ingest.commit()).await {
+        Ok(Ok(stored)) => {
+            outcome.study_uid = stored.study_uid;
+            outcome.series_uid = stored.series_uid;
+            outcome.newly = stored.newly_stored;
+        }
+        Ok(Err(e)) => outcome.failure = Some(reason(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "STOW-RS commit task failed");
+            outcome.failure = Some((PROCESSING_FAILURE, "internal error while storing".into()));
+        }
+    }
+    Ok(outcome)
+}
+
+fn reason(e: &StoreError) -> (u16, String) {
+    let code = match e {
+        StoreError::Duplicate(_) => DUPLICATE,
+        StoreError::Mismatch(_) => DATASET_MISMATCH,
+        StoreError::Unparseable(_) => CANNOT_UNDERSTAND,
+        StoreError::TooLarge { .. } => OUT_OF_RESOURCES,
+        StoreError::Io { .. } | StoreError::Database(_) => {
+            tracing::error!(error = %e, "STOW-RS part could not be stored");
+            return (
+                PROCESSING_FAILURE,
+                "the server could not store the instance".into(),
+            );
+        }
+        _ => PROCESSING_FAILURE,
+    };
+    (code, e.to_string())
+}

@@ -1,0 +1,368 @@
+//! WADO-RS (PS3.18 10.4): instances as `multipart/related; type="application/dicom"`
+//! streamed from their files, metadata from the stored DICOM JSON headers, bulk data.
+//!
+//! Transfer syntax: without a `transfer-syntax` parameter, or with `*`, instances are sent
+//! as stored (byte for byte, the same file that was received); other syntaxes are produced
+//! by the pixel pipeline when it can encode them, else the request gets 406.
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use radris_auth::Principal;
+use radris_dicom::attrs::BULK_MARK;
+use radris_store::StoredInstance;
+use tokio::io::AsyncReadExt;
+
+use super::super::AppState;
+use super::super::problem::ApiError;
+use super::{accept, base_url, uid};
+
+const CHUNK: usize = 512 * 1024;
+
+/// One part of a multipart response.
+pub(crate) enum PartSource {
+    File {
+        path: std::path::PathBuf,
+        content_type: String,
+    },
+    Bytes {
+        bytes: Bytes,
+        content_type: String,
+        location: Option<String>,
+    },
+}
+
+/// A streamed `multipart/related` response. Files are read in chunks as the client takes
+/// them, so a 1000-instance series never sits in memory.
+pub(crate) fn multipart(part_type: &str, parts: Vec<PartSource>) -> Response {
+    let boundary = format!("radris-{}", uuid::Uuid::now_v7().simple());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let b = boundary.clone();
+    tokio::spawn(async move {
+        for part in parts {
+            let (head, file) = match part {
+                PartSource::File { path, content_type } => {
+                    let file = match tokio::fs::File::open(&path).await {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::error!(path = %path.display(), error = %e, "stored object unreadable during retrieve");
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                    (
+                        format!(
+                            "--{b}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
+                        ),
+                        Some(file),
+                    )
+                }
+                PartSource::Bytes {
+                    bytes,
+                    content_type,
+                    location,
+                } => {
+                    let loc = location
+                        .map(|l| format!("Content-Location: {l}\r\n"))
+                        .unwrap_or_default();
+                    let head = format!(
+                        "--{b}\r\nContent-Type: {content_type}\r\n{loc}Content-Length: {}\r\n\r\n",
+                        bytes.len()
+                    );
+                    if tx.send(Ok(Bytes::from(head))).await.is_err()
+                        || tx.send(Ok(bytes)).await.is_err()
+                        || tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if tx.send(Ok(Bytes::from(head))).await.is_err() {
+                return;
+            }
+            if let Some(mut file) = file {
+                loop {
+                    let mut buf = vec![0u8; CHUNK];
+                    match file.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            if tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ok(Bytes::from(format!("--{b}--\r\n")))).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let ct = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&ct).unwrap_or(HeaderValue::from_static("multipart/related")),
+        )],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// The transfer syntax asked for by `Accept` for `application/dicom` parts: `None` = as stored.
+fn negotiate_dicom(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    for r in accept::parse(accept) {
+        if r.media == "application/dicom" || r.admits_multipart_of("application/dicom") {
+            return Ok(r.transfer_syntax.filter(|t| t != "*"));
+        }
+    }
+    Err(ApiError::not_acceptable(
+        "this resource is available as multipart/related; type=\"application/dicom\"",
+    ))
+}
+
+async fn retrieve(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    study: String,
+    series: Option<String>,
+    instance: Option<String>,
+) -> Result<Response, ApiError> {
+    let study = uid("study UID", &study)?;
+    let series = series.map(|s| uid("series UID", &s)).transpose()?;
+    let instance = instance.map(|s| uid("SOP instance UID", &s)).transpose()?;
+    let wanted_ts = negotiate_dicom(&headers)?;
+    let found = state
+        .archive
+        .instances_of(
+            &principal.tenant,
+            &study,
+            series.as_deref(),
+            instance.as_deref(),
+            false,
+        )
+        .await?;
+    if found.is_empty() {
+        return Err(ApiError::not_found("no such study, series or instance"));
+    }
+    let mut parts = Vec::with_capacity(found.len());
+    for (inst, _) in found {
+        match &wanted_ts {
+            Some(ts) if *ts != inst.transfer_syntax => {
+                let bytes = transcode(&state, &inst, ts).await?;
+                parts.push(PartSource::Bytes {
+                    bytes,
+                    content_type: format!("application/dicom; transfer-syntax={ts}"),
+                    location: None,
+                });
+            }
+            _ => parts.push(PartSource::File {
+                path: state.archive.file_of(&inst),
+                content_type: format!(
+                    "application/dicom; transfer-syntax={}",
+                    inst.transfer_syntax
+                ),
+            }),
+        }
+    }
+    Ok(multipart("application/dicom", parts))
+}
+
+/// An instance re-encoded in another transfer syntax.
+async fn transcode(state: &AppState, inst: &StoredInstance, ts: &str) -> Result<Bytes, ApiError> {
+    let path = state.archive.file_of(inst);
+    let ts = ts.to_owned();
+    tokio::task::spawn_blocking(move || super::pixels::transcode_file(&path, &ts))
+        .await
+        .map_err(|e| ApiError::internal("transcoding", e))?
+}
+
+pub async fn study(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(study): Path<String>,
+) -> Result<Response, ApiError> {
+    retrieve(st, p, headers, study, None, None).await
+}
+
+pub async fn series(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path((study, series)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    retrieve(st, p, headers, study, Some(series), None).await
+}
+
+pub async fn instance(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path((study, series, instance)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    retrieve(st, p, headers, study, Some(series), Some(instance)).await
+}
+
+/// Metadata: the stored headers joined into one JSON array, bulk references made absolute.
+async fn metadata(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    study: String,
+    series: Option<String>,
+    instance: Option<String>,
+) -> Result<Response, ApiError> {
+    let study = uid("study UID", &study)?;
+    let series = series.map(|s| uid("series UID", &s)).transpose()?;
+    let instance = instance.map(|s| uid("SOP instance UID", &s)).transpose()?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if !accept::parse(accept).iter().any(|r| {
+        matches!(
+            r.media.as_str(),
+            "*/*" | "application/*" | "application/json" | "application/dicom+json"
+        )
+    }) {
+        return Err(ApiError::not_acceptable(
+            "metadata is available as application/dicom+json",
+        ));
+    }
+    let found = state
+        .archive
+        .instances_of(
+            &principal.tenant,
+            &study,
+            series.as_deref(),
+            instance.as_deref(),
+            true,
+        )
+        .await?;
+    if found.is_empty() {
+        return Err(ApiError::not_found("no such study, series or instance"));
+    }
+    let base = base_url(&state, &headers);
+    let total: usize = found.iter().map(|(_, h)| h.len() + 64).sum();
+    let mut body = String::with_capacity(total + 2);
+    body.push('[');
+    for (i, (inst, header_json)) in found.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        if header_json.contains(BULK_MARK) {
+            let replacement = format!(
+                "\"BulkDataURI\":\"{base}/studies/{}/series/{}/instances/{}/bulkdata/",
+                inst.study_uid, inst.series_uid, inst.sop_uid
+            );
+            body.push_str(&header_json.replace(BULK_MARK, &replacement));
+        } else {
+            body.push_str(header_json);
+        }
+    }
+    body.push(']');
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/dicom+json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn study_metadata(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(study): Path<String>,
+) -> Result<Response, ApiError> {
+    metadata(st, p, headers, study, None, None).await
+}
+
+pub async fn series_metadata(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path((study, series)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    metadata(st, p, headers, study, Some(series), None).await
+}
+
+pub async fn instance_metadata(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path((study, series, instance)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    metadata(st, p, headers, study, Some(series), Some(instance)).await
+}
+
+/// The instance a frame/bulk/rendered request names, or 404.
+pub(crate) async fn one_instance(
+    state: &AppState,
+    principal: &Principal,
+    study: &str,
+    series: &str,
+    instance: &str,
+) -> Result<StoredInstance, ApiError> {
+    let study = uid("study UID", study)?;
+    let series = uid("series UID", series)?;
+    let instance = uid("SOP instance UID", instance)?;
+    state
+        .archive
+        .instances_of(
+            &principal.tenant,
+            &study,
+            Some(&series),
+            Some(&instance),
+            false,
+        )
+        .await?
+        .into_iter()
+        .next()
+        .map(|(i, _)| i)
+        .ok_or_else(|| ApiError::not_found("no such instance"))
+}
+
+/// Bulk data of a top-level attribute (`/bulkdata/7FE00010` for Pixel Data).
+pub async fn bulkdata(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((study, series, instance, tag)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let inst = one_instance(&st, &p, &study, &series, &instance).await?;
+    if tag.len() != 8 || !tag.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "bulk data is addressed by an 8-digit hexadecimal tag",
+        ));
+    }
+    let g = u16::from_str_radix(&tag[..4], 16).unwrap_or_default();
+    let e = u16::from_str_radix(&tag[4..], 16).unwrap_or_default();
+    let path = st.archive.file_of(&inst);
+    let bytes = tokio::task::spawn_blocking(move || super::pixels::bulk_value(&path, g, e))
+        .await
+        .map_err(|e| ApiError::internal("reading bulk data", e))??;
+    Ok(multipart(
+        "application/octet-stream",
+        vec![PartSource::Bytes {
+            bytes,
+            content_type: "application/octet-stream".into(),
+            location: None,
+        }],
+    ))
+}

@@ -1,0 +1,131 @@
+//! The HTTP service: health, readiness and metrics (open), DICOMweb and the REST API (behind
+//! [`auth::require`]: authenticated, scope-checked, tenant-scoped and audited).
+//!
+//! Hygiene for every protected route: request body limit (STOW-RS streams and has its own),
+//! request timeout (not for STOW-RS), CORS from the configuration, compression of JSON.
+
+pub mod auth;
+pub mod dicomweb;
+pub mod problem;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use radris_auth::Tokens;
+use radris_core::audit::Audit;
+use radris_core::config::HttpConfig;
+use radris_dimse::scp::ScpContext;
+use radris_store::Archive;
+use tower_http::CompressionLevel;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub archive: Archive,
+    pub metrics: PrometheusHandle,
+    pub ready: Arc<AtomicBool>,
+    pub dimse: Arc<ScpContext>,
+    pub tokens: Arc<Tokens>,
+    pub audit: Audit,
+    pub http: Arc<HttpConfig>,
+    /// Whether clients reach us over TLS (for the URLs we hand out).
+    pub tls: bool,
+}
+
+/// Install the Prometheus recorder once per process.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let h = PrometheusBuilder::new().install_recorder()?;
+    Ok(HANDLE.get_or_init(|| h).clone())
+}
+
+pub fn router(state: AppState) -> Router {
+    let cfg = state.http.clone();
+    let reads = dicomweb::read_routes()
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_s.max(1)),
+        ));
+    let protected = reads
+        .merge(dicomweb::store_routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
+    let compress = CompressionLayer::new()
+        .quality(CompressionLevel::Fastest)
+        .compress_when(
+            DefaultPredicate::new()
+                .and(NotForContentType::new("multipart/related"))
+                .and(NotForContentType::new("application/dicom"))
+                .and(NotForContentType::new("image/")),
+        );
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(protected)
+        .fallback(|| async { problem::ApiError::not_found("no such resource") })
+        .layer(compress)
+        .layer(cors(&cfg))
+        .with_state(state)
+}
+
+fn cors(cfg: &HttpConfig) -> CorsLayer {
+    let origins: Vec<HeaderValue> = cfg
+        .cors_origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring an invalid CORS origin");
+                None
+            }
+        })
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PUT])
+        .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE])
+        .expose_headers([header::WARNING, header::CONTENT_LOCATION])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Ready when the index answers and we are not shutting down.
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    if !s.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match sqlx::query("SELECT 1")
+        .execute(s.archive.index().pool())
+        .await
+    {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: index unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "index unavailable")
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    metrics::gauge!("radris_dimse_associations_active").set(s.dimse.active_associations() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
