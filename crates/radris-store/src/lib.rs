@@ -22,7 +22,10 @@ pub mod index;
 mod schema;
 
 pub use archive::{Archive, Ingest, IngestHint, Stored, VerifyReport};
-pub use index::{DeleteLevel, FindRow, Index, StoredInstance};
+pub use index::{
+    DeleteLevel, FindRow, Index, InstanceSummary, Page, PatientSummary, SeriesSummary,
+    StoredInstance, StudyFilter, StudySort, StudySummary,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -109,4 +109,10 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_tenant_at ON audit_log (tenant_id, at)
 "#,
+    // 3: keyset paging of the study worklist (sort key, then the UID as tie-breaker)
+    r#"
+CREATE INDEX studies_date_key ON studies (tenant_id, study_date, study_time, study_uid);
+CREATE INDEX studies_received_key ON studies (tenant_id, created_at, study_uid);
+CREATE INDEX studies_accession_key ON studies (tenant_id, accession, study_uid)
+"#,
 ];

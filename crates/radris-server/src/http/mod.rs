@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod dicomweb;
 pub mod problem;
+pub mod rest;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +64,17 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_s.max(1)),
         ));
+    let (api, openapi) = rest::routes().split_for_parts();
+    let api = api
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_s.max(1)),
+        ));
     let protected = reads
+        .merge(api)
         .merge(dicomweb::store_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let compress = CompressionLayer::new()
@@ -79,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(protected)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .fallback(|| async { problem::ApiError::not_found("no such resource") })
         .layer(compress)
         .layer(cors(&cfg))

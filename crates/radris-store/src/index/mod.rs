@@ -8,8 +8,13 @@
 //!
 //! `sql` builds the matching SQL from typed queries; `write` is the insert/delete path.
 
+mod browse;
 mod sql;
 mod write;
+
+pub use browse::{
+    InstanceSummary, Page, PatientSummary, SeriesSummary, StudyFilter, StudySort, StudySummary,
+};
 
 use radris_core::TenantId;
 use radris_core::config::DuplicatePolicy;
