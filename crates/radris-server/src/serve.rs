@@ -48,12 +48,15 @@ pub async fn serve(
     let metrics = crate::http::install_metrics()?;
     let listener = TcpListener::bind(cfg.dicom_listen)
         .with_context(|| format!("binding DICOM port {}", cfg.dicom_listen))?;
-    let ctx = Arc::new(ScpContext::new(
-        archive.clone(),
-        tokio::runtime::Handle::current(),
-        directory,
-        cfg.dimse.clone(),
-    ));
+    let ctx = Arc::new(
+        ScpContext::new(
+            archive.clone(),
+            tokio::runtime::Handle::current(),
+            directory,
+            cfg.dimse.clone(),
+        )
+        .with_audit(audit.clone()),
+    );
     let dimse = scp::start(listener, ctx.clone())?;
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await

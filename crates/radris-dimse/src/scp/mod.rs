@@ -4,6 +4,7 @@
 //! file → each data PDV is appended as it arrives → on the last fragment the archive parses,
 //! fsyncs, indexes (group commit) and publishes → only then the success status goes out.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +22,7 @@ use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJServiceUserReason, PDataValueType,
     Pdu, PresentationContextResultReason, UserIdentity,
 };
+use radris_core::audit::{Audit, AuditRecord, NoAudit, Outcome};
 use radris_core::config::{AeDirectory, DimseLimits};
 use radris_core::{AeTitle, TenantId};
 use radris_dicom::query::{FindQuery, QueryLevel};
@@ -40,6 +42,8 @@ pub struct ScpContext {
     pub runtime: tokio::runtime::Handle,
     pub directory: Arc<AeDirectory>,
     pub limits: DimseLimits,
+    /// Where associations, stores and queries are audited.
+    pub audit: Audit,
     active: AtomicUsize,
 }
 
@@ -55,8 +59,36 @@ impl ScpContext {
             runtime,
             directory: Arc::new(directory),
             limits,
+            audit: Arc::new(NoAudit),
             active: AtomicUsize::new(0),
         }
+    }
+
+    /// Audit into `audit` (the default audits nothing).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    pub(crate) fn audit(
+        &self,
+        tenant: &str,
+        calling: &str,
+        action: &str,
+        outcome: Outcome,
+        resource: String,
+        detail: String,
+        peer: &str,
+    ) {
+        self.audit.record(AuditRecord {
+            tenant: tenant.to_owned(),
+            actor: format!("ae:{calling}"),
+            action: action.to_owned(),
+            outcome,
+            resource,
+            detail,
+            source: peer.to_owned(),
+        });
     }
 
     /// Associations being served now.
@@ -146,7 +178,11 @@ impl Drop for ActiveGuard<'_> {
 }
 
 /// Association acceptance: the called AE must be ours, the calling AE must map to a tenant.
-struct AeAccess(Arc<AeDirectory>);
+struct AeAccess {
+    directory: Arc<AeDirectory>,
+    audit: Audit,
+    peer: String,
+}
 
 impl AccessControl for AeAccess {
     fn check_access(
@@ -168,8 +204,17 @@ impl AccessControl for AeAccess {
         }
         let known = AeTitle::parse(calling_ae_title)
             .ok()
-            .and_then(|ae| self.0.tenant_of(&ae));
+            .and_then(|ae| self.directory.tenant_of(&ae));
         if known.is_none() {
+            self.audit.record(AuditRecord {
+                tenant: "-".into(),
+                actor: format!("ae:{}", calling_ae_title.trim()),
+                action: "dimse.associate".into(),
+                outcome: Outcome::Denied,
+                resource: format!("called AE {}", called_ae_title.trim()),
+                detail: "calling AE title not allowed for any tenant".into(),
+                source: self.peer.clone(),
+            });
             tracing::warn!(
                 calling = calling_ae_title.trim(),
                 "association rejected: calling AE title not allowed for any tenant"
@@ -205,7 +250,11 @@ fn serve_connection(stream: TcpStream, ctx: &ScpContext, peer: &str) {
         tracing::warn!(%peer, error = %e, "could not set TCP_NODELAY");
     }
     let options = ServerAssociationOptions::new()
-        .ae_access_control(AeAccess(ctx.directory.clone()))
+        .ae_access_control(AeAccess {
+            directory: ctx.directory.clone(),
+            audit: ctx.audit.clone(),
+            peer: peer.to_owned(),
+        })
         .with_negotiation(AcceptRoles)
         .ae_title(ctx.directory.local_ae.as_str().to_owned())
         .promiscuous(true)
@@ -242,10 +291,15 @@ fn serve_connection(stream: TcpStream, ctx: &ScpContext, peer: &str) {
         ctx,
         tenant,
         calling: ae,
+        peer: peer.to_owned(),
         state: State::Idle,
         next_message_id: 1,
+        stored: BTreeMap::new(),
+        refused: 0,
     };
-    match session.run(&mut assoc) {
+    let ended = session.run(&mut assoc);
+    session.audit_stores();
+    match ended {
         Ok(()) | Err(DimseError::Released) => tracing::debug!("association released"),
         Err(DimseError::Aborted) => tracing::info!("association aborted by the peer"),
         Err(e) => {
@@ -294,8 +348,12 @@ struct Session<'a> {
     ctx: &'a ScpContext,
     tenant: TenantId,
     calling: AeTitle,
+    peer: String,
     state: State,
     next_message_id: u16,
+    /// Instances stored on this association per study, for the audit record at its end.
+    stored: BTreeMap<String, u64>,
+    refused: u64,
 }
 
 fn store_error_status(e: &StoreError) -> u16 {
@@ -569,6 +627,7 @@ impl Session<'_> {
         };
         let (code, comment) = match result {
             Ok(stored) => {
+                *self.stored.entry(stored.study_uid.clone()).or_default() += 1;
                 metrics::counter!("radris_dimse_store_total", "outcome" => if stored.newly_stored { "stored" } else { "duplicate_kept" }).increment(1);
                 metrics::histogram!("radris_dimse_store_seconds")
                     .record(st.started.elapsed().as_secs_f64());
@@ -577,6 +636,7 @@ impl Session<'_> {
             }
             Err((code, comment)) => {
                 tracing::warn!(sop_instance = %st.sop_instance, status = format!("{code:#06X}"), reason = %comment, "C-STORE refused");
+                self.refused += 1;
                 metrics::counter!("radris_dimse_store_total", "outcome" => "refused").increment(1);
                 (code, Some(comment))
             }
@@ -676,6 +736,19 @@ impl Session<'_> {
             _ => "move",
         };
         metrics::counter!("radris_dimse_requests_total", "op" => op).increment(1);
+        self.ctx.audit(
+            self.tenant.as_str(),
+            self.calling.as_str(),
+            &format!("dimse.c-{op}"),
+            if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            format!("level {}", query.level.as_str()),
+            describe_query(&query),
+            &self.peer,
+        );
         metrics::histogram!("radris_dimse_request_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
         result
@@ -721,4 +794,43 @@ pub fn is_native(ts_uid: &str) -> bool {
     TransferSyntaxRegistry
         .get(ts_uid)
         .is_some_and(|ts| !ts.is_encapsulated_pixel_data())
+}
+
+impl Session<'_> {
+    /// One audit record per study received on this association (PS3.15 A.5.3.2 "DICOM
+    /// Instances Transferred" is per study), plus one for refused instances.
+    fn audit_stores(&mut self) {
+        for (study, n) in std::mem::take(&mut self.stored) {
+            self.ctx.audit(
+                self.tenant.as_str(),
+                self.calling.as_str(),
+                "dimse.c-store",
+                Outcome::Success,
+                format!("study {study}"),
+                format!("instances={n}"),
+                &self.peer,
+            );
+        }
+        if self.refused > 0 {
+            self.ctx.audit(
+                self.tenant.as_str(),
+                self.calling.as_str(),
+                "dimse.c-store",
+                Outcome::Failure,
+                "refused instances".into(),
+                format!("instances={}", self.refused),
+                &self.peer,
+            );
+        }
+    }
+}
+
+/// The matching keys of a query, for the audit log (`Tag=value` of every non-universal key).
+fn describe_query(q: &FindQuery) -> String {
+    q.keys
+        .iter()
+        .filter(|k| !k.matcher.is_universal())
+        .map(|k| format!("{}={:?}", k.tag, k.matcher))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

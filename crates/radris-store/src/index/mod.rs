@@ -159,6 +159,20 @@ impl Index {
         Ok(index)
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later gets
+    /// SQLITE_BUSY at once, without waiting, when another writer (the audit log) is active.
+    async fn begin_write<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => conn.begin().await,
+        };
+        tx.map_err(|e| StoreError::db("begin", e))
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -471,7 +485,7 @@ impl Index {
             }
         };
         let result: Result<Vec<Result<InsertOutcome, StoreError>>, StoreError> = async {
-            let mut tx = conn.begin().await.map_err(|e| StoreError::db("begin", e))?;
+            let mut tx = self.begin_write(&mut conn).await?;
             let mut results = Vec::with_capacity(ops.len());
             if let [op] = ops {
                 // one op: the transaction itself is the savepoint
@@ -531,7 +545,7 @@ impl Index {
             .acquire()
             .await
             .map_err(|e| StoreError::db("acquire", e))?;
-        let mut tx = conn.begin().await.map_err(|e| StoreError::db("begin", e))?;
+        let mut tx = self.begin_write(&mut conn).await?;
         let col = match level {
             DeleteLevel::Study => "study_uid",
             DeleteLevel::Series => "series_uid",
