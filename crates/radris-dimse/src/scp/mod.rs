@@ -70,27 +70,6 @@ impl ScpContext {
         self
     }
 
-    pub(crate) fn audit(
-        &self,
-        tenant: &str,
-        calling: &str,
-        action: &str,
-        outcome: Outcome,
-        resource: String,
-        detail: String,
-        peer: &str,
-    ) {
-        self.audit.record(AuditRecord {
-            tenant: tenant.to_owned(),
-            actor: format!("ae:{calling}"),
-            action: action.to_owned(),
-            outcome,
-            resource,
-            detail,
-            source: peer.to_owned(),
-        });
-    }
-
     /// Associations being served now.
     pub fn active_associations(&self) -> usize {
         self.active.load(Ordering::Relaxed)
@@ -736,9 +715,7 @@ impl Session<'_> {
             _ => "move",
         };
         metrics::counter!("radris_dimse_requests_total", "op" => op).increment(1);
-        self.ctx.audit(
-            self.tenant.as_str(),
-            self.calling.as_str(),
+        self.audit(
             &format!("dimse.c-{op}"),
             if result.is_ok() {
                 Outcome::Success
@@ -747,7 +724,6 @@ impl Session<'_> {
             },
             format!("level {}", query.level.as_str()),
             describe_query(&query),
-            &self.peer,
         );
         metrics::histogram!("radris_dimse_request_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
@@ -797,29 +773,35 @@ pub fn is_native(ts_uid: &str) -> bool {
 }
 
 impl Session<'_> {
+    fn audit(&self, action: &str, outcome: Outcome, resource: String, detail: String) {
+        self.ctx.audit.record(AuditRecord {
+            tenant: self.tenant.as_str().to_owned(),
+            actor: format!("ae:{}", self.calling.as_str()),
+            action: action.to_owned(),
+            outcome,
+            resource,
+            detail,
+            source: self.peer.clone(),
+        });
+    }
+
     /// One audit record per study received on this association (PS3.15 A.5.3.2 "DICOM
     /// Instances Transferred" is per study), plus one for refused instances.
     fn audit_stores(&mut self) {
         for (study, n) in std::mem::take(&mut self.stored) {
-            self.ctx.audit(
-                self.tenant.as_str(),
-                self.calling.as_str(),
+            self.audit(
                 "dimse.c-store",
                 Outcome::Success,
                 format!("study {study}"),
                 format!("instances={n}"),
-                &self.peer,
             );
         }
         if self.refused > 0 {
-            self.ctx.audit(
-                self.tenant.as_str(),
-                self.calling.as_str(),
+            self.audit(
                 "dimse.c-store",
                 Outcome::Failure,
                 "refused instances".into(),
                 format!("instances={}", self.refused),
-                &self.peer,
             );
         }
     }
