@@ -9,12 +9,12 @@ use radris_core::TenantId;
 use radris_core::audit::{AuditRecord, AuditSink, Outcome};
 use radris_store::Index;
 
-async fn indexes() -> Vec<(Index, Option<tempfile::TempDir>)> {
+async fn indexes(test: &str) -> Vec<(Index, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("index.db").display());
     let mut out = vec![(Index::open(&url).await.unwrap(), Some(dir))];
     if let Ok(pg) = std::env::var("RADRIS_TEST_POSTGRES_URL") {
-        let name = format!("radris_t_auth_{}", std::process::id());
+        let name = format!("radris_t_auth_{test}_{}", std::process::id());
         let admin = Index::open(&pg).await.unwrap();
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name}"
@@ -33,7 +33,7 @@ async fn indexes() -> Vec<(Index, Option<tempfile::TempDir>)> {
 
 #[tokio::test]
 async fn tokens_authenticate_expire_and_revoke() {
-    for (index, _dir) in indexes().await {
+    for (index, _dir) in indexes("tokens").await {
         let tokens = Tokens::new(index.pool().clone());
         let a = TenantId::parse("alpha").unwrap();
         let (id, secret) = tokens
@@ -83,7 +83,7 @@ fn rec(i: usize) -> AuditRecord {
 
 #[tokio::test]
 async fn audit_chain_detects_edit_delete_and_reorder() {
-    for (index, _dir) in indexes().await {
+    for (index, _dir) in indexes("chain").await {
         let pool = index.pool().clone();
         let log = AuditLog::start(pool.clone()).await.unwrap();
         for i in 0..40 {

@@ -458,7 +458,7 @@ impl Index {
             "SELECT (SELECT COUNT(*) FROM studies WHERE tenant_id = $1), \
                     (SELECT COUNT(*) FROM series WHERE tenant_id = $1), \
                     (SELECT COUNT(*) FROM instances WHERE tenant_id = $1), \
-                    (SELECT COALESCE(SUM(size_bytes), 0) FROM instances WHERE tenant_id = $1)",
+                    (SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM instances WHERE tenant_id = $1)",
         )
         .bind(tenant.as_str())
         .fetch_one(&self.pool)

@@ -1,0 +1,129 @@
+"""STOW-RS streams: a 300 MB upload is written through to disk without the server holding it
+in memory, and a SIGTERM during an upload lets it finish (graceful shutdown)."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+
+import pydicom
+import requests
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from conftest import Server
+
+BOUNDARY = "stream-boundary-7d3f"
+
+
+def big_instance_header(pixel_bytes: int) -> tuple[bytes, str]:
+    """Part-10 bytes of a secondary-capture-like instance up to the Pixel Data value; the
+    caller streams `pixel_bytes` of pixel values after it."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "BIG1"
+    ds.PatientName = "Big^Upload"
+    ds.Modality = "OT"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.Columns = 1000
+    ds.Rows = 1000
+    ds.NumberOfFrames = pixel_bytes // 1_000_000
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    # Pixel Data (7FE0,0010) OB, explicit VR with 4-byte length
+    head = buf.getvalue() + b"\xe0\x7f\x10\x00OB\x00\x00" + pixel_bytes.to_bytes(4, "little")
+    return head, str(ds.SOPInstanceUID)
+
+
+def body_stream(head: bytes, pixel_bytes: int, pause_after: int | None = None,
+                pause_event: threading.Event | None = None, pause_s: float = 0.0):
+    yield (f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n").encode()
+    yield head
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    sent = 0
+    while sent < pixel_bytes:
+        n = min(len(chunk), pixel_bytes - sent)
+        yield chunk[:n]
+        sent += n
+        if pause_after is not None and sent >= pause_after and pause_event is not None \
+                and not pause_event.is_set():
+            pause_event.set()
+            time.sleep(pause_s)
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return -1.0
+
+
+def test_large_upload_is_streamed(tmp_path):
+    srv = Server(tmp_path)
+    srv.start()
+    try:
+        size = 300 * 1000 * 1000
+        head, uid = big_instance_header(size)
+        s = srv.session()
+        r = s.post(f"{srv.dicomweb}/studies", data=body_stream(head, size),
+                   headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})
+        assert r.status_code == 200, r.text
+        assert r.json()["00081199"]["Value"][0]["00081155"]["Value"][0] == uid
+        rss = peak_rss_mib(srv.proc.pid)
+        assert rss < 200, f"server peak RSS {rss:.0f} MiB for a 300 MB upload"
+        srv.assert_verify_clean(expect_objects=1)
+    finally:
+        srv.stop()
+
+
+def test_sigterm_lets_an_upload_in_flight_finish(tmp_path):
+    srv = Server(tmp_path)
+    srv.start()
+    size = 40 * 1000 * 1000
+    head, uid = big_instance_header(size)
+    s = srv.session()
+    paused = threading.Event()
+    result = {}
+
+    def upload():
+        try:
+            result["r"] = s.post(
+                f"{srv.dicomweb}/studies",
+                data=body_stream(head, size, pause_after=10_000_000, pause_event=paused,
+                                 pause_s=1.5),
+                headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})
+        except Exception as e:  # noqa: BLE001
+            result["e"] = e
+
+    t = threading.Thread(target=upload)
+    t.start()
+    assert paused.wait(30)
+    srv.proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    rc = srv.proc.wait(60)
+    assert "e" not in result, result.get("e")
+    assert result["r"].status_code == 200, result["r"].text
+    assert rc == 0
+    srv.start()
+    try:
+        q = srv.session().get(f"{srv.dicomweb}/instances", params={"SOPInstanceUID": uid})
+        assert len(q.json()) == 1
+        srv.assert_verify_clean(expect_objects=1)
+    finally:
+        srv.stop()
