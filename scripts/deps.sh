@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian machine (idempotent, quiet when present):
-# dcmtk (independent DIMSE clients), PostgreSQL (second index backend), Python clients.
+# dcmtk (independent DIMSE clients), PostgreSQL (second index backend), cmake and a C++
+# compiler (CharLS, the JPEG-LS codec of radris-dicom, is built from source), Python clients
+# and pydicom's pixel plugins (reference decoder for the pixel corpus test).
 set -euo pipefail
 need_apt=()
 command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v c++ >/dev/null || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +19,12 @@ fi
 if ! python3 -c 'import pydicom, pynetdicom, pytest, numpy, requests, dicomweb_client' 2>/dev/null; then
   echo "deps: pip install pydicom pynetdicom pytest numpy requests dicomweb-client"
   python3 -m pip install -q --disable-pip-version-check pydicom pynetdicom pytest numpy requests dicomweb-client
+fi
+if ! python3 -c 'import pylibjpeg, libjpeg, openjpeg, rle, jpeg_ls' 2>/dev/null; then
+  echo "deps: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls"
+  python3 -m pip install -q --disable-pip-version-check pylibjpeg pylibjpeg-libjpeg \
+    pylibjpeg-openjpeg pylibjpeg-rle pyjpegls \
+    || echo "deps: pydicom pixel plugins unavailable; the pixel corpus test compares native files only"
 fi
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
   echo "deps: cargo-nextest not found; falling back to cargo test"

@@ -5,6 +5,8 @@
 //! * [`part10`]: Part-10 framing: the file meta group we write in front of a data set received
 //!   over the network, and where a stored file's data set starts (so it is sent back
 //!   byte-identical).
+//! * [`pixel`]: the pixel pipeline: frames as stored, decoded frames, transcoding to Explicit VR
+//!   Little Endian or JPEG Baseline, rendering to PNG/JPEG (WADO-RS frames/rendered/thumbnail).
 //! * [`query`]: C-FIND/QIDO identifiers parsed into typed matching keys (PS3.4 C.2.2.2).
 //! * [`synth`]: the synthetic study generator behind `radris demo` and `radris generate`.
 //!
@@ -20,6 +22,7 @@
 
 pub mod attrs;
 pub mod part10;
+pub mod pixel;
 pub mod query;
 pub mod synth;
 pub mod wire;
@@ -47,6 +50,8 @@ pub enum DicomError {
     NotPart10(String),
     #[error("could not write DICOM: {0}")]
     Write(String),
+    #[error(transparent)]
+    Pixel(#[from] pixel::PixelError),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
