@@ -56,6 +56,28 @@ pub fn read_routes() -> Router<AppState> {
             "/dicom-web/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
             get(wado::bulkdata),
         )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(pixels::frames),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(pixels::instance_rendered),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(pixels::frame_rendered),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(pixels::instance_thumbnail),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/thumbnail",
+            get(pixels::series_thumbnail),
+        )
+        .route("/dicom-web/studies/{study}/thumbnail", get(pixels::study_thumbnail))
+        .route("/wado", get(pixels::wado_uri))
 }
 
 /// STOW-RS: long uploads, streamed, not under the request timeout.
