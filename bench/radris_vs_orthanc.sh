@@ -13,6 +13,8 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/radris
 WORK=$(mktemp -d "$BENCH_DIR/radris.XXXXXX")
 cat > "$WORK/radris.toml" <<TOML
 open_ae = true
+[http]
+anonymous = true   # the harness's curl and STOW clients send no credentials
 [[remote_aes]]
 ae_title = "BENCHSCU"
 host = "127.0.0.1"
@@ -28,7 +30,7 @@ if ! kill -0 "$PID" 2>/dev/null || ! curl -fs http://127.0.0.1:18080/readyz >/de
 fi
 SERVER_PID=$PID STORAGE_DIR=$WORK/data LABEL=radris MOVE_PORT=11113 \
   RESULTS=$BENCH_DIR/results-radris.tsv SKIP="${SKIP:-}" \
-  bash "$HARNESS/measure_pacs.sh" 127.0.0.1 11112 RADRIS -
+  bash "$HARNESS/measure_pacs.sh" 127.0.0.1 11112 RADRIS http://127.0.0.1:18080/dicom-web
 kill $PID; wait $PID 2>/dev/null || true
 if [ "${1:-}" != "--skip-peer" ]; then
   ORTHANC_PROFILE=tuned RESULTS=$BENCH_DIR/results-orthanc-tuned.tsv LABEL=orthanc-tuned \

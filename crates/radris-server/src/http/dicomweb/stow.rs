@@ -102,6 +102,8 @@ async fn stow(
     let mut mp =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut in_flight: std::collections::VecDeque<(usize, Commit)> =
+        std::collections::VecDeque::new();
     let mut framing_error: Option<String> = None;
     loop {
         let field = match mp.next_field().await {
@@ -113,12 +115,26 @@ async fn stow(
             }
         };
         match store_part(&state, &principal, field).await {
-            Ok(o) => outcomes.push(o),
+            Ok(Part::Done(o)) => outcomes.push(o),
+            Ok(Part::Committing(o, commit)) => {
+                // the commit (parse, fsync, index) runs while the next part is received;
+                // the response waits for all of them
+                outcomes.push(o);
+                in_flight.push_back((outcomes.len() - 1, commit));
+                if in_flight.len() > MAX_COMMITS_IN_FLIGHT
+                    && let Some((i, c)) = in_flight.pop_front()
+                {
+                    finish_commit(&mut outcomes[i], c).await;
+                }
+            }
             Err(PartError::Framing(e)) => {
                 framing_error = Some(e);
                 break;
             }
         }
+    }
+    while let Some((i, c)) = in_flight.pop_front() {
+        finish_commit(&mut outcomes[i], c).await;
     }
     // a store into a named study keeps only that study's instances
     if let Some(study) = &study {
@@ -217,6 +233,32 @@ async fn stow(
         .into_response())
 }
 
+type Commit = tokio::task::JoinHandle<Result<radris_store::Stored, StoreError>>;
+
+/// Parts received ahead of their commit: enough to keep fsyncs and index transactions
+/// grouped, few enough to bound memory (each holds at most one data set).
+const MAX_COMMITS_IN_FLIGHT: usize = 8;
+
+enum Part {
+    Done(Outcome),
+    Committing(Outcome, Commit),
+}
+
+async fn finish_commit(outcome: &mut Outcome, commit: Commit) {
+    match commit.await {
+        Ok(Ok(stored)) => {
+            outcome.study_uid = stored.study_uid;
+            outcome.series_uid = stored.series_uid;
+            outcome.newly = stored.newly_stored;
+        }
+        Ok(Err(e)) => outcome.failure = Some(reason(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "STOW-RS commit task failed");
+            outcome.failure = Some((PROCESSING_FAILURE, "internal error while storing".into()));
+        }
+    }
+}
+
 enum PartError {
     /// The multipart stream itself broke: no further part can be read.
     Framing(String),
@@ -248,13 +290,13 @@ async fn store_part(
     state: &AppState,
     principal: &Principal,
     mut field: multer::Field<'_>,
-) -> Result<Outcome, PartError> {
+) -> Result<Part, PartError> {
     if let Some(ct) = field.content_type()
         && ct.essence_str() != "application/dicom"
     {
         let why = format!("part of type {} is not application/dicom", ct.essence_str());
         drain(&mut field).await?;
-        return Ok(failed(CANNOT_UNDERSTAND, why));
+        return Ok(Part::Done(failed(CANNOT_UNDERSTAND, why)));
     }
     // buffer the start of the part until the file meta group can be read
     let mut head: Vec<u8> = Vec::new();
@@ -278,10 +320,10 @@ async fn store_part(
             if !ended {
                 drain(&mut field).await?;
             }
-            return Ok(failed(
+            return Ok(Part::Done(failed(
                 CANNOT_UNDERSTAND,
                 format!("the part is not a DICOM Part-10 object: {e}"),
-            ));
+            )));
         }
     };
     let trim = |s: &str| s.trim_end_matches(['\0', ' ']).to_owned();
@@ -313,7 +355,7 @@ async fn store_part(
                     drain(&mut field).await?;
                 }
                 outcome.failure = Some(reason(&e));
-                return Ok(outcome);
+                return Ok(Part::Done(outcome));
             }
         };
     let mut write_error: Option<StoreError> = None;
@@ -336,21 +378,10 @@ async fn store_part(
     }
     if let Some(e) = write_error {
         outcome.failure = Some(reason(&e));
-        return Ok(outcome);
+        return Ok(Part::Done(outcome));
     }
-    match tokio::task::spawn_blocking(move || ingest.commit()).await {
-        Ok(Ok(stored)) => {
-            outcome.study_uid = stored.study_uid;
-            outcome.series_uid = stored.series_uid;
-            outcome.newly = stored.newly_stored;
-        }
-        Ok(Err(e)) => outcome.failure = Some(reason(&e)),
-        Err(e) => {
-            tracing::error!(error = %e, "STOW-RS commit task failed");
-            outcome.failure = Some((PROCESSING_FAILURE, "internal error while storing".into()));
-        }
-    }
-    Ok(outcome)
+    let commit = tokio::task::spawn_blocking(move || ingest.commit());
+    Ok(Part::Committing(outcome, commit))
 }
 
 fn reason(e: &StoreError) -> (u16, String) {
