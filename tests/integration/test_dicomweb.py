@@ -274,3 +274,38 @@ def test_audit_log_records_http_access(srv):
     cp = run_radris("audit", "verify", "--data-dir", srv.data_dir, "--config", srv.config_path,
                     env=srv.env, check=True)
     assert "intact" in cp.stdout
+
+
+def test_curl_qido_wado_stow(srv, small_series, tmp_path):
+    """The same operations with curl, as integrators script them."""
+    import json
+    import subprocess
+    files, study, series, pid = small_series
+    token = srv.token()
+    auth = ["-H", f"Authorization: Bearer {token}"]
+
+    def curl(*args) -> tuple[int, bytes, str]:
+        out = subprocess.run(["curl", "-s", "-D", str(tmp_path / "h"), *auth, *args],
+                             capture_output=True, timeout=60)
+        head = (tmp_path / "h").read_text()
+        code = int(head.split()[1])
+        return code, out.stdout, head
+
+    code, body, _ = curl("-H", "Accept: application/dicom+json",
+                         f"{srv.dicomweb}/studies?PatientID={pid}&includefield=StudyDescription")
+    assert code == 200 and json.loads(body)[0]["0020000D"]["Value"][0] == study
+    code, body, head = curl("-H", 'Accept: multipart/related; type="application/dicom"',
+                            f"{srv.dicomweb}/studies/{study}/series/{series}")
+    assert code == 200 and "multipart/related" in head and body.count(b"DICM") == 20
+    # STOW with curl's --data-binary of a hand-made multipart body
+    from dicomweb_util import multipart_body
+    out = tmp_path / "one"
+    run_radris("generate", "ct", "--out", out, "--slices", 1, "--rows", 32, "--cols", 32,
+               "--seed", "curl", check=True)
+    payload, ctype = multipart_body([next(out.glob("*.dcm")).read_bytes()])
+    (tmp_path / "body").write_bytes(payload)
+    code, body, _ = curl("-X", "POST", "-H", f"Content-Type: {ctype}",
+                         "--data-binary", f"@{tmp_path / 'body'}", f"{srv.dicomweb}/studies")
+    assert code == 200 and "00081199" in json.loads(body)
+    code, body, _ = curl(f"{srv.dicomweb}/studies?limit=abc")
+    assert code == 400 and json.loads(body)["status"] == 400
