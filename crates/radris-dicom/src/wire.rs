@@ -212,16 +212,19 @@ fn walk<S: Source + ?Sized>(
         pos += header;
         if len == UNDEFINED {
             let pixel = group == 0x7FE0 && elem == 0x0010;
-            // an undefined-length UN (or a VR code nobody knows, which parsers read as UN)
-            // holds implicit VR little endian (PS3.5 §6.2.2)
-            let inner = if vr.is_some_and(|v| &v == b"UN" || !is_known_vr(&v)) {
-                Enc {
-                    explicit: false,
-                    big: false,
-                }
-            } else {
-                enc
-            };
+            // An undefined-length UN (or a VR code nobody knows, which parsers read as UN)
+            // holds implicit VR little endian (PS3.5 §6.2.2, CP-246). dicom-rs 0.10 reads its
+            // items with the outer encoding instead, takes value bytes for lengths and
+            // allocates gigabytes before failing: refuse it here, cheaply.
+            if vr.is_some_and(|v| &v == b"UN" || !is_known_vr(&v)) {
+                return Err(err(
+                    pos,
+                    format!(
+                        "({group:04X},{elem:04X}) is an undefined-length UN element (CP-246), which the parser cannot read safely"
+                    ),
+                ));
+            }
+            let inner = enc;
             pos = items(b, pos, end, inner, depth + 1, pixel, false)?;
         } else {
             let len = len as usize;
@@ -342,6 +345,21 @@ mod tests {
             0x10, 0x00, 0x10, 0x00, b'X', b'Y', 0, 0, 2, 0, 0, 0, b'A', b'B',
         ];
         assert!(check_structure(&ok, EVRLE).is_ok());
+    }
+
+    #[test]
+    fn undefined_length_un_is_refused_before_parsing() {
+        // (4453,100C) UN, undefined length, holding an implicit-VR item: what dicom-rs 0.10
+        // misreads into a multi-gigabyte allocation (pydicom's UN_sequence.dcm)
+        let mut d = vec![
+            0x53, 0x44, 0x0c, 0x10, b'U', b'N', 0, 0, 0xff, 0xff, 0xff, 0xff,
+        ];
+        d.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
+        d.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, 2, 0, 0, 0, b'1', 0]);
+        d.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        let e = check_structure(&d, EVRLE).unwrap_err().to_string();
+        assert!(e.contains("undefined-length UN"), "{e}");
     }
 
     #[test]

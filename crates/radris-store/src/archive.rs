@@ -48,6 +48,10 @@ pub struct IngestHint {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub transfer_syntax: String,
+    /// The SOP UIDs above must match the data set's (a C-STORE command names the instance).
+    /// When false (a Part-10 file's meta group, STOW-RS, import) the data set's own UIDs are
+    /// authoritative and a disagreeing meta group is only logged.
+    pub strict_uids: bool,
 }
 
 /// A stored (or already present) instance.
@@ -231,6 +235,7 @@ impl Archive {
             sop_class_uid: layout.meta.media_storage_sop_class_uid().to_owned(),
             sop_instance_uid: layout.meta.media_storage_sop_instance_uid().to_owned(),
             transfer_syntax: layout.meta.transfer_syntax().to_owned(),
+            strict_uids: false,
         };
         let start = usize::try_from(layout.dataset_offset)
             .unwrap_or(usize::MAX)
@@ -510,17 +515,26 @@ impl Ingest {
         }
         let attrs = IndexAttributes::from_header(&obj)?;
         let trimmed = |s: &str| s.trim_end_matches(['\0', ' ']).to_owned();
-        if attrs.instance.sop_instance_uid.as_str() != trimmed(&self.hint.sop_instance_uid) {
-            return Err(StoreError::Mismatch(format!(
-                "SOP Instance UID in the data set ({}) differs from the request ({})",
-                attrs.instance.sop_instance_uid, self.hint.sop_instance_uid
-            )));
-        }
-        if attrs.instance.sop_class_uid.as_str() != trimmed(&self.hint.sop_class_uid) {
-            return Err(StoreError::Mismatch(format!(
-                "SOP Class UID in the data set ({}) differs from the request ({})",
-                attrs.instance.sop_class_uid, self.hint.sop_class_uid
-            )));
+        let uid_mismatch =
+            if attrs.instance.sop_instance_uid.as_str() != trimmed(&self.hint.sop_instance_uid) {
+                Some(format!(
+                    "SOP Instance UID in the data set ({}) differs from the request ({})",
+                    attrs.instance.sop_instance_uid, self.hint.sop_instance_uid
+                ))
+            } else if attrs.instance.sop_class_uid.as_str() != trimmed(&self.hint.sop_class_uid) {
+                Some(format!(
+                    "SOP Class UID in the data set ({}) differs from the request ({})",
+                    attrs.instance.sop_class_uid, self.hint.sop_class_uid
+                ))
+            } else {
+                None
+            };
+        match uid_mismatch {
+            Some(why) if self.hint.strict_uids => return Err(StoreError::Mismatch(why)),
+            Some(why) => {
+                tracing::warn!(reason = %why, "file meta group disagrees with the data set; the data set's UIDs are used")
+            }
+            None => {}
         }
         let header = index_header_json(&obj, &attrs)?;
         Ok((attrs, header))

@@ -535,6 +535,7 @@ impl Session<'_> {
                         sop_class_uid: sop_class,
                         sop_instance_uid: sop_instance,
                         transfer_syntax: ts,
+                        strict_uids: true,
                     };
                     match self.ctx.archive.begin_ingest(
                         self.tenant.clone(),

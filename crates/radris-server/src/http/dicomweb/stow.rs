@@ -249,6 +249,7 @@ async fn finish_commit(outcome: &mut Outcome, commit: Commit) {
         Ok(Ok(stored)) => {
             outcome.study_uid = stored.study_uid;
             outcome.series_uid = stored.series_uid;
+            outcome.instance_uid = stored.sop_instance_uid;
             outcome.newly = stored.newly_stored;
         }
         Ok(Err(e)) => outcome.failure = Some(reason(&e)),
@@ -331,6 +332,7 @@ async fn store_part(
         sop_class_uid: trim(layout.meta.media_storage_sop_class_uid()),
         sop_instance_uid: trim(layout.meta.media_storage_sop_instance_uid()),
         transfer_syntax: trim(layout.meta.transfer_syntax()),
+        strict_uids: false,
     };
     let mut outcome = Outcome {
         class_uid: hint.sop_class_uid.clone(),
