@@ -41,6 +41,9 @@ pub type FileObject = FileDicomObject<InMemDicomObject>;
 /// Largest viewport side [`render`] accepts (pixels).
 pub const MAX_VIEWPORT: u32 = 8192;
 
+/// Largest decoded frame this module allocates (bytes); larger frames are refused.
+pub const MAX_FRAME_BYTES: u64 = 1 << 30;
+
 /// Why pixel data could not be delivered.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -499,15 +502,17 @@ fn native_frame<'a>(
         )?;
         let shift = (first_bit % 8) as u32;
         let out_len = bits.div_ceil(8) as usize;
-        if shift == 0 {
-            return Ok(Cow::Owned(bytes[..out_len].to_vec()));
-        }
-        let mut out = vec![0u8; out_len];
-        for (i, o) in out.iter_mut().enumerate() {
-            let lo = bytes.get(i).copied().unwrap_or(0) >> shift;
-            let hi = bytes.get(i + 1).copied().unwrap_or(0) << (8 - shift);
-            *o = lo | hi;
-        }
+        let mut out = if shift == 0 {
+            bytes[..out_len].to_vec()
+        } else {
+            (0..out_len)
+                .map(|i| {
+                    let lo = bytes.get(i).copied().unwrap_or(0) >> shift;
+                    let hi = bytes.get(i + 1).copied().unwrap_or(0) << (8 - shift);
+                    lo | hi
+                })
+                .collect()
+        };
         // clear bits past the frame's end
         let tail = (bits % 8) as u32;
         if tail != 0
@@ -850,6 +855,77 @@ fn jpeg_ls_is_planar(data: &[u8]) -> bool {
     false
 }
 
+/// (columns, rows, components) from a JPEG-LS SOF55 marker segment.
+fn jpeg_ls_geometry(data: &[u8]) -> Option<(u32, u32, u32)> {
+    let mut i = 2; // after SOI
+    while i + 4 <= data.len() {
+        if data[i] != 0xFF {
+            return None;
+        }
+        let marker = data[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+        if marker == 0xF7 {
+            // Lf, P, Y, X, Nf
+            let s = data.get(i + 4..i + 10)?;
+            let rows = u16::from_be_bytes([s[1], s[2]]) as u32;
+            let cols = u16::from_be_bytes([s[3], s[4]]) as u32;
+            return Some((cols, rows, s[5] as u32));
+        }
+        if marker == 0xDA {
+            return None;
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// (columns, rows, components) from the SIZ marker segment of a JPEG 2000 codestream (raw, or
+/// inside a JP2 file, whose codestream box holds SOC SIZ).
+fn j2k_geometry(data: &[u8]) -> Option<(u32, u32, u32)> {
+    let soc = data
+        .windows(4)
+        .take(4096)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+    // after FF51: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz
+    let s = data.get(soc + 4..soc + 4 + 38)?;
+    let be32 = |i: usize| u32::from_be_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let (x, y, x0, y0) = (be32(4), be32(8), be32(12), be32(16));
+    let components = u16::from_be_bytes([s[36], s[37]]) as u32;
+    Some((x.checked_sub(x0)?, y.checked_sub(y0)?, components))
+}
+
+fn check_geometry(
+    codec: &str,
+    geometry: Option<(u32, u32, u32)>,
+    info: &PixelInfo,
+) -> Result<(), String> {
+    let (cols, rows, components) =
+        geometry.ok_or_else(|| format!("{codec} codestream has no readable frame header"))?;
+    let want = (
+        info.columns as u32,
+        info.rows as u32,
+        info.samples_per_pixel as u32,
+    );
+    if (cols, rows, components) != want {
+        return Err(format!(
+            "{codec} codestream is {cols}x{rows} with {components} component(s), the DICOM header says {}x{} with {}",
+            want.0, want.1, want.2
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a JPEG-family codestream ends with its EOI marker (FFD9), allowing the trailing
+/// zero padding that makes fragments even.
+fn ends_with_eoi(data: &[u8]) -> bool {
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    data[..end].ends_with(&[0xFF, 0xD9])
+}
+
 /// Interleave a frame stored by plane (`RRR…GGG…BBB…`) into `RGBRGB…`.
 fn interleave(data: &[u8], samples: usize, sample_bytes: usize) -> Vec<u8> {
     let plane = data.len() / samples;
@@ -968,6 +1044,11 @@ pub fn decoded_frame(obj: &FileObject, frame: u32) -> Result<(Vec<u8>, PixelInfo
                     "encapsulated pixel data with BitsAllocated 1".into(),
                 ));
             }
+            if expected as u64 > MAX_FRAME_BYTES {
+                return Err(PixelError::UnsupportedFormat(format!(
+                    "a decoded frame of {expected} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"
+                )));
+            }
             if ts_uid == uids::ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN {
                 let expected = info.native_frame_len() as usize;
                 if encoded.len() < expected {
@@ -1001,6 +1082,22 @@ pub fn decoded_frame(obj: &FileObject, frame: u32) -> Result<(Vec<u8>, PixelInfo
                 guarded(|| decode_jpeg(&encoded, &info, expected)).map_err(decode_err)?
             } else {
                 let ts = registry_ts(ts_uid, "decoding")?;
+                // Check the codestream's own header against the DICOM header before a codec
+                // allocates what the codestream asks for (a forged size must not make it
+                // allocate gigabytes), and refuse truncated JPEG-LS: CharLS spends seconds on a
+                // codestream that stops short of its end marker.
+                if is_jpeg_ls(ts_uid) {
+                    if !ends_with_eoi(&encoded) {
+                        return Err(decode_err(
+                            "JPEG-LS codestream is truncated (no EOI marker)".into(),
+                        ));
+                    }
+                    check_geometry("JPEG-LS", jpeg_ls_geometry(&encoded), &info)
+                        .map_err(decode_err)?;
+                } else if is_jpeg_2000(ts_uid) {
+                    check_geometry("JPEG 2000", j2k_geometry(&encoded), &info)
+                        .map_err(decode_err)?;
+                }
                 let Codec::EncapsulatedPixelData(Some(reader), _) = ts.codec() else {
                     return Err(PixelError::UnsupportedSyntax {
                         uid: ts_uid.to_owned(),
@@ -1114,7 +1211,7 @@ fn decode_jpeg(data: &[u8], info: &PixelInfo, expected: usize) -> Result<Vec<u8>
     {
         decoder.set_color_transform(ColorTransform::RGB);
     }
-    let mut pixels = decoder.decode().map_err(|e| format!("JPEG: {e}"))?;
+    decoder.read_info().map_err(|e| format!("JPEG: {e}"))?;
     let meta = decoder.info().ok_or("JPEG: no frame header")?;
     if (meta.width, meta.height) != (info.columns, info.rows) {
         return Err(format!(
@@ -1122,6 +1219,7 @@ fn decode_jpeg(data: &[u8], info: &PixelInfo, expected: usize) -> Result<Vec<u8>
             meta.width, meta.height, info.columns, info.rows
         ));
     }
+    let mut pixels = decoder.decode().map_err(|e| format!("JPEG: {e}"))?;
     let samples = match meta.pixel_format {
         PixelFormat::L8 | PixelFormat::L16 => 1,
         PixelFormat::RGB24 => 3,
@@ -1286,9 +1384,17 @@ fn all_frames_native(obj: &FileObject, info: &PixelInfo) -> Result<(Vec<u8>, Pix
             Ok((bytes.into_owned(), decoded))
         }
         _ => {
-            let mut all = Vec::with_capacity(
-                (info.native_frame_len() * info.number_of_frames as u64) as usize,
-            );
+            let total = info.rows as u64
+                * info.columns as u64
+                * info.samples_per_pixel as u64
+                * (info.bits_allocated as u64).div_ceil(8)
+                * info.number_of_frames as u64;
+            if total >= u32::MAX as u64 {
+                return Err(PixelError::UnsupportedFormat(format!(
+                    "{total} bytes of decoded pixel data do not fit one Explicit VR Little Endian element"
+                )));
+            }
+            let mut all = Vec::with_capacity((total as usize).min(1 << 28));
             let mut decoded = None;
             for f in 1..=info.number_of_frames {
                 let (data, i) = decoded_frame(obj, f)?;
@@ -1600,6 +1706,15 @@ pub fn render_image(obj: &FileObject, options: &RenderOptions) -> Result<Image8>
     let (data, info) = decoded_frame(obj, options.frame)?;
     let index = options.frame as usize - 1;
     let (w, h) = (info.columns as u32, info.rows as u32);
+    if let Some((vw, vh)) = options.viewport {
+        let (ow, _) = fit(w, h, vw, vh);
+        // the horizontal pass keeps rows x output width x 3 floats
+        if h as u64 * ow as u64 * 3 * 4 > MAX_FRAME_BYTES {
+            return Err(PixelError::InvalidRequest(format!(
+                "viewport {vw}x{vh} is too large for a {w}x{h} frame"
+            )));
+        }
+    }
     let image = match (info.samples_per_pixel, info.photometric.as_str()) {
         (1, "PALETTE COLOR") => Image8 {
             width: w,
@@ -1966,8 +2081,9 @@ fn grayscale(
             .round()
             .clamp(0.0, 255.0) as u8
     };
+    // a table over the value range pays off when the range is not larger than the frame
     let span = (max - min) as u64;
-    if span < (1 << 20) {
+    if span < (values.len() as u64).max(1 << 16) {
         let lut: Vec<u8> = (min..=max).map(quantise).collect();
         Ok(values.iter().map(|&v| lut[(v - min) as usize]).collect())
     } else {
@@ -2260,5 +2376,1400 @@ pub fn supported_syntaxes() -> SyntaxSupport {
     SyntaxSupport {
         decode,
         encode: vec![uids::EXPLICIT_VR_LITTLE_ENDIAN, uids::JPEG_BASELINE8_BIT],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Phantom, SeriesSpec, XorShift, ct_study};
+    use dicom_core::dicom_value;
+    use dicom_object::meta::FileMetaTableBuilder;
+
+    const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
+
+    /// Header of a test image; pixel data is added by the caller.
+    fn header(
+        rows: u16,
+        cols: u16,
+        spp: u16,
+        ba: u16,
+        bs: u16,
+        signed: bool,
+        pi: &str,
+    ) -> InMemDicomObject {
+        let mut o = InMemDicomObject::new_empty();
+        let mut us = |tag, v: u16| o.put(DataElement::new(tag, VR::US, dicom_value!(U16, [v])));
+        us(tags::ROWS, rows);
+        us(tags::COLUMNS, cols);
+        us(tags::SAMPLES_PER_PIXEL, spp);
+        us(tags::BITS_ALLOCATED, ba);
+        us(tags::BITS_STORED, bs);
+        us(tags::HIGH_BIT, bs - 1);
+        us(tags::PIXEL_REPRESENTATION, signed as u16);
+        if spp > 1 {
+            us(tags::PLANAR_CONFIGURATION, 0);
+        }
+        o.put(DataElement::new(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(SC),
+        ));
+        o.put(DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.3.4.5"),
+        ));
+        o.put(DataElement::new(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            PrimitiveValue::from(pi),
+        ));
+        o
+    }
+
+    fn put_str(o: &mut InMemDicomObject, tag: Tag, vr: VR, v: &str) {
+        o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+    }
+
+    fn with_native(mut o: InMemDicomObject, frames: u32, data: Vec<u8>, ts: &str) -> FileObject {
+        if frames > 1 {
+            put_str(&mut o, tags::NUMBER_OF_FRAMES, VR::IS, &frames.to_string());
+        }
+        o.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U8(data.into()),
+        ));
+        o.with_meta(FileMetaTableBuilder::new().transfer_syntax(ts))
+            .unwrap()
+    }
+
+    fn with_fragments(
+        mut o: InMemDicomObject,
+        frames: u32,
+        bot: Vec<u32>,
+        fragments: Vec<Vec<u8>>,
+        ts: &str,
+    ) -> FileObject {
+        if frames > 1 {
+            put_str(&mut o, tags::NUMBER_OF_FRAMES, VR::IS, &frames.to_string());
+        }
+        o.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+                bot, fragments,
+            )),
+        ));
+        o.with_meta(FileMetaTableBuilder::new().transfer_syntax(ts))
+            .unwrap()
+    }
+
+    fn le16(values: &[i32]) -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|&v| (v as u16).to_le_bytes())
+            .collect()
+    }
+
+    /// A generated instance of the synthetic studies, parsed as the archive would.
+    fn synthetic(phantom: Phantom, rows: u16, cols: u16) -> FileObject {
+        let mut spec = ct_study(1, rows, cols, "pixel");
+        spec.series = vec![SeriesSpec {
+            phantom,
+            slices: 1,
+            rows,
+            cols,
+            description: "t".into(),
+            number: 1,
+        }];
+        let mut out = None;
+        spec.generate(|g| {
+            out = Some(
+                dicom_object::OpenFileOptions::new()
+                    .from_reader(&g.part10[128..])
+                    .unwrap(),
+            );
+            Ok::<(), crate::DicomError>(())
+        })
+        .unwrap();
+        out.unwrap()
+    }
+
+    fn gray(obj: &FileObject, window: Option<Window>) -> Vec<u8> {
+        render_image(
+            obj,
+            &RenderOptions {
+                window,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .data
+    }
+
+    fn png_size(png: &[u8]) -> (u32, u32) {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+        (be(16), be(20))
+    }
+
+    // ---- header and frames
+
+    #[test]
+    fn pixel_info_of_a_synthetic_ct() {
+        let obj = synthetic(Phantom::ChestCt, 32, 48);
+        let info = pixel_info(&obj).unwrap();
+        assert_eq!(
+            (info.rows, info.columns, info.samples_per_pixel),
+            (32, 48, 1)
+        );
+        assert_eq!(
+            (
+                info.bits_allocated,
+                info.bits_stored,
+                info.pixel_representation
+            ),
+            (16, 16, 1)
+        );
+        assert_eq!(info.photometric, "MONOCHROME2");
+        assert_eq!(info.number_of_frames, 1);
+        assert_eq!(info.transfer_syntax, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        assert_eq!(info.native_frame_len(), 32 * 48 * 2);
+    }
+
+    #[test]
+    fn missing_attributes_are_typed_errors() {
+        let mut o = header(2, 2, 1, 8, 8, false, "MONOCHROME2");
+        o.remove_element(tags::ROWS);
+        let obj = with_native(o, 1, vec![0; 4], uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        assert!(
+            matches!(pixel_info(&obj), Err(PixelError::Attribute { tag, .. }) if tag == tags::ROWS)
+        );
+        let o = header(2, 2, 1, 8, 8, false, "MONOCHROME2")
+            .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+            .unwrap();
+        assert!(matches!(raw_frame(&o, 1), Err(PixelError::NoPixelData)));
+        let obj = with_native(
+            header(2, 2, 1, 12, 12, false, "MONOCHROME2"),
+            1,
+            vec![0; 8],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert!(matches!(
+            decoded_frame(&obj, 1),
+            Err(PixelError::Attribute {
+                name: "BitsAllocated",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn raw_frame_of_native_data_is_the_stored_bytes() {
+        let obj = synthetic(Phantom::MrBrain, 16, 16);
+        let stored = obj
+            .get(tags::PIXEL_DATA)
+            .unwrap()
+            .value()
+            .to_bytes()
+            .unwrap()
+            .into_owned();
+        let (bytes, media) = raw_frame(&obj, 1).unwrap();
+        assert_eq!(media, "application/octet-stream");
+        assert_eq!(bytes, stored);
+        let (decoded, info) = decoded_frame(&obj, 1).unwrap();
+        assert_eq!(decoded, stored);
+        assert_eq!(info.transfer_syntax, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+    }
+
+    #[test]
+    fn multi_frame_raw_frame_slices_each_frame() {
+        let frame_len = 3 * 5 * 2;
+        let data: Vec<u8> = (0..4u8).flat_map(|f| vec![f * 10 + 1; frame_len]).collect();
+        let obj = with_native(
+            header(3, 5, 1, 16, 16, false, "MONOCHROME2"),
+            4,
+            data,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        for f in 1..=4u32 {
+            let (bytes, _) = raw_frame(&obj, f).unwrap();
+            assert_eq!(bytes, vec![(f as u8 - 1) * 10 + 1; frame_len], "frame {f}");
+        }
+    }
+
+    #[test]
+    fn frame_out_of_range_is_an_error() {
+        let obj = with_native(
+            header(2, 2, 1, 8, 8, false, "MONOCHROME2"),
+            3,
+            vec![0; 12],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        for f in [0, 4, u32::MAX] {
+            assert!(matches!(
+                raw_frame(&obj, f),
+                Err(PixelError::FrameOutOfRange { frames: 3, .. })
+            ));
+            assert!(matches!(
+                decoded_frame(&obj, f),
+                Err(PixelError::FrameOutOfRange { .. })
+            ));
+            let opts = RenderOptions {
+                frame: f,
+                ..Default::default()
+            };
+            assert!(matches!(
+                render(&obj, &opts),
+                Err(PixelError::FrameOutOfRange { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn truncated_pixel_data_is_an_error_not_a_panic() {
+        // three 4x4 16-bit frames need 96 bytes; give 70
+        let obj = with_native(
+            header(4, 4, 1, 16, 12, false, "MONOCHROME2"),
+            3,
+            vec![7; 70],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert!(raw_frame(&obj, 1).is_ok());
+        assert!(raw_frame(&obj, 2).is_ok());
+        let err = raw_frame(&obj, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PixelError::Truncated {
+                    frame: 3,
+                    start: 64,
+                    end: 96,
+                    available: 70
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            decoded_frame(&obj, 3),
+            Err(PixelError::Truncated { .. })
+        ));
+        assert!(
+            render(
+                &obj,
+                &RenderOptions {
+                    frame: 3,
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            to_explicit_vr_le(&obj),
+            Err(PixelError::Truncated { .. })
+        ));
+        // and an empty Pixel Data
+        let obj = with_native(
+            header(4, 4, 1, 16, 12, false, "MONOCHROME2"),
+            1,
+            vec![],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert!(matches!(
+            raw_frame(&obj, 1),
+            Err(PixelError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn one_bit_frames_are_unpacked_from_any_bit_offset() {
+        // 3x3 frames of 9 bits each: frame 2 starts at bit 9
+        let bits: Vec<u8> = (0..27).map(|i| ((i * 7) % 3 == 0) as u8).collect();
+        let mut packed = vec![0u8; 4];
+        for (i, b) in bits.iter().enumerate() {
+            packed[i / 8] |= b << (i % 8);
+        }
+        let obj = with_native(
+            header(3, 3, 1, 1, 1, false, "MONOCHROME2"),
+            3,
+            packed,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        for f in 0..3 {
+            let (bytes, _) = raw_frame(&obj, f as u32 + 1).unwrap();
+            assert_eq!(bytes.len(), 2);
+            let got: Vec<u8> = (0..9).map(|i| (bytes[i / 8] >> (i % 8)) & 1).collect();
+            assert_eq!(got, bits[f * 9..f * 9 + 9], "frame {}", f + 1);
+            assert_eq!(bytes[1] & !1, 0, "bits after the frame are cleared");
+        }
+        let img = render_image(
+            &obj,
+            &RenderOptions {
+                frame: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            img.data
+                .iter()
+                .map(|&v| (v == 255) as u8)
+                .collect::<Vec<_>>(),
+            bits[9..18]
+        );
+    }
+
+    #[test]
+    fn planar_configuration_1_is_interleaved_when_decoded() {
+        let mut o = header(1, 2, 3, 8, 8, false, "RGB");
+        o.put(DataElement::new(
+            tags::PLANAR_CONFIGURATION,
+            VR::US,
+            dicom_value!(U16, [1]),
+        ));
+        let obj = with_native(
+            o,
+            1,
+            vec![1, 2, 10, 20, 100, 200],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert_eq!(raw_frame(&obj, 1).unwrap().0, vec![1, 2, 10, 20, 100, 200]);
+        let (d, info) = decoded_frame(&obj, 1).unwrap();
+        assert_eq!(d, vec![1, 10, 100, 2, 20, 200]);
+        assert_eq!(info.planar_configuration, 0);
+    }
+
+    // ---- encapsulated data
+
+    fn fake_jpeg(n: u8, len: usize) -> Vec<u8> {
+        let mut v = vec![0xFF, 0xD8];
+        v.resize(len, n);
+        v
+    }
+
+    #[test]
+    fn encapsulated_frames_one_fragment_per_frame_and_basic_offset_table() {
+        let frames = [fake_jpeg(1, 10), fake_jpeg(2, 6), fake_jpeg(3, 8)];
+        let o = header(8, 8, 1, 8, 8, false, "MONOCHROME2");
+        let obj = with_fragments(
+            o.clone(),
+            3,
+            vec![],
+            frames.to_vec(),
+            uids::JPEG_BASELINE8_BIT,
+        );
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(
+                raw_frame(&obj, i as u32 + 1).unwrap(),
+                (f.clone(), "image/jpeg")
+            );
+        }
+        // frames of two fragments each, located by the Basic Offset Table
+        let mut fragments = Vec::new();
+        let mut bot = Vec::new();
+        let mut pos = 0;
+        for f in &frames {
+            bot.push(pos);
+            let (a, b) = f.split_at(4);
+            for part in [a, b] {
+                pos += 8 + part.len() as u32;
+                fragments.push(part.to_vec());
+            }
+        }
+        let obj = with_fragments(
+            o.clone(),
+            3,
+            bot.clone(),
+            fragments.clone(),
+            uids::JPEG_BASELINE8_BIT,
+        );
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(
+                raw_frame(&obj, i as u32 + 1).unwrap().0,
+                *f,
+                "BOT frame {}",
+                i + 1
+            );
+        }
+        // the same without a BOT: frames start at SOI markers
+        let obj = with_fragments(
+            o.clone(),
+            3,
+            vec![],
+            fragments.clone(),
+            uids::JPEG_BASELINE8_BIT,
+        );
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(
+                raw_frame(&obj, i as u32 + 1).unwrap().0,
+                *f,
+                "marker frame {}",
+                i + 1
+            );
+        }
+        // a broken BOT (offset not at a fragment) is an error
+        let obj = with_fragments(
+            o.clone(),
+            3,
+            vec![0, 3, 40],
+            fragments.clone(),
+            uids::JPEG_BASELINE8_BIT,
+        );
+        assert!(matches!(
+            raw_frame(&obj, 2),
+            Err(PixelError::Encapsulation { .. })
+        ));
+        // as are too few fragments
+        let obj = with_fragments(
+            o.clone(),
+            3,
+            vec![],
+            frames[..2].to_vec(),
+            uids::JPEG_BASELINE8_BIT,
+        );
+        assert!(matches!(
+            raw_frame(&obj, 1),
+            Err(PixelError::Encapsulation { .. })
+        ));
+        // a single frame in several fragments is their concatenation
+        let obj = with_fragments(
+            o,
+            1,
+            vec![],
+            vec![vec![1, 2], vec![3, 4]],
+            uids::JPEGLS_LOSSLESS,
+        );
+        assert_eq!(raw_frame(&obj, 1).unwrap(), (vec![1, 2, 3, 4], "image/jls"));
+    }
+
+    #[test]
+    fn extended_offset_table_locates_frames() {
+        let frames = vec![vec![1u8; 6], vec![2u8; 10]];
+        let mut o = header(2, 2, 1, 8, 8, false, "MONOCHROME2");
+        o.put(DataElement::new(
+            tags::EXTENDED_OFFSET_TABLE,
+            VR::OV,
+            PrimitiveValue::U64(vec![0u64, 14].into()),
+        ));
+        o.put(DataElement::new(
+            tags::EXTENDED_OFFSET_TABLE_LENGTHS,
+            VR::OV,
+            PrimitiveValue::U64(vec![6u64, 9].into()),
+        ));
+        let obj = with_fragments(o, 2, vec![], frames, uids::JPEG2000);
+        assert_eq!(raw_frame(&obj, 1).unwrap(), (vec![1; 6], "image/jp2"));
+        assert_eq!(
+            raw_frame(&obj, 2).unwrap().0,
+            vec![2; 9],
+            "length from the EOT lengths"
+        );
+    }
+
+    #[test]
+    fn encapsulated_uncompressed_decodes_across_fragments() {
+        let o = header(2, 3, 1, 16, 16, true, "MONOCHROME2");
+        let f1 = le16(&[1, -2, 3, -4, 5, -6]);
+        let f2 = le16(&[-7, 8, -9, 10, -11, 12]);
+        let fragments = vec![f1[..4].to_vec(), f1[4..].to_vec(), f2.clone()];
+        let obj = with_fragments(
+            o,
+            2,
+            vec![0, 28],
+            fragments,
+            uids::ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert_eq!(decoded_frame(&obj, 1).unwrap().0, f1);
+        assert_eq!(decoded_frame(&obj, 2).unwrap().0, f2);
+        assert_eq!(raw_frame(&obj, 2).unwrap().1, "application/octet-stream");
+    }
+
+    /// RLE Lossless with literal runs only (enough for a decoder test).
+    fn rle_encode(samples: &[u8], spp: usize, sample_bytes: usize) -> Vec<u8> {
+        let nseg = spp * sample_bytes;
+        let pixels = samples.len() / nseg;
+        let mut segments = Vec::new();
+        for s in 0..spp {
+            for b in 0..sample_bytes {
+                let byte = sample_bytes - 1 - b;
+                let plane: Vec<u8> = (0..pixels)
+                    .map(|p| samples[(p * spp + s) * sample_bytes + byte])
+                    .collect();
+                let mut seg = Vec::new();
+                for run in plane.chunks(128) {
+                    seg.push(run.len() as u8 - 1);
+                    seg.extend_from_slice(run);
+                }
+                if seg.len() % 2 == 1 {
+                    seg.push(0x80); // no-op
+                }
+                segments.push(seg);
+            }
+        }
+        let mut out = vec![0u8; 64];
+        out[..4].copy_from_slice(&(nseg as u32).to_le_bytes());
+        let mut pos = 64u32;
+        for (i, seg) in segments.iter().enumerate() {
+            out[4 + 4 * i..8 + 4 * i].copy_from_slice(&pos.to_le_bytes());
+            pos += seg.len() as u32;
+        }
+        for seg in segments {
+            out.extend(seg);
+        }
+        out
+    }
+
+    #[test]
+    fn rle_frames_decode_for_16_and_32_bits() {
+        let f16 = le16(&[0, 1000, -1000, 32767, -32768, 7]);
+        let obj = with_fragments(
+            header(2, 3, 1, 16, 16, true, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![rle_encode(&f16, 1, 2)],
+            uids::RLE_LOSSLESS,
+        );
+        assert_eq!(decoded_frame(&obj, 1).unwrap().0, f16);
+        assert_eq!(raw_frame(&obj, 1).unwrap().1, "image/dicom-rle");
+        let f32: Vec<u8> = [1u32, 70000, u32::MAX, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let obj = with_fragments(
+            header(2, 2, 1, 32, 32, false, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![rle_encode(&f32, 1, 4)],
+            uids::RLE_LOSSLESS,
+        );
+        assert_eq!(decoded_frame(&obj, 1).unwrap().0, f32);
+        // a frame whose header promises more than it holds
+        let mut bad = rle_encode(&f32, 1, 4);
+        bad.truncate(70);
+        let obj = with_fragments(
+            header(2, 2, 1, 32, 32, false, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![bad],
+            uids::RLE_LOSSLESS,
+        );
+        assert!(matches!(
+            decoded_frame(&obj, 1),
+            Err(PixelError::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_codestreams_are_decode_errors() {
+        let mut rng = XorShift::new(7);
+        let noise: Vec<u8> = (0..300).map(|_| rng.next_u64() as u8).collect();
+        for (ts, head) in [
+            (
+                uids::JPEG_BASELINE8_BIT,
+                vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B],
+            ),
+            (uids::JPEG_LOSSLESS_SV1, vec![0xFF, 0xD8, 0xFF, 0xC3]),
+            (
+                uids::JPEGLS_LOSSLESS,
+                vec![0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B],
+            ),
+            (
+                uids::JPEG2000_LOSSLESS,
+                vec![0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x29],
+            ),
+            (uids::RLE_LOSSLESS, vec![2, 0, 0, 0, 64, 0, 0, 0]),
+        ] {
+            for tail in [&noise[..0], &noise[..10], &noise[..]] {
+                let mut frame = head.clone();
+                frame.extend_from_slice(tail);
+                let obj = with_fragments(
+                    header(16, 16, 1, 8, 8, false, "MONOCHROME2"),
+                    1,
+                    vec![],
+                    vec![frame],
+                    ts,
+                );
+                assert!(
+                    decoded_frame(&obj, 1).is_err(),
+                    "{ts} with {} bytes",
+                    head.len() + tail.len()
+                );
+            }
+        }
+        // an unknown transfer syntax cannot be decoded (but its frames can be handed out)
+        let obj = with_fragments(
+            header(2, 2, 1, 8, 8, false, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![vec![1, 2]],
+            "1.2.3.4.5.6",
+        );
+        assert!(matches!(
+            decoded_frame(&obj, 1),
+            Err(PixelError::UnsupportedSyntax { .. })
+        ));
+        assert_eq!(raw_frame(&obj, 1).unwrap().0, vec![1, 2]);
+    }
+
+    /// JPEG-LS frames made by the registry's CharLS writer, then truncated and corrupted: every
+    /// variant decodes or fails with an error, none panics.
+    #[test]
+    fn mutated_jpeg_ls_and_jpeg_frames_never_panic() {
+        let native = synthetic(Phantom::ChestCt, 24, 24);
+        let info = pixel_info(&native).unwrap();
+        let (pixels, _) = decoded_frame(&native, 1).unwrap();
+        let ts = registry_ts(uids::JPEGLS_LOSSLESS, "test").unwrap();
+        let Codec::EncapsulatedPixelData(_, Some(writer)) = ts.codec() else {
+            panic!("no JPEG-LS writer in this build");
+        };
+        let src = FrameSource {
+            info: &info,
+            data: &pixels,
+        };
+        let mut jls = Vec::new();
+        writer
+            .encode_frame(&src, 0, Default::default(), &mut jls)
+            .unwrap();
+        let header_jls = header(24, 24, 1, 16, 16, true, "MONOCHROME2");
+        let good = with_fragments(
+            header_jls.clone(),
+            1,
+            vec![],
+            vec![jls.clone()],
+            uids::JPEGLS_LOSSLESS,
+        );
+        assert_eq!(
+            decoded_frame(&good, 1).unwrap().0,
+            pixels,
+            "lossless round trip"
+        );
+
+        let gray8: Vec<u8> = (0..64 * 64).map(|i| (i % 251) as u8).collect();
+        let obj8 = with_native(
+            header(64, 64, 1, 8, 8, false, "MONOCHROME2"),
+            1,
+            gray8,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let jpeg_file = to_jpeg_baseline(&obj8, 80).unwrap();
+        let jpeg_obj = dicom_object::OpenFileOptions::new()
+            .from_reader(&jpeg_file[128..])
+            .unwrap();
+        let jpeg = raw_frame(&jpeg_obj, 1).unwrap().0;
+
+        let mut rng = XorShift::new(42);
+        for (ts, stream, head) in [
+            (uids::JPEGLS_LOSSLESS, &jls, header_jls),
+            (
+                uids::JPEG_BASELINE8_BIT,
+                &jpeg,
+                header(64, 64, 1, 8, 8, false, "MONOCHROME2"),
+            ),
+        ] {
+            for case in 0..60 {
+                let mut s = stream.clone();
+                if case % 3 == 0 {
+                    s.truncate(rng.next_u64() as usize % s.len());
+                } else {
+                    for _ in 0..1 + case % 5 {
+                        let i = rng.next_u64() as usize % s.len();
+                        s[i] = rng.next_u64() as u8;
+                    }
+                }
+                let obj = with_fragments(head.clone(), 1, vec![], vec![s], ts);
+                let t = std::time::Instant::now();
+                let _ = decoded_frame(&obj, 1);
+                assert!(
+                    t.elapsed().as_secs_f64() < 1.0,
+                    "{ts} case {case}: {:?}",
+                    t.elapsed()
+                );
+            }
+        }
+    }
+
+    /// Codestreams whose own header disagrees with the DICOM header are refused before a codec
+    /// allocates for them; so are frames beyond the size limit.
+    #[test]
+    fn forged_codestream_sizes_are_refused_before_decoding() {
+        let native = synthetic(Phantom::ChestCt, 16, 16);
+        let info = pixel_info(&native).unwrap();
+        let (pixels, _) = decoded_frame(&native, 1).unwrap();
+        let Codec::EncapsulatedPixelData(_, Some(writer)) =
+            registry_ts(uids::JPEGLS_LOSSLESS, "test").unwrap().codec()
+        else {
+            panic!("no JPEG-LS writer in this build");
+        };
+        let mut jls = Vec::new();
+        writer
+            .encode_frame(
+                &FrameSource {
+                    info: &info,
+                    data: &pixels,
+                },
+                0,
+                Default::default(),
+                &mut jls,
+            )
+            .unwrap();
+        assert_eq!(jpeg_ls_geometry(&jls), Some((16, 16, 1)));
+        let sof = jls.windows(2).position(|w| w == [0xFF, 0xF7]).unwrap();
+        jls[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]); // 65535 x 65535
+        let obj = with_fragments(
+            header(16, 16, 1, 16, 16, true, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![jls],
+            uids::JPEGLS_LOSSLESS,
+        );
+        let err = decoded_frame(&obj, 1).unwrap_err();
+        assert!(err.to_string().contains("65535x65535"), "{err}");
+
+        let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x29, 0x00, 0x00];
+        for v in [0x0010_0000u32, 0x0010_0000, 0, 0, 64, 64, 0, 0] {
+            j2k.extend_from_slice(&v.to_be_bytes());
+        }
+        j2k.extend_from_slice(&[0x00, 0x01, 0x0F, 0x01, 0x01, 0xFF, 0xD9]);
+        assert_eq!(j2k_geometry(&j2k), Some((1 << 20, 1 << 20, 1)));
+        let obj = with_fragments(
+            header(16, 16, 1, 16, 16, true, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![j2k],
+            uids::JPEG2000_LOSSLESS,
+        );
+        assert!(matches!(
+            decoded_frame(&obj, 1),
+            Err(PixelError::Decode { .. })
+        ));
+
+        let gray8: Vec<u8> = vec![100; 32 * 32];
+        let obj8 = with_native(
+            header(32, 32, 1, 8, 8, false, "MONOCHROME2"),
+            1,
+            gray8,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let jpeg_file = to_jpeg_baseline(&obj8, 80).unwrap();
+        let jpeg_obj = dicom_object::OpenFileOptions::new()
+            .from_reader(&jpeg_file[128..])
+            .unwrap();
+        let jpeg = raw_frame(&jpeg_obj, 1).unwrap().0;
+        let obj = with_fragments(
+            header(32, 64, 1, 8, 8, false, "MONOCHROME2"),
+            1,
+            vec![],
+            vec![jpeg],
+            uids::JPEG_BASELINE8_BIT,
+        );
+        assert!(
+            decoded_frame(&obj, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("32x32")
+        );
+
+        // 65535 x 65535 RGB 16-bit frames are 25 GB: refused, not allocated
+        let obj = with_fragments(
+            header(65535, 65535, 3, 16, 16, false, "RGB"),
+            1,
+            vec![],
+            vec![vec![0xFF, 0xD8]],
+            uids::JPEG_LOSSLESS_SV1,
+        );
+        assert!(matches!(
+            decoded_frame(&obj, 1),
+            Err(PixelError::UnsupportedFormat(_))
+        ));
+    }
+
+    // ---- transcoding
+
+    #[test]
+    fn explicit_le_transcoding_of_native_and_encapsulated_objects() {
+        let native = synthetic(Phantom::ChestCt, 8, 8);
+        let bytes = to_explicit_vr_le(&native).unwrap();
+        let back = dicom_object::OpenFileOptions::new()
+            .from_reader(&bytes[128..])
+            .unwrap();
+        assert_eq!(
+            back.meta().transfer_syntax(),
+            uids::EXPLICIT_VR_LITTLE_ENDIAN
+        );
+        assert_eq!(
+            decoded_frame(&back, 1).unwrap(),
+            decoded_frame(&native, 1).unwrap()
+        );
+
+        let f = le16(&[5, 6, 7, 8]);
+        let mut o = header(2, 2, 1, 16, 16, false, "MONOCHROME2");
+        put_str(&mut o, tags::PATIENT_NAME, VR::PN, "KEEP^ME");
+        let rle = with_fragments(
+            o,
+            2,
+            vec![],
+            vec![rle_encode(&f, 1, 2), rle_encode(&f, 1, 2)],
+            uids::RLE_LOSSLESS,
+        );
+        let bytes = to_explicit_vr_le(&rle).unwrap();
+        let back = dicom_object::OpenFileOptions::new()
+            .from_reader(&bytes[128..])
+            .unwrap();
+        assert_eq!(
+            back.meta().transfer_syntax(),
+            uids::EXPLICIT_VR_LITTLE_ENDIAN
+        );
+        assert_eq!(
+            back.meta().implementation_class_uid(),
+            IMPLEMENTATION_CLASS_UID
+        );
+        assert_eq!(raw_frame(&back, 2).unwrap().0, f);
+        assert_eq!(
+            back.get(tags::PATIENT_NAME).unwrap().to_str().unwrap(),
+            "KEEP^ME"
+        );
+        assert!(back.get(tags::LOSSY_IMAGE_COMPRESSION).is_none());
+    }
+
+    #[test]
+    fn jpeg_baseline_transcoding_of_8_bit_data() {
+        let px: Vec<u8> = (0..32 * 32).map(|i| ((i % 32) * 8) as u8).collect();
+        let obj = with_native(
+            header(32, 32, 1, 8, 8, false, "MONOCHROME2"),
+            1,
+            px.clone(),
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let bytes = to_jpeg_baseline(&obj, 95).unwrap();
+        let back = dicom_object::OpenFileOptions::new()
+            .from_reader(&bytes[128..])
+            .unwrap();
+        assert_eq!(back.meta().transfer_syntax(), uids::JPEG_BASELINE8_BIT);
+        assert_eq!(
+            back.get(tags::LOSSY_IMAGE_COMPRESSION)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "01"
+        );
+        let (d, _) = decoded_frame(&back, 1).unwrap();
+        let max = d
+            .iter()
+            .zip(&px)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap();
+        assert!(max <= 12, "JPEG q95 error {max}");
+        // colour goes in as YBR_FULL_422
+        let rgb: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 5 % 256) as u8).collect();
+        let obj = with_native(
+            header(16, 16, 3, 8, 8, false, "RGB"),
+            1,
+            rgb,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let back = to_jpeg_baseline(&obj, 90).unwrap();
+        let back = dicom_object::OpenFileOptions::new()
+            .from_reader(&back[128..])
+            .unwrap();
+        assert_eq!(pixel_info(&back).unwrap().photometric, "YBR_FULL_422");
+        assert_eq!(decoded_frame(&back, 1).unwrap().1.photometric, "RGB");
+        // 16-bit data is refused
+        assert!(matches!(
+            to_jpeg_baseline(&synthetic(Phantom::ChestCt, 8, 8), 90),
+            Err(PixelError::UnsupportedFormat(_))
+        ));
+        assert!(matches!(
+            to_jpeg_baseline(&obj, 0),
+            Err(PixelError::InvalidRequest(_))
+        ));
+    }
+
+    // ---- rendering
+
+    #[test]
+    fn voi_functions_follow_ps3_3() {
+        let w = |center, width, function| Window {
+            center,
+            width,
+            function,
+        };
+        // LINEAR, c=40 w=80: 0 at x <= -0.5, 1 above 78.5... per C.11.2.1.2.1
+        let lin = w(40.0, 80.0, VoiFunction::Linear);
+        assert_eq!(window_unit(-0.5, &lin), 0.0);
+        assert_eq!(window_unit(79.5, &lin), 1.0);
+        assert!((window_unit(39.5, &lin) - 0.5).abs() < 1e-12);
+        assert!(window_unit(20.0, &lin) > 0.0 && window_unit(20.0, &lin) < 0.5);
+        // LINEAR_EXACT: exactly the ramp from c - w/2 to c + w/2
+        let exact = w(40.0, 80.0, VoiFunction::LinearExact);
+        assert_eq!(window_unit(0.0, &exact), 0.0);
+        assert_eq!(window_unit(40.0, &exact), 0.5);
+        assert_eq!(window_unit(60.0, &exact), 0.75);
+        assert_eq!(window_unit(80.0, &exact), 1.0);
+        // SIGMOID: 0.5 at the centre, symmetric, 1/(1+e^-4) one width out
+        let sig = w(40.0, 80.0, VoiFunction::Sigmoid);
+        assert!((window_unit(40.0, &sig) - 0.5).abs() < 1e-12);
+        assert!((window_unit(120.0, &sig) - 1.0 / (1.0 + (-4.0f64).exp())).abs() < 1e-12);
+        assert!((window_unit(0.0, &sig) + window_unit(80.0, &sig) - 1.0).abs() < 1e-12);
+        // width 1 LINEAR is a threshold, not a division by zero
+        let thr = w(10.0, 1.0, VoiFunction::Linear);
+        assert_eq!((window_unit(9.5, &thr), window_unit(9.6, &thr)), (0.0, 1.0));
+        assert_eq!(
+            VoiFunction::parse("linear_exact"),
+            Some(VoiFunction::LinearExact)
+        );
+        assert_eq!(VoiFunction::parse("GAMMA"), None);
+    }
+
+    /// A 1x4 16-bit object with stored values 0, 100, 200, 300.
+    fn ramp(pi: &str, extra: impl FnOnce(&mut InMemDicomObject)) -> FileObject {
+        let mut o = header(1, 4, 1, 16, 16, false, pi);
+        extra(&mut o);
+        with_native(
+            o,
+            1,
+            le16(&[0, 100, 200, 300]),
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        )
+    }
+
+    #[test]
+    fn rescale_then_window() {
+        let obj = ramp("MONOCHROME2", |o| {
+            put_str(o, tags::RESCALE_SLOPE, VR::DS, "0.01");
+            put_str(o, tags::RESCALE_INTERCEPT, VR::DS, "0");
+        });
+        // values 0, 1, 2, 3 after rescale; LINEAR_EXACT c=2 w=2 maps 1 -> 0, 2 -> .5, 3 -> 1
+        let win = Window {
+            center: 2.0,
+            width: 2.0,
+            function: VoiFunction::LinearExact,
+        };
+        assert_eq!(gray(&obj, Some(win)), vec![0, 0, 128, 255]);
+        // an intercept moves the window
+        let obj = ramp("MONOCHROME2", |o| {
+            put_str(o, tags::RESCALE_SLOPE, VR::DS, "1");
+            put_str(o, tags::RESCALE_INTERCEPT, VR::DS, "-1000");
+        });
+        let win = Window {
+            center: -800.0,
+            width: 200.0,
+            function: VoiFunction::LinearExact,
+        };
+        assert_eq!(gray(&obj, Some(win)), vec![0, 0, 128, 255]);
+    }
+
+    #[test]
+    fn window_from_the_object_then_min_max() {
+        let obj = ramp("MONOCHROME2", |o| {
+            o.put(DataElement::new(
+                tags::WINDOW_CENTER,
+                VR::DS,
+                dicom_value!(Strs, ["200", "0"]),
+            ));
+            o.put(DataElement::new(
+                tags::WINDOW_WIDTH,
+                VR::DS,
+                dicom_value!(Strs, ["200", "10"]),
+            ));
+            put_str(o, tags::VOILUT_FUNCTION, VR::CS, "LINEAR_EXACT");
+        });
+        assert_eq!(
+            gray(&obj, None),
+            vec![0, 0, 128, 255],
+            "first window, with its function"
+        );
+        let requested = Window {
+            center: 150.0,
+            width: 300.0,
+            function: VoiFunction::LinearExact,
+        };
+        assert_eq!(
+            gray(&obj, Some(requested)),
+            vec![0, 85, 170, 255],
+            "request overrides"
+        );
+        let obj = ramp("MONOCHROME2", |_| {});
+        assert_eq!(
+            gray(&obj, None),
+            vec![0, 85, 170, 255],
+            "min..max without a window"
+        );
+    }
+
+    #[test]
+    fn monochrome1_is_inverted() {
+        let m2 = gray(&ramp("MONOCHROME2", |_| {}), None);
+        let m1 = gray(&ramp("MONOCHROME1", |_| {}), None);
+        assert_eq!(m1, m2.iter().map(|v| 255 - v).collect::<Vec<_>>());
+        assert_eq!(m1, vec![255, 170, 85, 0]);
+    }
+
+    #[test]
+    fn modality_and_voi_lut_sequences() {
+        let lut_item = |first: u16, data: &[u16]| {
+            let mut item = InMemDicomObject::new_empty();
+            item.put(DataElement::new(
+                tags::LUT_DESCRIPTOR,
+                VR::US,
+                dicom_value!(U16, [data.len() as u16, first, 16]),
+            ));
+            item.put(DataElement::new(
+                tags::LUT_DATA,
+                VR::US,
+                PrimitiveValue::U16(data.to_vec().into()),
+            ));
+            item
+        };
+        let obj = ramp("MONOCHROME2", |o| {
+            // modality LUT: 0..=300 -> reversed steps; entries for 0, 100 (clamped beyond)
+            let mut data = vec![0u16; 301];
+            for (i, d) in data.iter_mut().enumerate() {
+                *d = 300 - i as u16;
+            }
+            o.put(DataElement::new(
+                tags::MODALITY_LUT_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![lut_item(0, &data)]),
+            ));
+        });
+        // modality output 300, 200, 100, 0; min..max VOI
+        assert_eq!(gray(&obj, None), vec![255, 170, 85, 0]);
+        let obj = ramp("MONOCHROME2", |o| {
+            let data: Vec<u16> = (0..=300).map(|i| if i < 150 { 0 } else { 65535 }).collect();
+            o.put(DataElement::new(
+                tags::VOILUT_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![lut_item(0, &data)]),
+            ));
+        });
+        assert_eq!(gray(&obj, None), vec![0, 0, 255, 255]);
+    }
+
+    #[test]
+    fn per_frame_functional_groups_drive_rescale_and_window() {
+        let group = |slope: &str, center: &str| {
+            let mut pvt = InMemDicomObject::new_empty();
+            put_str(&mut pvt, tags::RESCALE_SLOPE, VR::DS, slope);
+            put_str(&mut pvt, tags::RESCALE_INTERCEPT, VR::DS, "0");
+            let mut voi = InMemDicomObject::new_empty();
+            put_str(&mut voi, tags::WINDOW_CENTER, VR::DS, center);
+            put_str(&mut voi, tags::WINDOW_WIDTH, VR::DS, "2");
+            put_str(&mut voi, tags::VOILUT_FUNCTION, VR::CS, "LINEAR_EXACT");
+            let mut g = InMemDicomObject::new_empty();
+            g.put(DataElement::new(
+                tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![pvt]),
+            ));
+            g.put(DataElement::new(
+                tags::FRAME_VOILUT_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![voi]),
+            ));
+            g
+        };
+        let mut o = header(1, 4, 1, 16, 16, false, "MONOCHROME2");
+        o.put(DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![group("0.01", "2"), group("0.02", "4")]),
+        ));
+        let frame = le16(&[0, 100, 200, 300]);
+        let obj = with_native(
+            o,
+            2,
+            [frame.clone(), frame].concat(),
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let r = |f| {
+            render_image(
+                &obj,
+                &RenderOptions {
+                    frame: f,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .data
+        };
+        assert_eq!(r(1), vec![0, 0, 128, 255]);
+        // frame 2: values 0, 2, 4, 6, window 3..5
+        assert_eq!(r(2), vec![0, 0, 128, 255]);
+    }
+
+    #[test]
+    fn signed_values_with_fewer_stored_bits() {
+        // 12-bit signed stored in 16 bits with garbage in the high nibble: -1 (0xFFF), 2047, -2048
+        let obj = with_native(
+            header(1, 3, 1, 16, 12, true, "MONOCHROME2"),
+            1,
+            vec![0xFF, 0xAF, 0xFF, 0x57, 0x00, 0x38],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert_eq!(
+            stored_values(
+                &decoded_frame(&obj, 1).unwrap().0,
+                &pixel_info(&obj).unwrap()
+            ),
+            vec![-1, 2047, -2048]
+        );
+        let win = Window {
+            center: 0.0,
+            width: 4096.0,
+            function: VoiFunction::LinearExact,
+        };
+        assert_eq!(gray(&obj, Some(win)), vec![127, 255, 0]);
+        let mut data = vec![0x0F, 0xF8]; // bits beyond 12 set, 12-bit value 0x80F
+        normalize_bits(&mut data, 16, 12, true);
+        assert_eq!(i16::from_le_bytes([data[0], data[1]]), 0x80F - 0x1000);
+        let mut data = vec![0x0F, 0xF8];
+        normalize_bits(&mut data, 16, 12, false);
+        assert_eq!(u16::from_le_bytes([data[0], data[1]]), 0x80F);
+    }
+
+    #[test]
+    fn colour_rendering_rgb_ybr_and_palette() {
+        let rgb = with_native(
+            header(1, 2, 3, 8, 8, false, "RGB"),
+            1,
+            vec![255, 0, 0, 0, 0, 255],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let img = render_image(&rgb, &RenderOptions::default()).unwrap();
+        assert_eq!(
+            (img.channels, img.data.clone()),
+            (3, vec![255, 0, 0, 0, 0, 255])
+        );
+        // YBR_FULL red: Y 76, Cb 85, Cr 255
+        let ybr = with_native(
+            header(1, 1, 3, 8, 8, false, "YBR_FULL"),
+            1,
+            vec![76, 85, 255, 0],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let px = render_image(&ybr, &RenderOptions::default()).unwrap().data;
+        assert!(px[0] >= 253 && px[1] <= 2 && px[2] <= 2, "{px:?}");
+        // native YBR_FULL_422: Y1 Y2 Cb Cr
+        let ybr422 = with_native(
+            header(1, 2, 3, 8, 8, false, "YBR_FULL_422"),
+            1,
+            vec![0, 255, 128, 128],
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        assert_eq!(raw_frame(&ybr422, 1).unwrap().0.len(), 4);
+        let px = render_image(&ybr422, &RenderOptions::default())
+            .unwrap()
+            .data;
+        assert_eq!(px, vec![0, 0, 0, 255, 255, 255]);
+        // PALETTE COLOR, 16-bit entries, first mapped value 10
+        let mut o = header(1, 3, 1, 8, 8, false, "PALETTE COLOR");
+        for (desc, data, v) in [
+            (
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                [0xFFFFu16, 0, 0],
+            ),
+            (
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                [0, 0xFFFF, 0],
+            ),
+            (
+                tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                [0, 0, 0xFFFF],
+            ),
+        ] {
+            o.put(DataElement::new(
+                desc,
+                VR::US,
+                dicom_value!(U16, [3, 10, 16]),
+            ));
+            o.put(DataElement::new(
+                data,
+                VR::OW,
+                PrimitiveValue::U16(v.to_vec().into()),
+            ));
+        }
+        let pal = with_native(o, 1, vec![10, 11, 200, 0], uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let px = render_image(&pal, &RenderOptions::default()).unwrap().data;
+        assert_eq!(
+            px,
+            vec![255, 0, 0, 0, 255, 0, 0, 0, 255],
+            "values past the table clamp to its end"
+        );
+    }
+
+    #[test]
+    fn viewport_keeps_the_aspect_ratio() {
+        assert_eq!(fit(512, 256, 128, 128), (128, 64));
+        assert_eq!(fit(880, 1024, 200, 200), (172, 200));
+        assert_eq!(fit(64, 64, 512, 256), (256, 256), "enlarging");
+        assert_eq!(fit(4000, 1, 100, 100), (100, 1), "never zero");
+        let cr = synthetic(Phantom::CrChest, 100, 88);
+        let png = render(
+            &cr,
+            &RenderOptions {
+                viewport: Some((50, 50)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(png_size(&png), (44, 50));
+        let jpg = render(
+            &cr,
+            &RenderOptions {
+                viewport: Some((40, 30)),
+                format: ImageFormat::Jpeg { quality: 80 },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut dec = jpeg_decoder::Decoder::new(&jpg[..]);
+        dec.decode().unwrap();
+        let info = dec.info().unwrap();
+        assert_eq!((info.width, info.height), (26, 30));
+        for bad in [(0, 10), (10, 0), (MAX_VIEWPORT + 1, 10)] {
+            assert!(matches!(
+                render(
+                    &cr,
+                    &RenderOptions {
+                        viewport: Some(bad),
+                        ..Default::default()
+                    }
+                ),
+                Err(PixelError::InvalidRequest(_))
+            ));
+        }
+        assert!(matches!(
+            render(
+                &cr,
+                &RenderOptions {
+                    format: ImageFormat::Jpeg { quality: 0 },
+                    ..Default::default()
+                }
+            ),
+            Err(PixelError::InvalidRequest(_))
+        ));
+        let bad = Window {
+            center: 0.0,
+            width: 0.5,
+            function: VoiFunction::Linear,
+        };
+        assert!(matches!(
+            render(
+                &cr,
+                &RenderOptions {
+                    window: Some(bad),
+                    ..Default::default()
+                }
+            ),
+            Err(PixelError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn resampling_averages_areas_and_interpolates() {
+        // 4x1 -> 2x1 averages pairs; 2x1 -> 4x1 interpolates
+        assert_eq!(resize(&[0, 100, 200, 250], 4, 1, 1, 2, 1), vec![50, 225]);
+        assert_eq!(resize(&[0, 200], 2, 1, 1, 4, 1), vec![0, 50, 150, 200]);
+        // 3 -> 2 weighs partial pixels: [0, 90, 180] -> [(0 + 45)/1.5, (45 + 180)/1.5]
+        assert_eq!(resize(&[0, 90, 180], 3, 1, 1, 2, 1), vec![30, 150]);
+        // channels stay apart
+        assert_eq!(
+            resize(&[10, 20, 30, 50, 60, 70], 2, 1, 3, 1, 1),
+            vec![30, 40, 50]
+        );
+    }
+
+    #[test]
+    fn media_types_and_capabilities() {
+        assert_eq!(frame_media_type(uids::JPEG_BASELINE8_BIT), "image/jpeg");
+        assert_eq!(frame_media_type(uids::JPEG_LOSSLESS_SV1), "image/jpeg");
+        assert_eq!(frame_media_type(uids::JPEGLS_NEAR_LOSSLESS), "image/jls");
+        assert_eq!(frame_media_type(uids::JPEG2000_LOSSLESS), "image/jp2");
+        assert_eq!(frame_media_type(uids::JPEG2000MC), "image/jpx");
+        assert_eq!(frame_media_type(uids::HTJ2K), "image/jphc");
+        assert_eq!(frame_media_type(uids::RLE_LOSSLESS), "image/dicom-rle");
+        assert_eq!(
+            frame_media_type(uids::EXPLICIT_VR_LITTLE_ENDIAN),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            frame_media_type(uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN),
+            "application/octet-stream"
+        );
+        let s = supported_syntaxes();
+        for uid in [
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+            "1.2.840.10008.1.2.2", // Explicit VR Big Endian (retired)
+            uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+            uids::RLE_LOSSLESS,
+            uids::JPEG_BASELINE8_BIT,
+            uids::JPEG_LOSSLESS_SV1,
+            uids::JPEGLS_LOSSLESS,
+            uids::JPEG2000_LOSSLESS,
+            uids::HTJ2K_LOSSLESS,
+        ] {
+            assert!(s.decode.contains(&uid), "{uid}");
+        }
+        assert!(!s.decode.contains(&uids::JPIP_REFERENCED));
+        assert_eq!(
+            s.encode,
+            vec![uids::EXPLICIT_VR_LITTLE_ENDIAN, uids::JPEG_BASELINE8_BIT]
+        );
+    }
+
+    /// The WADO-RS targets: ≥ 600 frames/s of 512×512 16-bit native frames, and a 512×512 CT
+    /// frame rendered to PNG in a few ms. Timings are printed; the assertions leave a wide
+    /// margin for a loaded test machine.
+    #[test]
+    fn frame_and_render_throughput() {
+        let frames = 20u32;
+        let frame_len = 512 * 512 * 2;
+        let data: Vec<u8> = (0..frames as usize * frame_len)
+            .map(|i| (i / 7) as u8)
+            .collect();
+        let obj = with_native(
+            header(512, 512, 1, 16, 16, true, "MONOCHROME2"),
+            frames,
+            data,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+        let t = std::time::Instant::now();
+        let mut total = 0;
+        for i in 0..600 {
+            total += raw_frame(&obj, i % frames + 1).unwrap().0.len();
+        }
+        let raw = t.elapsed();
+        assert_eq!(total, 600 * frame_len);
+        let ct = synthetic(Phantom::ChestCt, 512, 512);
+        let t = std::time::Instant::now();
+        let n = 10;
+        let mut size = 0;
+        for _ in 0..n {
+            size = render(&ct, &RenderOptions::default()).unwrap().len();
+        }
+        let png = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        render(
+            &ct,
+            &RenderOptions {
+                viewport: Some((128, 128)),
+                format: ImageFormat::Jpeg { quality: 85 },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let thumb = t.elapsed();
+        eprintln!(
+            "600 raw 512x512x16 frames: {raw:?} ({:.0} frames/s); 512x512 CT -> PNG: {png:?} ({size} bytes); -> 128px JPEG thumbnail: {thumb:?}",
+            600.0 / raw.as_secs_f64()
+        );
+        assert!(raw.as_secs_f64() < 1.0, "raw frames: {raw:?} for 600");
+        assert!(png.as_secs_f64() < 0.25, "PNG render: {png:?}");
     }
 }
