@@ -309,3 +309,19 @@ def test_curl_qido_wado_stow(srv, small_series, tmp_path):
     assert code == 200 and "00081199" in json.loads(body)
     code, body, _ = curl(f"{srv.dicomweb}/studies?limit=abc")
     assert code == 400 and json.loads(body)["status"] == 400
+
+
+def test_bulkdata_byte_ranges(srv, small_series):
+    files, study, series, _ = small_series
+    ds = pydicom.dcmread(files[0])
+    uid = str(ds.SOPInstanceUID)
+    url = f"{srv.dicomweb}/studies/{study}/series/{series}/instances/{uid}/bulkdata/7FE00010"
+    s = srv.session()
+    r = s.get(url, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206, r.text
+    assert r.headers["Content-Range"] == f"bytes 100-199/{len(ds.PixelData)}"
+    assert split_multipart(r.content, r.headers["Content-Type"])[0][1] == ds.PixelData[100:200]
+    r = s.get(url, headers={"Range": "bytes=-10"})
+    assert split_multipart(r.content, r.headers["Content-Type"])[0][1] == ds.PixelData[-10:]
+    assert s.get(url, headers={"Range": f"bytes={len(ds.PixelData)}-"}).status_code == 416
+    assert s.get(url, headers={"Range": "items=1-2"}).status_code == 400

@@ -343,6 +343,7 @@ pub(crate) async fn one_instance(
 pub async fn bulkdata(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    headers: HeaderMap,
     Path((study, series, instance, tag)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let inst = one_instance(&st, &p, &study, &series, &instance).await?;
@@ -357,12 +358,74 @@ pub async fn bulkdata(
     let bytes = tokio::task::spawn_blocking(move || super::pixels::bulk_value(&path, g, e))
         .await
         .map_err(|e| ApiError::internal("reading bulk data", e))??;
-    Ok(multipart(
+    let (bytes, status, content_range) = match byte_range(&headers, bytes.len())? {
+        None => (bytes, axum::http::StatusCode::OK, None),
+        Some((start, end)) => (
+            bytes.slice(start..=end),
+            axum::http::StatusCode::PARTIAL_CONTENT,
+            Some(format!("bytes {start}-{end}/{}", bytes.len())),
+        ),
+    };
+    let mut resp = multipart(
         "application/octet-stream",
         vec![PartSource::Bytes {
             bytes,
             content_type: "application/octet-stream".into(),
             location: None,
         }],
-    ))
+    );
+    *resp.status_mut() = status;
+    if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, cr);
+    }
+    resp.headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    Ok(resp)
+}
+
+/// A single `Range: bytes=a-b` (or `a-`, or `-n`) over a value of `len` bytes, inclusive.
+/// Several ranges are not offered (the whole value is sent); an unsatisfiable range is 416.
+pub(crate) fn byte_range(
+    headers: &HeaderMap,
+    len: usize,
+) -> Result<Option<(usize, usize)>, ApiError> {
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let unsatisfiable = || {
+        ApiError::new(
+            axum::http::StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("range {raw:?} is outside the {len} bytes of the value"),
+        )
+    };
+    let Some(spec) = raw.trim().strip_prefix("bytes=") else {
+        return Err(ApiError::bad_request("only byte ranges are supported"));
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| ApiError::bad_request(format!("malformed range {raw:?}")))?;
+    let num = |s: &str| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("malformed range {raw:?}")))
+    };
+    let (start, end) = match (a.trim().is_empty(), b.trim().is_empty()) {
+        (false, false) => (num(a)?, num(b)?.min(len.saturating_sub(1))),
+        (false, true) => (num(a)?, len.saturating_sub(1)),
+        (true, false) => {
+            let n = num(b)?;
+            if n == 0 {
+                return Err(unsatisfiable());
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (true, true) => return Err(ApiError::bad_request(format!("malformed range {raw:?}"))),
+    };
+    if len == 0 || start >= len || start > end {
+        return Err(unsatisfiable());
+    }
+    Ok(Some((start, end)))
 }
