@@ -2355,7 +2355,10 @@ pub struct SyntaxSupport {
     pub encode: Vec<&'static str>,
 }
 
-/// Which transfer syntaxes this build decodes and encodes, sorted by UID.
+/// Which transfer syntaxes this build decodes and encodes, sorted by UID: the native ones and
+/// those the codec registry has a reader for. Caveats the list cannot express: JPEG Extended
+/// (1.2.840.10008.1.2.4.51) decodes 8-bit process 2 only, not 12-bit process 4 (jpeg-decoder
+/// has no 12-bit DCT); HTJ2K comes from openjp2's HT decoder and has not met a real file here.
 pub fn supported_syntaxes() -> SyntaxSupport {
     let no_pixels = [
         uids::JPIP_REFERENCED,
