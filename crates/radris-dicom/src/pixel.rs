@@ -5,8 +5,10 @@
 //! * [`pixel_info`]: the image pixel description from the header.
 //! * [`raw_frame`]: one frame as stored (a cheap slice copy for native data; the frame's
 //!   fragments for encapsulated data) and the media type a DICOMweb frames response carries.
-//! * [`decoded_frame`]: one frame as Explicit VR Little Endian would hold it (codecs from
-//!   dicom-rs: `dicom-transfer-syntax-registry`).
+//! * [`decoded_frame`]: one frame as Explicit VR Little Endian would hold it. Codecs: JPEG-LS
+//!   (CharLS) and JPEG 2000/HTJ2K (openjp2) through `dicom-transfer-syntax-registry`'s pixel
+//!   data readers; JPEG through jpeg-decoder directly (the colour transform must follow the
+//!   DICOM header); RLE Lossless here (PS3.5 annex G, any sample size).
 //! * [`to_explicit_vr_le`]: the whole object transcoded, as Part-10 bytes.
 //! * [`to_jpeg_baseline`]: the whole object as JPEG Baseline (8-bit data only), as Part-10 bytes.
 //! * [`render`]: modality LUT, VOI, MONOCHROME1 inversion, colour conversion, viewport scaling,
@@ -1075,8 +1077,9 @@ pub fn decoded_frame(obj: &FileObject, frame: u32) -> Result<(Vec<u8>, PixelInfo
                 transfer_syntax: ts_uid.to_owned(),
                 reason,
             };
-            let mut data = if ts_uid == uids::RLE_LOSSLESS && info.bits_allocated == 32 {
-                // dicom-rs's RLE reader stops at 16 bits; PS3.5 annex G is simple enough
+            let mut data = if ts_uid == uids::RLE_LOSSLESS {
+                // dicom-rs's RLE reader stops at 16 bits and panics on a truncated segment;
+                // PS3.5 annex G is simple enough to do here
                 rle_decode(&encoded, &info).map_err(decode_err)?
             } else if is_jpeg_family(ts_uid) {
                 guarded(|| decode_jpeg(&encoded, &info, expected)).map_err(decode_err)?
@@ -2352,7 +2355,10 @@ pub struct SyntaxSupport {
     pub encode: Vec<&'static str>,
 }
 
-/// Which transfer syntaxes this build decodes and encodes, sorted by UID.
+/// Which transfer syntaxes this build decodes and encodes, sorted by UID: the native ones and
+/// those the codec registry has a reader for. Caveats the list cannot express: JPEG Extended
+/// (1.2.840.10008.1.2.4.51) decodes 8-bit process 2 only, not 12-bit process 4 (jpeg-decoder
+/// has no 12-bit DCT); HTJ2K comes from openjp2's HT decoder and has not met a real file here.
 pub fn supported_syntaxes() -> SyntaxSupport {
     let no_pixels = [
         uids::JPIP_REFERENCED,
