@@ -4,6 +4,7 @@
 //!   once, at creation.
 //! * [`principal`]: who is calling ([`Principal`]): tenant, actor and [`Scopes`]. The tenant of
 //!   every request comes from here, never from the request itself.
+//! * [`users`]: accounts (Argon2id, [`password`] rules, lockout) and server-side sessions.
 //! * [`audit`]: the append-only audit log. Each record carries the hash of the one before it,
 //!   so [`audit::verify`] finds a record that was edited, deleted, inserted or moved.
 //!
@@ -11,12 +12,16 @@
 //! the pool the index opened, so SQLite and PostgreSQL are both supported.
 
 pub mod audit;
+pub mod keys;
+pub mod password;
 pub mod principal;
 pub mod token;
+pub mod users;
 
 pub use audit::AuditLog;
 pub use principal::{Principal, Scope, Scopes};
 pub use token::Tokens;
+pub use users::{LoginFailure, Users};
 
 /// Why an authentication or an audit operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -153,3 +153,151 @@ async fn audit_chain_detects_edit_delete_and_reorder() {
         assert_eq!(r.broken.map(|b| b.0), Some(3));
     }
 }
+
+#[tokio::test]
+async fn users_login_lockout_and_sessions() {
+    use radris_auth::{LoginFailure, Users};
+    for (index, _dir) in indexes("users").await {
+        let keys = std::sync::Arc::new(radris_auth::keys::MasterKey::from_bytes([3; 32]));
+        let users = Users::new(index.pool().clone(), keys).unwrap();
+        let t = TenantId::parse("alpha").unwrap();
+        let pw = "moonlit ferry over quiet harbour";
+        assert!(!users.any_user(&t).await.unwrap());
+        assert!(
+            users
+                .create(&t, "ann", "password123", "admin")
+                .await
+                .is_err()
+        );
+        assert!(users.create(&t, "ann", pw, "wizard").await.is_err());
+        users.create(&t, "ann", pw, "radiologist").await.unwrap();
+        assert!(users.create(&t, "ann", pw, "radiologist").await.is_err());
+        assert!(users.any_user(&t).await.unwrap());
+        let p = users.login(&t, "ann", pw, None).await.unwrap().unwrap();
+        assert!(p.can(Scope::Read) && p.can(Scope::Write) && !p.can(Scope::Admin));
+        // another tenant does not know ann
+        let b = TenantId::parse("beta").unwrap();
+        assert_eq!(
+            users.login(&b, "ann", pw, None).await.unwrap(),
+            Err(LoginFailure::BadCredentials)
+        );
+        // sessions
+        let secret = users.open_session(&p).await.unwrap();
+        assert_eq!(
+            users
+                .session(&secret, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            p
+        );
+        assert!(
+            users
+                .session("rds_bogus", Duration::from_secs(60))
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            users
+                .session(&secret, Duration::from_millis(10))
+                .await
+                .is_err(),
+            "idle timeout"
+        );
+        users.close_session(&secret).await.unwrap();
+        assert!(
+            users
+                .session(&secret, Duration::from_secs(60))
+                .await
+                .is_err()
+        );
+        // five wrong passwords lock the account, even for the right password
+        for _ in 0..5 {
+            assert_eq!(
+                users
+                    .login(&t, "ann", "wrong password here", None)
+                    .await
+                    .unwrap(),
+                Err(LoginFailure::BadCredentials)
+            );
+        }
+        assert_eq!(
+            users.login(&t, "ann", pw, None).await.unwrap(),
+            Err(LoginFailure::Locked)
+        );
+    }
+}
+
+#[tokio::test]
+async fn totp_second_factor_replay_and_recovery() {
+    use radris_auth::{LoginFailure, Users};
+    for (index, _dir) in indexes("totp").await {
+        let keys = std::sync::Arc::new(radris_auth::keys::MasterKey::from_bytes([4; 32]));
+        let users = Users::new(index.pool().clone(), keys).unwrap();
+        let t = TenantId::parse("alpha").unwrap();
+        let pw = "moonlit ferry over quiet harbour";
+        users.create(&t, "bob", pw, "radiologist").await.unwrap();
+        let e = users.totp_enrol(&t, "bob").await.unwrap();
+        assert!(e.uri.starts_with("otpauth://totp/RADRIS:bob?secret="));
+        // the seed is stored sealed, never in clear
+        let stored: String =
+            sqlx::query_scalar("SELECT totp_pending FROM users WHERE user_name = 'bob'")
+                .fetch_one(index.pool())
+                .await
+                .unwrap();
+        assert!(stored.starts_with("v1:") && !stored.contains(&e.secret_base32));
+        let seed = totp_rs::Secret::try_from_base32(&e.secret_base32).unwrap();
+        let totp = totp_rs::Builder::new()
+            .with_secret(seed.as_ref().to_vec())
+            .build()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(users.totp_confirm(&t, "bob", "000000x").await.is_err());
+        // enrolment consumes the current step; the next login uses the next one
+        let codes = users
+            .totp_confirm(&t, "bob", &totp.generate(now).to_string())
+            .await
+            .unwrap();
+        assert_eq!(codes.len(), 10);
+        assert_eq!(
+            users.login(&t, "bob", pw, None).await.unwrap(),
+            Err(LoginFailure::SecondFactorRequired)
+        );
+        // the code just used for enrolment is a replay now
+        assert_eq!(
+            users
+                .login(&t, "bob", pw, Some(&totp.generate(now).to_string()))
+                .await
+                .unwrap(),
+            Err(LoginFailure::BadSecondFactor)
+        );
+        let next = totp.generate(now + 30).to_string();
+        assert!(
+            users
+                .login(&t, "bob", pw, Some(&next))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            users.login(&t, "bob", pw, Some(&next)).await.unwrap(),
+            Err(LoginFailure::BadSecondFactor),
+            "a TOTP code works once"
+        );
+        // a recovery code works once
+        assert!(
+            users
+                .login(&t, "bob", pw, Some(&codes[0]))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            users.login(&t, "bob", pw, Some(&codes[0])).await.unwrap(),
+            Err(LoginFailure::BadSecondFactor)
+        );
+    }
+}

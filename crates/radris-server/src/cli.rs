@@ -128,6 +128,19 @@ pub enum AdminCommand {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// Create the first administrator of a tenant (password from a file or standard input).
+    Bootstrap {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// File holding the password (first line); without it the password is read from
+        /// standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
     /// API tokens for scripts and integrations (sent as `Authorization: Bearer`).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -433,6 +446,44 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(AdminCommand::Token(cmd)) => token(cmd),
+        Command::Admin(AdminCommand::Bootstrap {
+            archive,
+            tenant,
+            user,
+            password_file,
+        }) => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            let password = match password_file {
+                Some(f) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                None => {
+                    eprint!("password for {user}@{tenant}: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line
+                }
+            };
+            let password = password.lines().next().unwrap_or_default().to_owned();
+            let rt = runtime()?;
+            rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                archive
+                    .index()
+                    .ensure_tenants(std::slice::from_ref(&tenant))
+                    .await?;
+                let keys = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
+                let users =
+                    radris_auth::Users::new(archive.index().pool().clone(), std::sync::Arc::new(keys))?;
+                if users.any_user(&tenant).await? {
+                    bail!("tenant {tenant} already has users; bootstrap creates only the first administrator");
+                }
+                users.create(&tenant, &user, &password, "admin").await?;
+                anyhow::Ok(())
+            })?;
+            println!("administrator {user} created in tenant {tenant}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCommand::Verify { archive }) => {
             let cfg = load_config(&archive)?;
             let rt = runtime()?;

@@ -78,12 +78,18 @@ pub async fn serve(
         }
     });
     let tokens = Arc::new(radris_auth::Tokens::new(archive.index().pool().clone()));
+    let keys = Arc::new(radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?);
+    let users = Arc::new(radris_auth::Users::new(
+        archive.index().pool().clone(),
+        keys,
+    )?);
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
         ready: ready.clone(),
         dimse: ctx,
         tokens,
+        users,
         audit: audit.clone(),
         http: Arc::new(cfg.http.clone()),
         tls: false,

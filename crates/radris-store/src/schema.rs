@@ -115,4 +115,41 @@ CREATE INDEX studies_date_key ON studies (tenant_id, study_date, study_time, stu
 CREATE INDEX studies_received_key ON studies (tenant_id, created_at, study_uid);
 CREATE INDEX studies_accession_key ON studies (tenant_id, accession, study_uid)
 "#,
+    // 4: tables owned by radris-auth: user accounts (Argon2id hashes) and server-side sessions
+    r#"
+CREATE TABLE users (
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    failed_logins BIGINT NOT NULL,
+    locked_until BIGINT NOT NULL,
+    disabled BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, user_name)
+);
+CREATE TABLE sessions (
+    session_sha256 TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (tenant_id, user_name)
+"#,
+    // 5: TOTP second factor (seeds sealed with the master key) and single-use recovery codes
+    r#"
+ALTER TABLE users ADD COLUMN totp_sealed TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN totp_pending TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN totp_last_step BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE mfa_recovery (
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    code_sha256 TEXT NOT NULL,
+    used_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, user_name, code_sha256)
+)
+"#,
 ];

@@ -22,6 +22,9 @@ use super::problem::ApiError;
 pub fn required_scope(method: &Method, route: &str) -> Scope {
     if route.starts_with("/api/v1/admin") || route.starts_with("/api/v1/audit") {
         Scope::Admin
+    } else if route.starts_with("/api/v1/auth/") {
+        // a person's own second factor: any signed-in user
+        Scope::Read
     } else if method == Method::DELETE {
         Scope::Delete
     } else if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
@@ -64,8 +67,9 @@ pub async fn require(State(s): State<AppState>, mut req: Request, next: Next) ->
         })
     };
 
-    let principal = match bearer(&req) {
-        Some(token) => match s.tokens.authenticate(token).await {
+    let cookie = super::session::session_cookie(req.headers());
+    let principal = match (bearer(&req), cookie) {
+        (Some(token), _) => match s.tokens.authenticate(token).await {
             Ok(p) => p,
             Err(AuthError::Unauthenticated) => {
                 audit(
@@ -78,13 +82,32 @@ pub async fn require(State(s): State<AppState>, mut req: Request, next: Next) ->
             }
             Err(e) => return ApiError::internal("authentication", e).into_response(),
         },
-        None if s.http.anonymous => Principal {
+        (None, Some(secret)) => {
+            match s
+                .users
+                .session(&secret, radris_auth::users::IDLE_TIMEOUT)
+                .await
+            {
+                Ok(p) => p,
+                Err(AuthError::Unauthenticated) => {
+                    audit(
+                        "-",
+                        "unknown",
+                        Outcome::Denied,
+                        "expired, closed or unknown session".into(),
+                    );
+                    return ApiError::unauthorized().into_response();
+                }
+                Err(e) => return ApiError::internal("authentication", e).into_response(),
+            }
+        }
+        (None, None) if s.http.anonymous => Principal {
             tenant: TenantId::default_tenant(),
             actor: "anonymous".into(),
             user: "anonymous".into(),
             scopes: Scopes::of(&[Scope::Read, Scope::Write]),
         },
-        None => {
+        (None, None) => {
             audit("-", "unknown", Outcome::Denied, "no credentials".into());
             return ApiError::unauthorized().into_response();
         }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dicomweb;
 pub mod problem;
 pub mod rest;
+pub mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,7 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     pub dimse: Arc<ScpContext>,
     pub tokens: Arc<Tokens>,
+    pub users: Arc<radris_auth::Users>,
     pub audit: Audit,
     pub http: Arc<HttpConfig>,
     /// Whether clients reach us over TLS (for the URLs we hand out).
@@ -73,6 +75,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_s.max(1)),
         ));
+    let sign_in = Router::new()
+        .route("/api/v1/auth/login", axum::routing::post(session::login))
+        .route("/api/v1/auth/logout", axum::routing::post(session::logout))
+        .layer(DefaultBodyLimit::max(16 * 1024));
     let protected = reads
         .merge(api)
         .merge(dicomweb::store_routes())
@@ -90,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(protected)
+        .merge(sign_in)
         .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .fallback(|| async { problem::ApiError::not_found("no such resource") })
         .layer(compress)

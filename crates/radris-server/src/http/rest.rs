@@ -684,13 +684,15 @@ impl Modify for BearerAuth {
         description = "REST API of the RADRIS archive. DICOMweb (QIDO-RS, WADO-RS, STOW-RS) is served under /dicom-web as PS3.18 specifies. Errors are RFC 9457 problem documents. Authenticate with `Authorization: Bearer <token>` (`radris admin token create`).",
         license(name = "Apache-2.0")
     ),
+    paths(super::session::login, super::session::logout),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     tags(
         (name = "studies", description = "Studies, series and instances"),
         (name = "patients", description = "Patients"),
         (name = "system", description = "Statistics and identity"),
-        (name = "admin", description = "Tokens and the audit log (admin scope)")
+        (name = "admin", description = "Tokens and the audit log (admin scope)"),
+        (name = "auth", description = "Sign-in with a password: a session cookie")
     )
 )]
 pub struct ApiDoc;
@@ -710,4 +712,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(search_audit))
+        .routes(routes!(super::session::totp_enrol))
+        .routes(routes!(super::session::totp_confirm))
 }
