@@ -143,3 +143,28 @@ def test_totp_enrolment_login_replay_and_recovery(tmp_path):
         assert any("replayed" in x["detail"] for x in log)
     finally:
         srv.stop()
+
+
+def test_audit_verify_catches_a_row_edited_in_the_database(tmp_path):
+    import sqlite3
+    srv = Server(tmp_path / "srv")
+    srv.start()
+    s = srv.session()
+    for pid in ("A1", "B2", "C3"):
+        s.get(f"{srv.dicomweb}/studies", params={"PatientID": pid})
+    srv.stop()  # flushes the log and signs a checkpoint
+    ok = run_radris("audit", "verify", "--data-dir", srv.data_dir, "--config", srv.config_path)
+    assert ok.returncode == 0 and "signed checkpoints" in ok.stdout, ok.stdout + ok.stderr
+    db = sqlite3.connect(srv.data_dir / "index.sqlite")
+    seq = db.execute("SELECT seq FROM audit_log WHERE detail LIKE '%PatientID=B2%'").fetchone()[0]
+    db.execute("UPDATE audit_log SET detail = replace(detail, 'B2', 'Z9') WHERE seq = ?", (seq,))
+    db.commit()
+    bad = run_radris("audit", "verify", "--data-dir", srv.data_dir, "--config", srv.config_path)
+    assert bad.returncode == 1 and f"BROKEN at record {seq}" in bad.stdout, bad.stdout
+    # cutting the newest records off is caught by the signed checkpoint
+    db.execute("UPDATE audit_log SET detail = replace(detail, 'Z9', 'B2') WHERE seq = ?", (seq,))
+    last = db.execute("SELECT MAX(seq) FROM audit_log").fetchone()[0]
+    db.execute("DELETE FROM audit_log WHERE seq = ?", (last,))
+    db.commit()
+    cut = run_radris("audit", "verify", "--data-dir", srv.data_dir, "--config", srv.config_path)
+    assert cut.returncode == 1 and "cut short" in cut.stdout, cut.stdout

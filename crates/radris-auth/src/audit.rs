@@ -7,8 +7,10 @@
 //! canonical form is the JSON array of the record's fields. [`verify`] recomputes the chain
 //! and reports the first record that was edited, deleted, inserted or reordered.
 //!
-//! Truncating the newest records leaves a valid shorter chain; the signed checkpoints of the
-//! security issue close that gap.
+//! Every [`CHECKPOINT_EVERY`] records, every [`CHECKPOINT_INTERVAL`] and at shutdown the
+//! writer signs the chain head with the server's Ed25519 key (`audit_checkpoints`). [`verify`]
+//! checks every signature and that the chain still reaches the last checkpoint, so cutting
+//! off the newest records is detected too (up to the last checkpoint).
 //!
 //! One writer per database: a multi-node deployment must elect it (or use a sequence per
 //! node), which the scale-out work will do.
@@ -22,6 +24,14 @@ use crate::{AuthError, now_millis};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const BATCH: usize = 512;
+/// Sign the chain head after this many new records…
+pub const CHECKPOINT_EVERY: i64 = 1000;
+/// …or when this much time passed since the last checkpoint and there are new records.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn checkpoint_message(seq: i64, hash: &str) -> String {
+    format!("radris-audit-checkpoint|{seq}|{hash}")
+}
 
 enum Msg {
     Record(AuditRecord, i64),
@@ -62,8 +72,12 @@ fn chain_hash(prev: &str, r: &StoredRecord) -> String {
 }
 
 impl AuditLog {
-    /// Start the writer on the current tokio runtime.
-    pub async fn start(pool: AnyPool) -> Result<AuditLog, AuthError> {
+    /// Start the writer on the current tokio runtime; with a signing key it writes signed
+    /// checkpoints.
+    pub async fn start(
+        pool: AnyPool,
+        signer: Option<ed25519_dalek::SigningKey>,
+    ) -> Result<AuditLog, AuthError> {
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&pool)
             .await
@@ -78,6 +92,8 @@ impl AuditLog {
             None => (0, GENESIS.to_owned()),
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let mut signed_up_to = seq;
+        let mut signed_at = std::time::Instant::now();
         tokio::spawn(async move {
             let mut batch: Vec<StoredRecord> = Vec::new();
             let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
@@ -123,6 +139,19 @@ impl AuditLog {
                     metrics::counter!("radris_audit_records_total").increment(batch.len() as u64);
                     batch.clear();
                 }
+                let due = seq > signed_up_to
+                    && (seq - signed_up_to >= CHECKPOINT_EVERY
+                        || signed_at.elapsed() >= CHECKPOINT_INTERVAL
+                        || !waiters.is_empty());
+                if let (true, Some(key)) = (due, signer.as_ref()) {
+                    match checkpoint(&pool, key, seq, &head).await {
+                        Ok(()) => {
+                            signed_up_to = seq;
+                            signed_at = std::time::Instant::now();
+                        }
+                        Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+                    }
+                }
                 for w in waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -149,6 +178,28 @@ impl AuditSink for AuditLog {
             tracing::error!("audit writer has stopped; record lost");
         }
     }
+}
+
+async fn checkpoint(
+    pool: &AnyPool,
+    key: &ed25519_dalek::SigningKey,
+    seq: i64,
+    head: &str,
+) -> Result<(), sqlx::Error> {
+    use ed25519_dalek::Signer;
+    let sig = key.sign(checkpoint_message(seq, head).as_bytes());
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, at, hash, public_key, signature) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(now_millis())
+    .bind(head)
+    .bind(hex::encode(key.verifying_key().as_bytes()))
+    .bind(hex::encode(sig.to_bytes()))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 async fn insert(pool: &AnyPool, batch: &[StoredRecord]) -> Result<(), sqlx::Error> {
@@ -205,12 +256,84 @@ const SELECT: &str = "SELECT seq, at, tenant_id, actor, action, outcome, resourc
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
     pub records: i64,
+    /// Signed checkpoints verified.
+    pub checkpoints: i64,
     /// The first broken link: the sequence number where the chain stops verifying, and why.
     pub broken: Option<(i64, String)>,
 }
 
-/// Recompute the whole chain.
-pub async fn verify(pool: &AnyPool) -> Result<ChainReport, AuthError> {
+/// Recompute the whole chain, then check the signed checkpoints against it (signatures by
+/// `public_key` when given, and that no checkpointed record is missing).
+pub async fn verify(
+    pool: &AnyPool,
+    public_key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<ChainReport, AuthError> {
+    let mut report = verify_chain(pool).await?;
+    if report.broken.is_some() {
+        return Ok(report);
+    }
+    let rows =
+        sqlx::query("SELECT seq, hash, public_key, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .map_err(AuthError::db("reading audit checkpoints"))?;
+    for row in &rows {
+        let seq: i64 = row
+            .try_get(0)
+            .map_err(AuthError::db("reading audit checkpoints"))?;
+        let s = |i| {
+            row.try_get::<String, _>(i)
+                .map_err(AuthError::db("reading audit checkpoints"))
+        };
+        let (hash, key_hex, sig_hex) = (s(1)?, s(2)?, s(3)?);
+        let signed_ok = (|| {
+            let key_bytes: [u8; 32] = hex::decode(&key_hex).ok()?.try_into().ok()?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).ok()?;
+            if public_key.is_some_and(|k| *k != key) {
+                return None;
+            }
+            let sig_bytes: [u8; 64] = hex::decode(&sig_hex).ok()?.try_into().ok()?;
+            let sig = ed25519_dalek::Signature::from_bytes(&sig_bytes);
+            key.verify_strict(checkpoint_message(seq, &hash).as_bytes(), &sig)
+                .ok()
+        })()
+        .is_some();
+        if !signed_ok {
+            report.broken = Some((
+                seq,
+                "the signed checkpoint covering it does not verify with the server's key".into(),
+            ));
+            return Ok(report);
+        }
+        if seq > report.records {
+            report.broken = Some((
+                report.records + 1,
+                format!(
+                    "records {}..={seq} were signed in a checkpoint but are missing (the log was cut short)",
+                    report.records + 1
+                ),
+            ));
+            return Ok(report);
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(pool)
+                .await
+                .map_err(AuthError::db("reading the audit log"))?;
+        if stored.as_deref() != Some(hash.as_str()) {
+            report.broken = Some((
+                seq,
+                "the chain no longer matches the signed checkpoint".into(),
+            ));
+            return Ok(report);
+        }
+        report.checkpoints += 1;
+    }
+    Ok(report)
+}
+
+async fn verify_chain(pool: &AnyPool) -> Result<ChainReport, AuthError> {
     let mut prev_hash = GENESIS.to_owned();
     let mut expected_seq = 1;
     let mut records = 0;
@@ -225,6 +348,7 @@ pub async fn verify(pool: &AnyPool) -> Result<ChainReport, AuthError> {
         if rows.is_empty() {
             return Ok(ChainReport {
                 records,
+                checkpoints: 0,
                 broken: None,
             });
         }
@@ -234,6 +358,7 @@ pub async fn verify(pool: &AnyPool) -> Result<ChainReport, AuthError> {
             let fail = |why: String| {
                 Ok(ChainReport {
                     records,
+                    checkpoints: 0,
                     broken: Some((r.seq, why)),
                 })
             };

@@ -83,6 +83,33 @@ impl MasterKey {
     }
 }
 
+/// The server's audit signing key (Ed25519): `<data dir>/keys/audit-signing.key` (the seed
+/// as hex, mode 0600), created on first start.
+pub fn audit_signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, AuthError> {
+    let dir = data_dir.join("keys");
+    let path = dir.join("audit-signing.key");
+    let io = |e: std::io::Error| AuthError::Invalid(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(ed25519_dalek::SigningKey::from_bytes(&parse_hex_key(
+            &text,
+        )?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| AuthError::Random(e.to_string()))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&path).map_err(io)?;
+            std::io::Write::write_all(&mut f, hex::encode(seed).as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// Encrypt `plain` for `context` (e.g. `totp|tenant|user`).
 pub fn seal(keys: &dyn KeyProvider, context: &str, plain: &[u8]) -> Result<String, AuthError> {
     let key = keys.master_key()?;

@@ -69,6 +69,10 @@ async fn tokens_authenticate_expire_and_revoke() {
     }
 }
 
+fn signer() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+}
+
 fn rec(i: usize) -> AuditRecord {
     AuditRecord {
         tenant: if i.is_multiple_of(2) { "alpha" } else { "beta" }.into(),
@@ -85,20 +89,28 @@ fn rec(i: usize) -> AuditRecord {
 async fn audit_chain_detects_edit_delete_and_reorder() {
     for (index, _dir) in indexes("chain").await {
         let pool = index.pool().clone();
-        let log = AuditLog::start(pool.clone()).await.unwrap();
+        let log = AuditLog::start(pool.clone(), Some(signer())).await.unwrap();
         for i in 0..40 {
             log.record(rec(i));
         }
         log.flush().await;
-        let ok = audit::verify(&pool).await.unwrap();
+        let ok = audit::verify(&pool, Some(&signer().verifying_key()))
+            .await
+            .unwrap();
         assert_eq!(ok.records, 40);
         assert_eq!(ok.broken, None);
         // a restarted writer continues the chain
         drop(log);
-        let log = AuditLog::start(pool.clone()).await.unwrap();
+        let log = AuditLog::start(pool.clone(), Some(signer())).await.unwrap();
         log.record(rec(40));
         log.flush().await;
-        assert_eq!(audit::verify(&pool).await.unwrap().broken, None);
+        assert_eq!(
+            audit::verify(&pool, Some(&signer().verifying_key()))
+                .await
+                .unwrap()
+                .broken,
+            None
+        );
 
         let found = audit::search(
             &pool,
@@ -119,21 +131,31 @@ async fn audit_chain_detects_edit_delete_and_reorder() {
             .execute(&pool)
             .await
             .unwrap();
-        let r = audit::verify(&pool).await.unwrap();
+        let r = audit::verify(&pool, Some(&signer().verifying_key()))
+            .await
+            .unwrap();
         assert_eq!(r.broken.as_ref().map(|b| b.0), Some(7), "{r:?}");
         assert!(r.broken.unwrap().1.contains("modified"));
         sqlx::query("UPDATE audit_log SET detail = 'PatientID=P1' WHERE seq = 7")
             .execute(&pool)
             .await
             .unwrap();
-        assert_eq!(audit::verify(&pool).await.unwrap().broken, None);
+        assert_eq!(
+            audit::verify(&pool, Some(&signer().verifying_key()))
+                .await
+                .unwrap()
+                .broken,
+            None
+        );
 
         // delete one
         sqlx::query("DELETE FROM audit_log WHERE seq = 12")
             .execute(&pool)
             .await
             .unwrap();
-        let r = audit::verify(&pool).await.unwrap();
+        let r = audit::verify(&pool, Some(&signer().verifying_key()))
+            .await
+            .unwrap();
         assert_eq!(r.broken.map(|b| b.0), Some(13));
 
         // reorder: swap two records' sequence numbers
@@ -149,7 +171,9 @@ async fn audit_chain_detects_edit_delete_and_reorder() {
             .execute(&pool)
             .await
             .unwrap();
-        let r = audit::verify(&pool).await.unwrap();
+        let r = audit::verify(&pool, Some(&signer().verifying_key()))
+            .await
+            .unwrap();
         assert_eq!(r.broken.map(|b| b.0), Some(3));
     }
 }
@@ -299,5 +323,45 @@ async fn totp_second_factor_replay_and_recovery() {
             users.login(&t, "bob", pw, Some(&codes[0])).await.unwrap(),
             Err(LoginFailure::BadSecondFactor)
         );
+    }
+}
+
+#[tokio::test]
+async fn signed_checkpoints_catch_truncation_and_forgery() {
+    for (index, _dir) in indexes("ckpt").await {
+        let pool = index.pool().clone();
+        let log = AuditLog::start(pool.clone(), Some(signer())).await.unwrap();
+        for i in 0..10 {
+            log.record(rec(i));
+        }
+        log.flush().await;
+        let key = signer().verifying_key();
+        let ok = audit::verify(&pool, Some(&key)).await.unwrap();
+        assert_eq!((ok.records, ok.checkpoints, ok.broken), (10, 1, None));
+        // another server's key does not verify these checkpoints
+        let other = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        assert!(
+            audit::verify(&pool, Some(&other))
+                .await
+                .unwrap()
+                .broken
+                .is_some()
+        );
+        // cutting off the newest records leaves a valid chain, but not the checkpoint
+        sqlx::query("DELETE FROM audit_log WHERE seq >= 9")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let r = audit::verify(&pool, Some(&key)).await.unwrap();
+        let (seq, why) = r.broken.unwrap();
+        assert_eq!(seq, 9);
+        assert!(why.contains("cut short"), "{why}");
+        // a forged checkpoint over the shorter chain fails its signature
+        sqlx::query("UPDATE audit_checkpoints SET seq = 8, hash = (SELECT hash FROM audit_log WHERE seq = 8)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let r = audit::verify(&pool, Some(&key)).await.unwrap();
+        assert!(r.broken.unwrap().1.contains("does not verify"));
     }
 }

@@ -489,13 +489,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             let report = rt.block_on(async {
                 let archive = attach_archive(&cfg).await?;
-                radris_auth::audit::verify(archive.index().pool())
+                let key = radris_auth::keys::audit_signing_key(&cfg.data_dir)?.verifying_key();
+                radris_auth::audit::verify(archive.index().pool(), Some(&key))
                     .await
                     .map_err(anyhow::Error::from)
             })?;
             match report.broken {
                 None => {
-                    println!("audit log intact: {} records verified", report.records);
+                    println!(
+                        "audit log intact: {} records verified, {} signed checkpoints",
+                        report.records, report.checkpoints
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Some((seq, why)) => {

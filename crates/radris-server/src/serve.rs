@@ -38,7 +38,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let directory = cfg.ae_directory()?;
-    let audit_log = radris_auth::AuditLog::start(archive.index().pool().clone()).await?;
+    let signer = radris_auth::keys::audit_signing_key(&cfg.data_dir)?;
+    let audit_log =
+        radris_auth::AuditLog::start(archive.index().pool().clone(), Some(signer)).await?;
     let audit: radris_core::audit::Audit = Arc::new(audit_log.clone());
     if cfg.http.anonymous {
         tracing::warn!(

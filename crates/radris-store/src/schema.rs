@@ -152,4 +152,14 @@ CREATE TABLE mfa_recovery (
     PRIMARY KEY (tenant_id, user_name, code_sha256)
 )
 "#,
+    // 6: signed checkpoints of the audit chain (Ed25519 over the chain head)
+    r#"
+CREATE TABLE audit_checkpoints (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    signature TEXT NOT NULL
+)
+"#,
 ];
