@@ -168,3 +168,19 @@ def test_audit_verify_catches_a_row_edited_in_the_database(tmp_path):
     db.commit()
     cut = run_radris("audit", "verify", "--data-dir", srv.data_dir, "--config", srv.config_path)
     assert cut.returncode == 1 and "cut short" in cut.stdout, cut.stdout
+
+
+def test_sign_in_attempts_are_rate_limited_per_address(tmp_path):
+    srv = Server(tmp_path / "srv")
+    srv.start()
+    try:
+        base = f"http://127.0.0.1:{srv.http_port}/api/v1"
+        codes = [requests.post(f"{base}/auth/login",
+                               json={"tenant": "default", "user": f"u{i}", "password": "x" * 12}
+                               ).status_code for i in range(12)]
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429], codes
+        r = requests.post(f"{base}/auth/login", json={"tenant": "default", "user": "u", "password": "p"})
+        assert r.headers.get("Retry-After") == "60"
+        assert r.headers["Content-Type"] == "application/problem+json"
+    finally:
+        srv.stop()

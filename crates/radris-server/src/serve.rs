@@ -92,6 +92,7 @@ pub async fn serve(
         dimse: ctx,
         tokens,
         users,
+        login_limiter: Arc::default(),
         audit: audit.clone(),
         http: Arc::new(cfg.http.clone()),
         tls: false,

@@ -40,6 +40,7 @@ pub struct AppState {
     pub dimse: Arc<ScpContext>,
     pub tokens: Arc<Tokens>,
     pub users: Arc<radris_auth::Users>,
+    pub login_limiter: Arc<session::LoginLimiter>,
     pub audit: Audit,
     pub http: Arc<HttpConfig>,
     /// Whether clients reach us over TLS (for the URLs we hand out).

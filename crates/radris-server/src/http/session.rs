@@ -22,6 +22,36 @@ use super::rest::ApiJson;
 
 pub const COOKIE: &str = "radris_session";
 
+/// Sign-in attempts one network address may make per [`LOGIN_WINDOW`] before it gets 429
+/// (on top of the per-account lockout, so one address cannot spray many accounts).
+pub const LOGIN_ATTEMPTS: usize = 10;
+pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sliding-window counter of sign-in attempts per address.
+#[derive(Default)]
+pub struct LoginLimiter {
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Vec<std::time::Instant>>>,
+}
+
+impl LoginLimiter {
+    /// Record an attempt; false when the address is over its budget.
+    pub fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return true;
+        };
+        if seen.len() > 100_000 {
+            seen.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < LOGIN_WINDOW));
+        }
+        let v = seen.entry(ip).or_default();
+        v.retain(|t| t.elapsed() < LOGIN_WINDOW);
+        if v.len() >= LOGIN_ATTEMPTS {
+            return false;
+        }
+        v.push(std::time::Instant::now());
+        true
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
@@ -84,6 +114,26 @@ pub async fn login(
     ApiJson(req): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
     let source = peer.to_string();
+    if !st.login_limiter.allow(peer.ip()) {
+        audit(
+            &st,
+            "-",
+            &req.user,
+            "auth.login",
+            Outcome::Denied,
+            "too many sign-in attempts from this address",
+            &source,
+        );
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many sign-in attempts; try again within {} s",
+                LOGIN_WINDOW.as_secs()
+            ),
+        );
+        e.header = Some((header::RETRY_AFTER, HeaderValue::from_static("60")));
+        return Err(e);
+    }
     let tenant = TenantId::parse(&req.tenant).map_err(|_| ApiError::unauthorized())?;
     let outcome = st
         .users
