@@ -115,6 +115,12 @@ fn err(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::Database(format!("{what}: {e}"))
 }
 
+/// The columns [`study_row`] reads, in its order.
+const STUDY_SELECT: &str = "SELECT st.study_uid, st.patient_id, p.patient_name, p.birth_date, p.sex, \
+     st.study_date, st.study_time, st.accession, st.description, st.modalities, \
+     st.num_series, st.num_instances, st.created_at \
+     FROM studies st JOIN patients p ON p.tenant_id = st.tenant_id AND p.patient_id = st.patient_id";
+
 fn study_row(r: &AnyRow) -> Result<StudySummary, StoreError> {
     let s = |i| r.try_get::<String, _>(i).map_err(err("study row"));
     let n = |i| r.try_get::<i64, _>(i).map_err(err("study row"));
@@ -151,11 +157,7 @@ impl Index {
         limit: u32,
     ) -> Result<Page<StudySummary>, StoreError> {
         let mut sql = Sql {
-            text: "SELECT st.study_uid, st.patient_id, p.patient_name, p.birth_date, p.sex, \
-                   st.study_date, st.study_time, st.accession, st.description, st.modalities, \
-                   st.num_series, st.num_instances, st.created_at \
-                   FROM studies st JOIN patients p ON p.tenant_id = st.tenant_id AND p.patient_id = st.patient_id"
-                .to_owned(),
+            text: STUDY_SELECT.to_owned(),
             ..Sql::default()
         };
         let t = sql.arg(tenant.as_str());
@@ -258,13 +260,9 @@ impl Index {
         tenant: &TenantId,
         study_uid: &str,
     ) -> Result<Option<StudySummary>, StoreError> {
-        let row = sqlx::query(
-            "SELECT st.study_uid, st.patient_id, p.patient_name, p.birth_date, p.sex, \
-             st.study_date, st.study_time, st.accession, st.description, st.modalities, \
-             st.num_series, st.num_instances, st.created_at \
-             FROM studies st JOIN patients p ON p.tenant_id = st.tenant_id AND p.patient_id = st.patient_id \
-             WHERE st.tenant_id = $1 AND st.study_uid = $2",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{STUDY_SELECT} WHERE st.tenant_id = $1 AND st.study_uid = $2"
+        )))
         .bind(tenant.as_str())
         .bind(study_uid)
         .fetch_optional(&self.pool)
