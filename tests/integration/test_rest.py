@@ -245,3 +245,12 @@ def test_dimse_queries_and_stores_are_audited(srv, tmp_path):
     other = srv.session(tenant="other", scope="admin")
     assert all(e["actor"] != "ae:TESTSCU" for e in
                other.get(f"{api(srv)}/audit", params={"limit": 1000}).json())
+
+
+def test_token_scopes_cannot_exceed_the_creator(srv):
+    auditor = srv.session(scope="admin")
+    r = auditor.post(f"{api(srv)}/admin/tokens", json={"user": "x", "scopes": "read,write,delete,admin"})
+    assert r.status_code == 403, r.text
+    assert auditor.post(f"{api(srv)}/admin/tokens", json={"user": "x", "scopes": "admin"}).status_code == 201
+    r = srv.session().get(f"{srv.dicomweb}/studies", params={"offset": str(2**63)})
+    assert r.status_code == 400

@@ -50,6 +50,11 @@ impl Scopes {
         Scopes(scopes.iter().fold(0, |a, s| a | s.bit()))
     }
 
+    /// Whether every scope of `other` is also in `self`.
+    pub fn covers(self, other: Scopes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
     pub fn contains(self, scope: Scope) -> bool {
         self.0 & scope.bit() != 0
     }

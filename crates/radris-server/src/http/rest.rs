@@ -556,6 +556,11 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let scopes = radris_auth::Scopes::parse(&req.scopes)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !p.scopes.covers(scopes) {
+        return Err(ApiError::forbidden(
+            "a token cannot carry scopes its creator lacks",
+        ));
+    }
     let lifetime = req
         .days
         .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));

@@ -151,8 +151,12 @@ fn parse_search(
             }
             "offset" => {
                 offset = v
-                    .parse()
-                    .map_err(|_| ApiError::bad_request("offset must be a non-negative integer"))?
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|o| *o <= 1 << 40)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("offset must be an integer from 0 to 2^40")
+                    })?
             }
             "limit" => {
                 let l: u64 = v
