@@ -57,54 +57,41 @@ impl MasterKey {
                 key: parse_hex_key(&text)?,
             });
         }
-        let dir = data_dir.join("keys");
-        let path = dir.join("master.key");
-        let io = |e: std::io::Error| AuthError::Invalid(format!("{}: {e}", path.display()));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(MasterKey {
-                key: parse_hex_key(&text)?,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(io)?;
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| AuthError::Random(e.to_string()))?;
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts.open(&path).map_err(io)?;
-                std::io::Write::write_all(&mut f, hex::encode(key).as_bytes()).map_err(io)?;
-                f.sync_all().map_err(io)?;
-                tracing::warn!(path = %path.display(), "created a new master key: back it up, encrypted secrets cannot be read without it");
-                Ok(MasterKey { key })
-            }
-            Err(e) => Err(io(e)),
+        let (key, created) = key_file(data_dir, "master.key")?;
+        if created {
+            tracing::warn!(dir = %data_dir.join("keys").display(), "created a new master key: back it up, encrypted secrets cannot be read without it");
         }
+        Ok(MasterKey { key })
     }
 }
 
 /// The server's audit signing key (Ed25519): `<data dir>/keys/audit-signing.key` (the seed
 /// as hex, mode 0600), created on first start.
 pub fn audit_signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, AuthError> {
+    let (seed, _) = key_file(data_dir, "audit-signing.key")?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// Read a 32-byte key kept as hex in `<data dir>/keys/<name>`, or create it (random, mode
+/// 0600, fsynced) when absent. Returns the key and whether it was just created.
+fn key_file(data_dir: &Path, name: &str) -> Result<([u8; 32], bool), AuthError> {
     let dir = data_dir.join("keys");
-    let path = dir.join("audit-signing.key");
+    let path = dir.join(name);
     let io = |e: std::io::Error| AuthError::Invalid(format!("{}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(ed25519_dalek::SigningKey::from_bytes(&parse_hex_key(
-            &text,
-        )?)),
+        Ok(text) => Ok((parse_hex_key(&text)?, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(&dir).map_err(io)?;
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| AuthError::Random(e.to_string()))?;
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| AuthError::Random(e.to_string()))?;
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts.open(&path).map_err(io)?;
-            std::io::Write::write_all(&mut f, hex::encode(seed).as_bytes()).map_err(io)?;
+            std::io::Write::write_all(&mut f, hex::encode(key).as_bytes()).map_err(io)?;
             f.sync_all().map_err(io)?;
-            Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+            Ok((key, true))
         }
         Err(e) => Err(io(e)),
     }

@@ -55,3 +55,9 @@ pub(crate) fn now_millis() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// SHA-256 of a secret as hex: what the token and session tables store.
+pub(crate) fn digest(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}

@@ -13,11 +13,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use radris_core::TenantId;
-use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 
 use crate::principal::{Principal, Scopes};
-use crate::{AuthError, now_millis};
+use crate::{AuthError, digest, now_millis};
 
 /// How long a validated token is trusted without asking the database again.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
@@ -40,10 +39,6 @@ pub struct TokenInfo {
 pub struct Tokens {
     pool: AnyPool,
     cache: Mutex<HashMap<String, (Principal, i64, Instant)>>,
-}
-
-fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 impl Tokens {

@@ -10,12 +10,11 @@
 use std::time::Duration;
 
 use radris_core::TenantId;
-use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 
 use crate::keys::{self, KeyProvider};
 use crate::principal::{Principal, Scope, Scopes};
-use crate::{AuthError, now_millis, password};
+use crate::{AuthError, digest, now_millis, password};
 
 pub const MAX_FAILED_LOGINS: i64 = 5;
 pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
@@ -107,10 +106,6 @@ pub struct Users {
     /// A valid hash to verify against when the user does not exist.
     dummy_hash: String,
     keys: std::sync::Arc<dyn KeyProvider>,
-}
-
-fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 impl Users {
