@@ -88,8 +88,12 @@ port = {other_port}
 class Server:
     """A RADRIS (or, for debugging, Orthanc) server process on a data dir."""
 
-    def __init__(self, workdir: Path, open_ae: bool = False, extra_config: str = ""):
+    def __init__(self, workdir: Path, open_ae: bool = False, extra_config: str = "",
+                 https_ca: Path | None = None):
         self.workdir = Path(workdir)
+        # HTTPS: the CA that signed the server certificate (readiness checks verify it)
+        self.https_ca = https_ca
+        self.scheme = "https" if https_ca else "http"
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -137,10 +141,16 @@ class Server:
         self.wait_ready()
         return self
 
+    def _ssl_context(self):
+        if not self.https_ca:
+            return None
+        import ssl
+        return ssl.create_default_context(cafile=str(self.https_ca))
+
     def _http_status(self, path: str) -> int | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
-                                        timeout=2) as r:
+            with urllib.request.urlopen(f"{self.scheme}://127.0.0.1:{self.http_port}{path}",
+                                        timeout=2, context=self._ssl_context()) as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
@@ -149,8 +159,8 @@ class Server:
 
     def http_get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
-                                        timeout=10) as r:
+            with urllib.request.urlopen(f"{self.scheme}://127.0.0.1:{self.http_port}{path}",
+                                        timeout=10, context=self._ssl_context()) as r:
                 return r.status, r.read().decode(errors="replace")
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(errors="replace")
@@ -206,7 +216,7 @@ class Server:
     # -- HTTP
     @property
     def dicomweb(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/dicom-web"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}/dicom-web"
 
     def token(self, tenant: str = "default", scope: str = "read,write,delete",
               user: str = "tester") -> str:

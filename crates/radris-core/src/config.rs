@@ -52,6 +52,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub tenants: Vec<TenantConfig>,
     pub remote_aes: Vec<RemoteAeConfig>,
+    pub tls: TlsConfig,
 }
 
 /// Limits of the DIMSE service.
@@ -125,6 +126,49 @@ impl Default for HttpConfig {
     }
 }
 
+/// TLS for HTTP and DICOM. With a certificate and key, `http = true` turns the HTTP port
+/// into HTTPS (with HSTS), and `dicom_listen` opens a DICOM TLS port (PS3.15 Annex B;
+/// 2762 by convention) beside the plain one. TLS 1.3 is preferred; 1.2 is allowed for
+/// older modalities unless `min_version = "1.3"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates: when set, DICOM TLS clients must present a certificate it signed.
+    pub client_ca_file: Option<PathBuf>,
+    /// Serve HTTP over TLS.
+    pub http: bool,
+    /// Address of the DICOM TLS listener (none: no DICOM TLS).
+    pub dicom_listen: Option<SocketAddr>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+}
+
+impl TlsConfig {
+    /// Whether anything is served over TLS.
+    pub fn enabled(&self) -> bool {
+        self.http || self.dicom_listen.is_some()
+    }
+
+    /// Check the combination before anything is bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled() && (self.cert_file.is_none() || self.key_file.is_none()) {
+            return Err(ConfigError::Invalid(
+                "tls: cert_file and key_file are required for tls.http or tls.dicom_listen".into(),
+            ));
+        }
+        match self.min_version.as_deref() {
+            None | Some("1.2") | Some("1.3") => Ok(()),
+            Some(other) => Err(ConfigError::Invalid(format!(
+                "tls.min_version must be \"1.2\" or \"1.3\", not {other:?}"
+            ))),
+        }
+    }
+}
+
 /// A tenant and whether it accepts unknown calling AEs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +208,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tenants: Vec::new(),
             remote_aes: Vec::new(),
+            tls: TlsConfig::default(),
         }
     }
 }

@@ -68,7 +68,7 @@ fn assoc_err(peer: String) -> impl FnOnce(dicom_ul::association::Error) -> Dimse
     }
 }
 
-impl Link for dicom_ul::association::ServerAssociation<TcpStream> {
+impl<S: crate::scp::DimseStream> Link for dicom_ul::association::ServerAssociation<S> {
     fn send_pdu(&mut self, pdu: &Pdu) -> Result<(), DimseError> {
         let peer = self.peer_name();
         self.send(pdu).map_err(assoc_err(peer))

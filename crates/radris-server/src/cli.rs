@@ -81,6 +81,18 @@ pub struct ServeArgs {
     /// `default` tenant. For benchmarks and closed test networks only.
     #[arg(long, env = "RADRIS_HTTP_ANONYMOUS")]
     pub http_anonymous: bool,
+    /// PEM certificate chain for TLS (HTTP and DICOM).
+    #[arg(long, env = "RADRIS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "RADRIS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTP over TLS (HTTPS with HSTS) on --http-listen.
+    #[arg(long, env = "RADRIS_HTTP_TLS")]
+    pub http_tls: bool,
+    /// Open a DICOM TLS listener here (PS3.15 Annex B; 2762 by convention).
+    #[arg(long, env = "RADRIS_DICOM_TLS_LISTEN")]
+    pub dicom_tls_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -331,6 +343,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if args.http_anonymous {
                 cfg.http.anonymous = true;
             }
+            if let Some(p) = args.tls_cert {
+                cfg.tls.cert_file = Some(p);
+            }
+            if let Some(p) = args.tls_key {
+                cfg.tls.key_file = Some(p);
+            }
+            if args.http_tls {
+                cfg.tls.http = true;
+            }
+            if let Some(a) = args.dicom_tls_listen {
+                cfg.tls.dicom_listen = Some(a);
+            }
+            cfg.tls.validate()?;
             let rt = runtime()?;
             rt.block_on(async move {
                 let archive = open_archive(&cfg).await?;

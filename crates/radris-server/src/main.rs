@@ -5,6 +5,7 @@ mod cli;
 mod http;
 mod import;
 mod serve;
+mod tls;
 
 use clap::Parser;
 

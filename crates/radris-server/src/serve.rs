@@ -60,6 +60,26 @@ pub async fn serve(
         .with_audit(audit.clone()),
     );
     let dimse = scp::start(listener, ctx.clone())?;
+    let dimse_tls = match cfg.tls.dicom_listen {
+        Some(addr) => {
+            let config = crate::tls::server_config(&cfg.tls, &[], true)?;
+            let listener = TcpListener::bind(addr)
+                .with_context(|| format!("binding DICOM TLS port {addr}"))?;
+            let server = scp::start_tls(listener, ctx.clone(), config)?;
+            tracing::info!(dicom_tls = %server.local_addr(), "DICOM TLS listener open");
+            Some(server)
+        }
+        None => None,
+    };
+    let http_tls = if cfg.tls.http {
+        Some(crate::tls::server_config(
+            &cfg.tls,
+            &[b"h2", b"http/1.1"],
+            false,
+        )?)
+    } else {
+        None
+    };
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("binding HTTP port {}", cfg.http_listen))?;
@@ -73,12 +93,6 @@ pub async fn serve(
         open_ae = cfg.open_ae,
         "RADRIS is serving"
     );
-    // TCP_NODELAY on HTTP sockets too (small responses must not wait for delayed ACKs)
-    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY on an HTTP connection");
-        }
-    });
     let tokens = Arc::new(radris_auth::Tokens::new(archive.index().pool().clone()));
     let keys = Arc::new(radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?);
     let users = Arc::new(radris_auth::Users::new(
@@ -95,21 +109,51 @@ pub async fn serve(
         login_limiter: Arc::default(),
         audit: audit.clone(),
         http: Arc::new(cfg.http.clone()),
-        tls: false,
+        tls: http_tls.is_some(),
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
+    let stopped = async move {
+        let _ = rx.await;
+    };
+    let http = match http_tls {
+        None => {
+            // TCP_NODELAY on HTTP sockets too (small responses must not wait for delayed ACKs)
+            let listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "could not set TCP_NODELAY on an HTTP connection");
+                }
+            });
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
             })
-            .await
-    });
+        }
+        Some(config) => {
+            // tap_io gives the connection's peer address to ConnectInfo (axum implements
+            // that for tapped listeners); TCP_NODELAY is set before the handshake.
+            let listener = axum::serve::ListenerExt::tap_io(
+                crate::tls::TlsListener::new(http_listener, config)?,
+                |_| {},
+            );
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        }
+    };
     shutdown.await;
     tracing::info!("shutting down: finishing associations in flight");
     ready.store(false, Ordering::SeqCst);
-    tokio::task::spawn_blocking(move || dimse.shutdown(Duration::from_secs(30))).await?;
+    tokio::task::spawn_blocking(move || {
+        if let Some(d) = dimse_tls {
+            d.shutdown(Duration::from_secs(30));
+        }
+        dimse.shutdown(Duration::from_secs(30))
+    })
+    .await?;
     let _ = tx.send(());
     match tokio::time::timeout(Duration::from_secs(10), http).await {
         Ok(r) => r??,

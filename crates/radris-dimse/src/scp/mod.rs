@@ -16,7 +16,7 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::server::{AccessControl, Negotiation, ServerAssociationOptions};
-use dicom_ul::association::{Association, ServerAssociation};
+use dicom_ul::association::{Association, CloseSocket, ServerAssociation};
 use dicom_ul::pdu::RequestorRoles;
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJServiceUserReason, PDataValueType,
@@ -105,13 +105,39 @@ impl DimseServer {
     }
 }
 
-/// Start serving on a bound listener.
+/// Start serving plain DICOM on a bound listener.
 pub fn start(listener: TcpListener, ctx: Arc<ScpContext>) -> std::io::Result<DimseServer> {
+    start_listener(listener, ctx, None)
+}
+
+/// Start serving DICOM over TLS (PS3.15 Annex B, the "secure transport connection profile")
+/// on a bound listener, conventionally port 2762. The handshake runs on the association's own
+/// thread under the ARTIM timeout, so a client that stalls mid-handshake holds one slot for
+/// at most that long. With a client CA in `tls`, only clients with a certificate it signed
+/// get past the handshake; the calling AE title is still checked against the tenants after it.
+pub fn start_tls(
+    listener: TcpListener,
+    ctx: Arc<ScpContext>,
+    tls: Arc<rustls::ServerConfig>,
+) -> std::io::Result<DimseServer> {
+    start_listener(listener, ctx, Some(tls))
+}
+
+fn start_listener(
+    listener: TcpListener,
+    ctx: Arc<ScpContext>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<DimseServer> {
     let local_addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let ctx2 = ctx.clone();
-    let accept_thread = std::thread::Builder::new().name("dimse-accept".into()).spawn(move || {
+    let name = if tls.is_some() {
+        "dimse-tls-accept"
+    } else {
+        "dimse-accept"
+    };
+    let accept_thread = std::thread::Builder::new().name(name.into()).spawn(move || {
         for conn in listener.incoming() {
             if stop2.load(Ordering::SeqCst) {
                 break;
@@ -131,9 +157,10 @@ pub fn start(listener: TcpListener, ctx: Arc<ScpContext>) -> std::io::Result<Dim
             }
             ctx2.active.fetch_add(1, Ordering::SeqCst);
             let ctx3 = ctx2.clone();
+            let tls = tls.clone();
             let spawned = std::thread::Builder::new().name("dimse-assoc".into()).spawn(move || {
                 let _guard = ActiveGuard(&ctx3.active);
-                serve_connection(stream, &ctx3, &peer);
+                serve_connection(stream, &ctx3, &peer, tls);
             });
             if let Err(e) = spawned {
                 ctx2.active.fetch_sub(1, Ordering::SeqCst);
@@ -147,6 +174,24 @@ pub fn start(listener: TcpListener, ctx: Arc<ScpContext>) -> std::io::Result<Dim
         accept_thread: Some(accept_thread),
         ctx,
     })
+}
+
+/// The byte streams an association runs on: plain TCP or TLS over TCP.
+pub trait DimseStream: std::io::Read + std::io::Write + CloseSocket + Send {
+    /// The TCP socket underneath (timeouts, non-blocking peeks).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl DimseStream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl DimseStream for dicom_ul::association::server::TlsStream {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
 }
 
 struct ActiveGuard<'a>(&'a AtomicUsize);
@@ -224,7 +269,12 @@ impl Negotiation for AcceptRoles {
     }
 }
 
-fn serve_connection(stream: TcpStream, ctx: &ScpContext, peer: &str) {
+fn serve_connection(
+    stream: TcpStream,
+    ctx: &ScpContext,
+    peer: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::warn!(%peer, error = %e, "could not set TCP_NODELAY");
     }
@@ -240,14 +290,29 @@ fn serve_connection(stream: TcpStream, ctx: &ScpContext, peer: &str) {
         .max_pdu_length(ctx.limits.max_pdu_length)
         .read_timeout(ctx.limits.artim_timeout())
         .write_timeout(ctx.limits.idle_timeout());
-    let mut assoc = match options.establish(stream) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "association not established");
-            metrics::counter!("radris_dimse_associations_failed_total").increment(1);
-            return;
-        }
-    };
+    match tls {
+        None => match options.establish(stream) {
+            Ok(assoc) => serve_association(assoc, ctx, peer, "tcp"),
+            Err(e) => not_established(peer, &e),
+        },
+        Some(config) => match options.tls_config(config).establish_tls(stream) {
+            Ok(assoc) => serve_association(assoc, ctx, peer, "tls"),
+            Err(e) => not_established(peer, &e),
+        },
+    }
+}
+
+fn not_established(peer: &str, e: &dicom_ul::association::Error) {
+    tracing::warn!(%peer, error = %e, "association not established");
+    metrics::counter!("radris_dimse_associations_failed_total").increment(1);
+}
+
+fn serve_association<S: DimseStream>(
+    mut assoc: ServerAssociation<S>,
+    ctx: &ScpContext,
+    peer: &str,
+    transport: &'static str,
+) {
     let calling = assoc.peer_ae_title().trim().to_owned();
     let Some((ae, tenant)) = AeTitle::parse(&calling)
         .ok()
@@ -258,12 +323,14 @@ fn serve_connection(stream: TcpStream, ctx: &ScpContext, peer: &str) {
     };
     if let Err(e) = assoc
         .inner_stream()
+        .tcp()
         .set_read_timeout(Some(ctx.limits.idle_timeout()))
     {
         tracing::warn!(%peer, error = %e, "could not set the idle timeout");
     }
     metrics::counter!("radris_dimse_associations_total").increment(1);
-    let span = tracing::info_span!("association", calling = %ae, tenant = %tenant, %peer);
+    let span =
+        tracing::info_span!("association", calling = %ae, tenant = %tenant, %peer, transport);
     let _enter = span.enter();
     tracing::debug!("association established");
     let mut session = Session {
@@ -344,7 +411,7 @@ fn store_error_status(e: &StoreError) -> u16 {
     }
 }
 
-fn transfer_syntax_of(assoc: &ServerAssociation<TcpStream>, pc_id: u8) -> Option<String> {
+fn transfer_syntax_of<S: DimseStream>(assoc: &ServerAssociation<S>, pc_id: u8) -> Option<String> {
     assoc
         .presentation_contexts()
         .iter()
@@ -353,7 +420,7 @@ fn transfer_syntax_of(assoc: &ServerAssociation<TcpStream>, pc_id: u8) -> Option
 }
 
 impl Session<'_> {
-    fn run(&mut self, assoc: &mut ServerAssociation<TcpStream>) -> Result<(), DimseError> {
+    fn run<S: DimseStream>(&mut self, assoc: &mut ServerAssociation<S>) -> Result<(), DimseError> {
         loop {
             let pdu = assoc.receive_pdu()?;
             match pdu {
@@ -388,9 +455,9 @@ impl Session<'_> {
         }
     }
 
-    fn on_pdv(
+    fn on_pdv<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         kind: PDataValueType,
         is_last: bool,
@@ -488,9 +555,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn on_command(
+    fn on_command<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         cmd: InMemDicomObject,
     ) -> Result<(), DimseError> {
@@ -590,9 +657,9 @@ impl Session<'_> {
         }
     }
 
-    fn finish_store(
+    fn finish_store<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         mut st: StoreInProgress,
     ) -> Result<(), DimseError> {
         metrics::histogram!("radris_ingest_phase_seconds", "phase" => "receive")
@@ -640,9 +707,9 @@ impl Session<'_> {
         send_message(assoc, st.pc_id, &rsp, None)
     }
 
-    fn on_identifier(
+    fn on_identifier<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         cmd: InMemDicomObject,
         bytes: Vec<u8>,
@@ -651,7 +718,7 @@ impl Session<'_> {
         let message_id = get_u16(&cmd, tags::MESSAGE_ID).unwrap_or(0);
         let sop_class = get_str(&cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
         let rsp_field = field | 0x8000;
-        let fail = |assoc: &mut ServerAssociation<TcpStream>, code: u16, why: &str| {
+        let fail = |assoc: &mut ServerAssociation<S>, code: u16, why: &str| {
             tracing::warn!(
                 status = format!("{code:#06X}"),
                 reason = why,

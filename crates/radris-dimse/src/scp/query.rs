@@ -1,8 +1,6 @@
 //! Query and retrieve on an established association: C-FIND responses, C-GET and C-MOVE
 //! sub-operations, C-CANCEL between responses.
 
-use std::net::TcpStream;
-
 use dicom_core::header::Header;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
@@ -12,6 +10,7 @@ use radris_core::AeTitle;
 use radris_dicom::query::{Counters, FindQuery, QueryLevel, response_identifier};
 use radris_store::{FindRow, StoreError, StoredInstance};
 
+use super::DimseStream;
 use super::{Session, transfer_syntax_of};
 use crate::DimseError;
 use crate::message::{
@@ -20,9 +19,9 @@ use crate::message::{
 use crate::scu::{self, ScuOptions, SubopCounts};
 
 impl Session<'_> {
-    pub(super) fn find(
+    pub(super) fn find<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         message_id: u16,
         sop_class: &str,
@@ -100,9 +99,9 @@ impl Session<'_> {
             .block_on(self.ctx.archive.find_instances(&self.tenant, query))
     }
 
-    pub(super) fn get(
+    pub(super) fn get<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         message_id: u16,
         sop_class: &str,
@@ -159,16 +158,16 @@ impl Session<'_> {
         )
     }
 
-    pub(super) fn move_to(
+    pub(super) fn move_to<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         message_id: u16,
         sop_class: &str,
         query: &FindQuery,
         destination: &str,
     ) -> Result<(), DimseError> {
-        let fail = |assoc: &mut ServerAssociation<TcpStream>, code: u16, why: &str| {
+        let fail = |assoc: &mut ServerAssociation<S>, code: u16, why: &str| {
             tracing::warn!(destination, reason = why, "C-MOVE refused");
             let rsp = response(
                 command::C_MOVE_RSP,
@@ -263,9 +262,9 @@ impl Session<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn final_retrieve_response(
+    fn final_retrieve_response<S: DimseStream>(
         &mut self,
-        assoc: &mut ServerAssociation<TcpStream>,
+        assoc: &mut ServerAssociation<S>,
         pc_id: u8,
         field: u16,
         sop_class: &str,
@@ -332,8 +331,8 @@ impl Session<'_> {
 }
 
 /// A Pending C-GET/C-MOVE response with the sub-operation counts so far.
-fn send_pending(
-    assoc: &mut ServerAssociation<TcpStream>,
+fn send_pending<S: DimseStream>(
+    assoc: &mut ServerAssociation<S>,
     pc_id: u8,
     field: u16,
     sop_class: &str,
@@ -398,8 +397,10 @@ fn counters_of(level: QueryLevel, row: &FindRow) -> Counters {
 /// Whether the requestor sent C-CANCEL-RQ, checked between responses without blocking
 /// (PS3.7 §9.3.2.3). Anything else arriving mid-operation is a protocol error: we do not
 /// negotiate asynchronous operations.
-fn cancel_requested(assoc: &mut ServerAssociation<TcpStream>) -> Result<bool, DimseError> {
-    let stream = assoc.inner_stream();
+fn cancel_requested<S: DimseStream>(assoc: &mut ServerAssociation<S>) -> Result<bool, DimseError> {
+    // Over TLS this peeks at the raw socket: a record waiting there is, in practice, the
+    // C-CANCEL (TLS 1.3 clients send no other records mid-association).
+    let stream = assoc.inner_stream().tcp();
     stream.set_nonblocking(true)?;
     let mut probe = [0u8; 1];
     let peeked = stream.peek(&mut probe);

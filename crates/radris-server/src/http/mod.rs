@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
                 .and(NotForContentType::new("application/dicom"))
                 .and(NotForContentType::new("image/")),
         );
+    let hsts = state.tls;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -102,6 +103,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { problem::ApiError::not_found("no such resource") })
         .layer(compress)
         .layer(cors(&cfg))
+        .layer(middleware::map_response(
+            move |mut res: axum::response::Response| async move {
+                // over HTTPS, browsers must never fall back to plain HTTP (one year, RFC 6797)
+                if hsts {
+                    res.headers_mut().insert(
+                        axum::http::header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+                    );
+                }
+                res
+            },
+        ))
         .with_state(state)
 }
 
