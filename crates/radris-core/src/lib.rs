@@ -16,5 +16,6 @@ pub mod audit;
 pub mod config;
 pub mod events;
 mod ids;
+pub mod keys;
 
 pub use ids::{AeTitle, IdError, TenantId, Uid};

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -156,6 +157,10 @@ pub enum AdminCommand {
     /// API tokens for scripts and integrations (sent as `Authorization: Bearer`).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Envelope encryption keys: list, rotate a tenant's data key, re-wrap after a master
+    /// key change.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Delete a study, series or instance (index and blobs together).
     Delete {
         #[command(flatten)]
@@ -165,6 +170,32 @@ pub enum AdminCommand {
         #[arg(long, value_parser = ["study", "series", "instance"])]
         level: String,
         uid: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// A tenant's data keys (ids, master key id, created, retired; never key material).
+    List {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Make a new active data key for a tenant; with --reencrypt, move every blob to it.
+    /// Safe while the server runs: old keys stay readable.
+    Rotate {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        reencrypt: bool,
+    },
+    /// Re-wrap every data key under the current master key.
+    Rewrap {
+        #[command(flatten)]
+        archive: ArchiveArgs,
     },
 }
 
@@ -313,15 +344,25 @@ async fn attach_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
 async fn open_archive_as(cfg: &Config, recover: bool) -> anyhow::Result<radris_store::Archive> {
     let events = radris_core::events::EventBus::default();
     let url = cfg.database_url.as_deref();
+    let kek = master_kek(cfg)?;
     let archive = if recover {
-        radris_store::Archive::open(&cfg.data_dir, url, cfg.duplicate_policy, events).await
+        radris_store::Archive::open(&cfg.data_dir, url, cfg.duplicate_policy, events, kek).await
     } else {
-        radris_store::Archive::attach(&cfg.data_dir, url, cfg.duplicate_policy, events).await
+        radris_store::Archive::attach(&cfg.data_dir, url, cfg.duplicate_policy, events, kek).await
     }
     .with_context(|| format!("opening the archive in {}", cfg.data_dir.display()))?;
     let dir = cfg.ae_directory()?;
-    archive.index().ensure_tenants(&dir.tenants).await?;
+    archive.ensure_tenants(&dir.tenants).await?;
     Ok(archive)
+}
+
+/// The master key that wraps the blob data keys: `RADRIS_MASTER_KEY` or the key file.
+fn master_kek(cfg: &Config) -> anyhow::Result<Arc<dyn radris_core::keys::KeyWrapper>> {
+    use radris_auth::keys::KeyProvider;
+    let master = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
+    Ok(Arc::new(radris_store::crypto::MemoryKek::new(
+        master.master_key()?,
+    )))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -471,6 +512,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(AdminCommand::Token(cmd)) => token(cmd),
+        Command::Admin(AdminCommand::Keys(cmd)) => keys(cmd),
         Command::Admin(AdminCommand::Bootstrap {
             archive,
             tenant,
@@ -493,9 +535,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(async {
                 let archive = attach_archive(&cfg).await?;
-                archive
-                    .index()
-                    .ensure_tenants(std::slice::from_ref(&tenant))
+                archive.ensure_tenants(std::slice::from_ref(&tenant))
                     .await?;
                 let keys = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
                 let users =
@@ -537,6 +577,117 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Write one audit record for an administrative command run from the CLI.
+async fn cli_audit(
+    cfg: &Config,
+    archive: &radris_store::Archive,
+    tenant: &TenantId,
+    action: &str,
+    resource: String,
+    detail: String,
+) -> anyhow::Result<()> {
+    use radris_core::audit::{AuditRecord, AuditSink, Outcome};
+    let signer = radris_auth::keys::audit_signing_key(&cfg.data_dir)?;
+    let log = radris_auth::AuditLog::start(archive.index().pool().clone(), Some(signer)).await?;
+    log.record(AuditRecord {
+        tenant: tenant.as_str().to_owned(),
+        actor: format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ),
+        action: action.to_owned(),
+        outcome: Outcome::Success,
+        resource,
+        detail,
+        source: "local".into(),
+    });
+    log.flush().await;
+    Ok(())
+}
+
+fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match cmd {
+        KeysCommand::List { archive, tenant } => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            let keys = rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                archive
+                    .data_keys()
+                    .list(&tenant)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            for k in keys {
+                let state = if k.retired_at == 0 {
+                    "active"
+                } else {
+                    "retired"
+                };
+                println!("{}\t{}\t{}\t{}", k.key_id, k.kek_id, k.created_at, state);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rotate {
+            archive,
+            tenant,
+            reencrypt,
+        } => {
+            let cfg = load_config(&archive)?;
+            let tenant = TenantId::parse(&tenant)?;
+            rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                let id = archive.data_keys().rotate(&tenant).await?;
+                cli_audit(
+                    &cfg,
+                    &archive,
+                    &tenant,
+                    "admin.keys.rotate",
+                    format!("data key {id}"),
+                    String::new(),
+                )
+                .await?;
+                println!("tenant {tenant}: new active data key {id}");
+                if reencrypt {
+                    let n = archive.reencrypt(&tenant).await?;
+                    cli_audit(
+                        &cfg,
+                        &archive,
+                        &tenant,
+                        "admin.keys.reencrypt",
+                        format!("data key {id}"),
+                        format!("{n} blobs re-encrypted"),
+                    )
+                    .await?;
+                    println!("tenant {tenant}: {n} blobs re-encrypted");
+                }
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rewrap { archive } => {
+            let cfg = load_config(&archive)?;
+            rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                let n = archive.data_keys().rewrap_all().await?;
+                cli_audit(
+                    &cfg,
+                    &archive,
+                    &TenantId::default_tenant(),
+                    "admin.keys.rewrap",
+                    "data keys".into(),
+                    format!("{n} re-wrapped"),
+                )
+                .await?;
+                println!("{n} data keys re-wrapped");
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     match cmd {
@@ -553,7 +704,6 @@ fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let (id, secret) = rt.block_on(async {
                 let archive = attach_archive(&cfg).await?;
                 archive
-                    .index()
                     .ensure_tenants(std::slice::from_ref(&tenant))
                     .await?;
                 radris_auth::Tokens::new(archive.index().pool().clone())

@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::blob::{BlobStore, StagedBlob};
+use crate::crypto::{BlobReader, DataKeys};
 use crate::index::{DeleteLevel, FindRow, Index, InsertOp, InsertOutcome, StoredInstance};
+use radris_core::keys::KeyWrapper;
 
 /// Data sets up to this size are also kept in memory while they arrive and parsed from there;
 /// larger ones are parsed back from the staging file.
@@ -87,13 +89,16 @@ impl VerifyReport {
 impl Archive {
     /// Open the archive in `data_dir` (index default: SQLite in the same directory), finish or
     /// discard what a crash left in staging, and start the group-commit writer.
+    ///
+    /// `keys` wraps the tenants' data keys (envelope encryption, see [`crate::crypto`]).
     pub async fn open(
         data_dir: &Path,
         database_url: Option<&str>,
         policy: DuplicatePolicy,
         events: EventBus,
+        keys: Arc<dyn KeyWrapper>,
     ) -> Result<Self, StoreError> {
-        let archive = Self::attach(data_dir, database_url, policy, events).await?;
+        let archive = Self::attach(data_dir, database_url, policy, events, keys).await?;
         archive.recover().await?;
         Ok(archive)
     }
@@ -106,6 +111,7 @@ impl Archive {
         database_url: Option<&str>,
         policy: DuplicatePolicy,
         events: EventBus,
+        keys: Arc<dyn KeyWrapper>,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.display().to_string(),
@@ -115,7 +121,11 @@ impl Archive {
             .map(str::to_owned)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("index.sqlite").display()));
         let index = Index::open(&url).await?;
-        let blobs = BlobStore::open(data_dir)?;
+        let keys = Arc::new(DataKeys::load(index.pool().clone(), keys).await?);
+        let mut tenants = index.tenants().await?;
+        tenants.push(TenantId::default_tenant());
+        keys.ensure(&tenants).await?;
+        let blobs = BlobStore::open(data_dir, keys)?;
         let (tx, rx) = mpsc::channel::<WriteRequest>(1024);
         tokio::spawn(writer_loop(index.clone(), rx));
         let archive = Archive {
@@ -149,6 +159,75 @@ impl Archive {
 
     pub fn events(&self) -> &EventBus {
         &self.inner.events
+    }
+
+    /// Make sure the tenants exist, each with an active data key. Cheap when they do (no
+    /// database round trip once the key is loaded).
+    pub async fn ensure_tenants(&self, tenants: &[TenantId]) -> Result<(), StoreError> {
+        if self.inner.blobs.keys().have_active(tenants) {
+            return Ok(());
+        }
+        self.inner.index.ensure_tenants(tenants).await?;
+        self.inner.blobs.keys().ensure(tenants).await
+    }
+
+    /// The tenants' data keys (rotation, re-wrapping, listing).
+    pub fn data_keys(&self) -> &Arc<DataKeys> {
+        self.inner.blobs.keys()
+    }
+
+    /// Decrypting reader over a stored instance (authenticated per 64 KiB segment). Reloads
+    /// the key table once if the blob names a key made by another process since start.
+    pub async fn open_blob(&self, inst: &StoredInstance) -> Result<BlobReader, StoreError> {
+        match self.inner.blobs.open_reader(&inst.blob_path, &inst.tenant) {
+            Err(StoreError::UnknownKey(_)) => {
+                self.inner.blobs.keys().refresh().await?;
+                self.inner.blobs.open_reader(&inst.blob_path, &inst.tenant)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Archive::open_blob`] for blocking contexts (DIMSE threads, blocking tasks): no
+    /// reload of the key table.
+    pub fn open_blob_blocking(&self, inst: &StoredInstance) -> Result<BlobReader, StoreError> {
+        self.inner.blobs.open_reader(&inst.blob_path, &inst.tenant)
+    }
+
+    /// Re-encrypt every blob of `tenant` that is not under its active data key (after
+    /// [`DataKeys::rotate`]): each is decrypted, written again beside itself, fsynced and
+    /// renamed over the old file, so readers see either version whole. The plaintext and
+    /// hence the indexed SHA-256 do not change. Returns how many blobs were rewritten.
+    pub async fn reencrypt(&self, tenant: &TenantId) -> Result<usize, StoreError> {
+        let mut rewritten = 0;
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = self
+                .inner
+                .index
+                .all_instances(after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.tenant.clone(), last.sop_uid.clone()));
+            let mine: Vec<StoredInstance> = page
+                .into_iter()
+                .filter(|i| i.tenant == tenant.as_str())
+                .collect();
+            let blobs = self.inner.blobs.clone();
+            let tenant = tenant.clone();
+            rewritten += tokio::task::spawn_blocking(move || {
+                let mut n = 0;
+                for inst in mine {
+                    if blobs.reencrypt(&inst.blob_path, &tenant)? {
+                        n += 1;
+                    }
+                }
+                Ok::<_, StoreError>(n)
+            })
+            .await
+            .map_err(|e| StoreError::Database(format!("re-encryption worker: {e}")))??;
+        }
+        Ok(rewritten)
     }
 
     /// Staging files left by a crash: referenced by the index → publish; otherwise they were
@@ -212,7 +291,7 @@ impl Archive {
         } else {
             meta
         };
-        let mut blob = self.inner.blobs.create()?;
+        let mut blob = self.inner.blobs.create(&tenant)?;
         blob.write(&meta)?;
         // data sets kept in memory are hashed beside the fsync, off the receive path
         blob.defer_hash();
@@ -274,19 +353,14 @@ impl Archive {
             .await
     }
 
-    /// Where a stored instance's Part-10 file is.
-    pub fn file_of(&self, inst: &StoredInstance) -> std::path::PathBuf {
-        self.inner.blobs.path_of(&inst.blob_path)
-    }
-
     /// The stored data set bytes of an instance, exactly as received, and its transfer syntax.
     /// Blocking IO: call from a blocking context.
     pub fn read_dataset(&self, inst: &StoredInstance) -> Result<Vec<u8>, StoreError> {
         let path = self.inner.blobs.path_of(&inst.blob_path);
-        let mut bytes = std::fs::read(&path).map_err(|source| StoreError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let mut bytes = self
+            .open_blob_blocking(inst)?
+            .read_all()
+            .map_err(|e| StoreError::Crypto(format!("{}: {e}", path.display())))?;
         let layout = read_layout(bytes.as_slice())
             .map_err(|e| StoreError::Unparseable(format!("{}: {e}", path.display())))?;
         let start = usize::try_from(layout.dataset_offset)
@@ -379,7 +453,7 @@ enum Check {
 }
 
 fn check_one(blobs: &BlobStore, inst: &StoredInstance) -> Check {
-    match blobs.hash_file(&inst.blob_path) {
+    match blobs.hash_file(&inst.blob_path, &inst.tenant) {
         Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             Check::Missing
         }
@@ -482,7 +556,7 @@ impl Ingest {
     /// Parse the header (everything before Pixel Data) and check it against the request.
     /// In memory, the structural check first proves every length fits (no truncation, no
     /// lying lengths) without allocating.
-    fn analyse(&self, file: Option<&Path>) -> Result<(IndexAttributes, String), StoreError> {
+    fn analyse(&self, file: Option<&BlobReader>) -> Result<(IndexAttributes, String), StoreError> {
         let opts = OpenFileOptions::new().read_until(tags::PIXEL_DATA);
         let parsed = match file {
             None => {
@@ -491,20 +565,15 @@ impl Ingest {
                 opts.read_preamble(dicom_object::file::ReadPreamble::Never)
                     .from_reader(meta.chain(self.prefix.as_slice()))
             }
-            Some(path) => {
-                let file = std::fs::File::open(path).map_err(|source| StoreError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+            Some(reader) => {
                 let offset = self.meta.len() as u64;
-                let len = usize::try_from(total.saturating_sub(offset)).unwrap_or(usize::MAX);
-                let src = radris_dicom::wire::FileSource {
-                    file: &file,
-                    offset,
-                };
+                let len =
+                    usize::try_from(reader.len().saturating_sub(offset)).unwrap_or(usize::MAX);
+                let src = crate::crypto::ReaderSource { reader, offset };
                 radris_dicom::wire::check_source(&src, len, &self.hint.transfer_syntax)?;
-                opts.open_file(path)
+                let r = crate::crypto::ReadFrom { reader, pos: 128 };
+                opts.read_preamble(dicom_object::file::ReadPreamble::Never)
+                    .from_reader(std::io::BufReader::new(r))
             }
         };
         let obj = parsed
@@ -547,13 +616,23 @@ impl Ingest {
     /// both finish before the index hears of the blob.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
-        let mut blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
+        let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
         let (analysed, sealed) = if self.overflow {
-            let path = blob.flushed_path()?;
-            let analysed = self
-                .analyse(Some(&path))
-                .map(|(a, h)| (a, h, String::new()));
-            (analysed, blob.seal())
+            // too big for memory: seal first, then parse the header back from the staging
+            // file through the decrypting reader
+            match blob.seal() {
+                Ok(sealed) => {
+                    let analysed = self
+                        .archive
+                        .inner
+                        .blobs
+                        .open_staged(&sealed.id, self.tenant.as_str())
+                        .and_then(|r| self.analyse(Some(&r)))
+                        .map(|(a, h)| (a, h, String::new()));
+                    (analysed, Ok(sealed))
+                }
+                Err(e) => (Err(StoreError::ShuttingDown), Err(e)),
+            }
         } else {
             std::thread::scope(|s| {
                 let sealer = s.spawn(move || blob.seal());

@@ -1,7 +1,8 @@
 //! The blob store on local files.
 //!
 //! Layout: `<root>/blobs/<tenant>/<study>/<series>/<sop>.<blob-id>.dcm`, staging files in
-//! `<root>/staging/<blob-id>.part`.
+//! `<root>/staging/<blob-id>.part`. Every file, staging included, is encrypted
+//! ([`crate::crypto`]); the SHA-256 and length the index keeps are of the plaintext DICOM file.
 //!
 //! **Invariant:** a staging file is complete and fsynced (file and directory) before the index
 //! learns about it; it is renamed into place only after the index committed. So after a crash a
@@ -9,7 +10,12 @@
 //! acknowledged (delete it): [`BlobStore::staged_ids`] and the archive's recovery do that.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
+use std::sync::Arc;
+
+use radris_core::TenantId;
+
+use crate::crypto::{BlobReader, DataKeys, SegmentWriter};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -21,6 +27,7 @@ use crate::StoreError;
 pub struct BlobStore {
     root: PathBuf,
     staging_sync: std::sync::Arc<DirSync>,
+    keys: Arc<DataKeys>,
 }
 
 /// Group fsync of one directory: concurrent callers share one `fsync` that started after
@@ -94,7 +101,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl BlobStore {
     /// Open (creating the directories of) a blob store under `root`.
-    pub fn open(root: &Path) -> Result<Self, StoreError> {
+    pub fn open(root: &Path, keys: Arc<DataKeys>) -> Result<Self, StoreError> {
         for sub in ["blobs", "staging"] {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io(&p))?;
@@ -102,7 +109,69 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_path_buf(),
             staging_sync: std::sync::Arc::new(DirSync::new(root.join("staging"))),
+            keys,
         })
+    }
+
+    /// The data keys blobs are encrypted with.
+    pub fn keys(&self) -> &Arc<DataKeys> {
+        &self.keys
+    }
+
+    /// Decrypting reader over a published blob of `tenant`.
+    pub fn open_reader(&self, rel: &str, tenant: &str) -> Result<BlobReader, StoreError> {
+        BlobReader::open(&self.path_of(rel), &self.keys, tenant)
+    }
+
+    /// Rewrite a published blob of `tenant` under the tenant's active data key, if it is
+    /// under another one. Atomic: a new file beside it, fsynced, renamed over it.
+    pub fn reencrypt(&self, rel: &str, tenant: &TenantId) -> Result<bool, StoreError> {
+        let path = self.path_of(rel);
+        let reader = self.open_reader(rel, tenant.as_str())?;
+        let key = self.keys.new_blob_key(tenant)?;
+        if reader.key_id() == key.key_id() {
+            return Ok(false);
+        }
+        let tmp = path.with_extension("reencrypt");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        let result = (|| {
+            let mut w = SegmentWriter::new(BufWriter::with_capacity(256 * 1024, file), key);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut pos = 0u64;
+            loop {
+                let n = reader.read_at(pos, &mut buf).map_err(io(&path))?;
+                if n == 0 {
+                    break;
+                }
+                w.write_all(&buf[..n]).map_err(io(&tmp))?;
+                pos += n as u64;
+            }
+            let file = w
+                .finish()
+                .map_err(io(&tmp))?
+                .into_inner()
+                .map_err(|e| io(&tmp)(e.into_error()))?;
+            file.sync_all().map_err(io(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io(&tmp))?;
+            match path.parent() {
+                Some(dir) => sync_dir(dir),
+                None => Ok(()),
+            }
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| true)
+    }
+
+    /// Decrypting reader over a sealed staging file.
+    pub fn open_staged(&self, blob_id: &str, tenant: &str) -> Result<BlobReader, StoreError> {
+        BlobReader::open(&self.staging_path(blob_id), &self.keys, tenant)
     }
 
     pub fn blobs_dir(&self) -> PathBuf {
@@ -133,8 +202,9 @@ impl BlobStore {
         format!("{tenant}/{study}/{series}/{sop}.{blob_id}.dcm")
     }
 
-    /// Start writing a new blob in staging.
-    pub fn create(&self) -> Result<StagedBlob, StoreError> {
+    /// Start writing a new blob of `tenant` in staging, encrypted under its active data key.
+    pub fn create(&self, tenant: &TenantId) -> Result<StagedBlob, StoreError> {
+        let key = self.keys.new_blob_key(tenant)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let path = self.staging_path(&id);
         let file = OpenOptions::new()
@@ -146,7 +216,10 @@ impl BlobStore {
             id,
             path,
             dir_sync: self.staging_sync.clone(),
-            writer: Some(BufWriter::with_capacity(256 * 1024, file)),
+            writer: Some(SegmentWriter::new(
+                BufWriter::with_capacity(256 * 1024, file),
+                key,
+            )),
             hasher: Some(Sha256::new()),
             len: 0,
         })
@@ -227,10 +300,11 @@ impl BlobStore {
         Ok(out)
     }
 
-    /// SHA-256 (hex) and length of a published blob.
-    pub fn hash_file(&self, rel: &str) -> Result<(String, u64), StoreError> {
+    /// SHA-256 (hex) and length of the plaintext of a published blob of `tenant`,
+    /// authenticating every segment on the way.
+    pub fn hash_file(&self, rel: &str, tenant: &str) -> Result<(String, u64), StoreError> {
         let p = self.path_of(rel);
-        let mut f = File::open(&p).map_err(io(&p))?;
+        let mut f = self.open_reader(rel, tenant)?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut len = 0u64;
@@ -251,7 +325,7 @@ pub struct StagedBlob {
     id: String,
     path: PathBuf,
     dir_sync: std::sync::Arc<DirSync>,
-    writer: Option<BufWriter<File>>,
+    writer: Option<SegmentWriter<BufWriter<File>>>,
     /// `None` while the caller hashes the bytes itself (in parallel with the fsync).
     hasher: Option<Sha256>,
     len: u64,
@@ -285,14 +359,6 @@ impl StagedBlob {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Flush buffered bytes (no fsync) and return the staging path, to parse the file back.
-    pub fn flushed_path(&mut self) -> Result<PathBuf, StoreError> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush().map_err(io(&self.path))?;
-        }
-        Ok(self.path.clone())
     }
 
     /// Stop hashing inline: the caller computes the SHA-256 of exactly the bytes written
@@ -332,6 +398,7 @@ impl StagedBlob {
                 path: self.path.display().to_string(),
                 source: std::io::Error::other("sealed twice"),
             })?;
+            let w = w.finish().map_err(io(&self.path))?;
             let file = w.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
             file.sync_all().map_err(io(&self.path))?;
             self.dir_sync.sync()
@@ -365,11 +432,20 @@ impl Drop for StagedBlob {
 mod tests {
     use super::*;
 
-    #[test]
-    fn seal_publish_and_remove() {
+    async fn store(dir: &Path) -> BlobStore {
+        BlobStore::open(
+            dir,
+            crate::crypto::tests::test_keys(dir, &["default"]).await,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn seal_publish_and_remove() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let mut b = store.create().unwrap();
+        let store = store(dir.path()).await;
+        let tenant = TenantId::parse("default").unwrap();
+        let mut b = store.create(&tenant).unwrap();
         b.write(b"hello ").unwrap();
         b.write(b"world").unwrap();
         let sealed = b.seal().unwrap();
@@ -382,7 +458,9 @@ mod tests {
         let rel = BlobStore::final_rel_path("default", "1.2", "1.2.3", "1.2.3.4", &sealed.id);
         store.publish(&sealed.id, &rel).unwrap();
         assert!(store.staged_ids().unwrap().is_empty());
-        assert_eq!(store.hash_file(&rel).unwrap().0, sealed.sha256);
+        assert_eq!(store.hash_file(&rel, "default").unwrap().0, sealed.sha256);
+        let raw = std::fs::read(store.path_of(&rel)).unwrap();
+        assert!(!raw.windows(5).any(|w| w == b"hello"), "stored in clear");
         assert_eq!(store.list_published().unwrap(), vec![rel.clone()]);
         store.remove(&rel).unwrap();
         assert!(store.list_published().unwrap().is_empty());
@@ -408,11 +486,11 @@ mod tests {
         assert!(!st.running);
     }
 
-    #[test]
-    fn dropped_blob_leaves_nothing() {
+    #[tokio::test]
+    async fn dropped_blob_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
-        let mut b = store.create().unwrap();
+        let store = store(dir.path()).await;
+        let mut b = store.create(&TenantId::parse("default").unwrap()).unwrap();
         b.write(b"partial").unwrap();
         drop(b);
         assert!(store.staged_ids().unwrap().is_empty());

@@ -9,8 +9,9 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), radris_store::StoreError> {
 //! use radris_store::Archive;
+//! let master = std::sync::Arc::new(radris_store::crypto::MemoryKek::new([7; 32]));
 //! let archive = Archive::open(std::path::Path::new("/tmp/radris"), None, Default::default(),
-//!     radris_core::events::EventBus::default()).await?;
+//!     radris_core::events::EventBus::default(), master).await?;
 //! let report = archive.verify().await?;
 //! assert!(report.is_clean());
 //! # Ok(()) }
@@ -18,6 +19,7 @@
 
 pub mod archive;
 pub mod blob;
+pub mod crypto;
 pub mod index;
 mod schema;
 
@@ -53,6 +55,13 @@ pub enum StoreError {
     NotFound(String),
     #[error("the archive is shutting down")]
     ShuttingDown,
+    /// Encryption or authenticated decryption failed: a tampered or truncated blob, a
+    /// wrong or missing key. Never shows key material.
+    #[error("encryption: {0}")]
+    Crypto(String),
+    /// A blob names a data key this process has not loaded (made elsewhere moments ago).
+    #[error("data key {0} is not loaded")]
+    UnknownKey(String),
 }
 
 impl From<radris_dicom::DicomError> for StoreError {

@@ -162,4 +162,16 @@ CREATE TABLE audit_checkpoints (
     signature TEXT NOT NULL
 )
 "#,
+    // 7: envelope encryption: per-tenant data keys, each wrapped by a master key (KEK)
+    r#"
+CREATE TABLE data_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    kek_id TEXT NOT NULL,
+    wrapped TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    retired_at BIGINT NOT NULL
+);
+CREATE INDEX data_keys_tenant ON data_keys (tenant_id, created_at)
+"#,
 ];

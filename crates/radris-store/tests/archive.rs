@@ -54,9 +54,22 @@ async fn backends() -> Vec<Backend> {
 }
 
 async fn open(b: &Backend, policy: DuplicatePolicy) -> Archive {
-    Archive::open(b.dir.path(), b.url.as_deref(), policy, EventBus::default())
-        .await
-        .unwrap()
+    let kek = std::sync::Arc::new(radris_store::crypto::MemoryKek::new([3; 32]));
+    let a = Archive::open(
+        b.dir.path(),
+        b.url.as_deref(),
+        policy,
+        EventBus::default(),
+        kek,
+    )
+    .await
+    .unwrap();
+    let tenants: Vec<TenantId> = ["default", "hospital-a", "hospital-b", "other"]
+        .into_iter()
+        .map(tenant)
+        .collect();
+    a.ensure_tenants(&tenants).await.unwrap();
+    a
 }
 
 fn tenant(name: &str) -> TenantId {

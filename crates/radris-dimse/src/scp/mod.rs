@@ -290,6 +290,15 @@ fn serve_connection(
         .max_pdu_length(ctx.limits.max_pdu_length)
         .read_timeout(ctx.limits.artim_timeout())
         .write_timeout(ctx.limits.idle_timeout());
+    // ARTIM (PS3.8 §9.1.5) is enforced here, before dicom-ul reads: it must not block on a
+    // half-sent PDU, and with TLS support compiled in it spins on a connection that closes or
+    // times out before a complete first message (its TLS sniffing loops on end-of-file).
+    if let Err(why) = await_first_message(&stream, ctx.limits.artim_timeout(), tls.is_some()) {
+        tracing::info!(%peer, reason = why, "connection closed before an association request");
+        metrics::counter!("radris_dimse_associations_failed_total").increment(1);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     match tls {
         None => match options.establish(stream) {
             Ok(assoc) => serve_association(assoc, ctx, peer, "tcp"),
@@ -299,6 +308,87 @@ fn serve_connection(
             Ok(assoc) => serve_association(assoc, ctx, peer, "tls"),
             Err(e) => not_established(peer, &e),
         },
+    }
+}
+
+/// Largest first message we wait for: an A-ASSOCIATE-RQ or a TLS record (ClientHello).
+const MAX_FIRST_MESSAGE: usize = 1 << 20;
+
+/// Wait, without consuming anything, until the socket holds one complete first message: an
+/// A-ASSOCIATE-RQ PDU (6-byte header with a 32-bit length) or, for TLS, one TLS record
+/// (5-byte header with a 16-bit length). Fails when `deadline` passes, the peer closes, or the
+/// announced length is absurd.
+fn await_first_message(
+    stream: &TcpStream,
+    deadline: std::time::Duration,
+    tls: bool,
+) -> Result<(), &'static str> {
+    let end = Instant::now() + deadline;
+    let header = if tls { 5 } else { 6 };
+    let mut buf = vec![0u8; header];
+    let mut seen = 0;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("ARTIM timer expired");
+        }
+        stream
+            .set_read_timeout(Some(left.min(std::time::Duration::from_millis(250))))
+            .map_err(|_| "socket error")?;
+        let n = match stream.peek(&mut buf) {
+            Ok(0) => return Err("peer closed the connection"),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return Err("socket error"),
+        };
+        if n >= header {
+            let body = if tls {
+                usize::from(u16::from_be_bytes([buf[3], buf[4]]))
+            } else {
+                u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]) as usize
+            };
+            let needed = header.saturating_add(body);
+            if needed > MAX_FIRST_MESSAGE {
+                return Err("first message too large");
+            }
+            if n >= needed {
+                // TLS: the record must hold a whole ClientHello (type 1); one spread over
+                // several records would make dicom-ul's acceptor wait for more, and spin
+                // if the peer then closes. Real clients send it in one record.
+                if tls {
+                    let whole_hello = buf[0] == 0x16
+                        && buf.get(5) == Some(&1)
+                        && buf.get(6..9).is_some_and(|l| {
+                            let len = (usize::from(l[0]) << 16)
+                                | (usize::from(l[1]) << 8)
+                                | usize::from(l[2]);
+                            len + 4 <= body
+                        });
+                    if !whole_hello {
+                        return Err("not a TLS ClientHello in one record");
+                    }
+                }
+                return Ok(());
+            }
+            if buf.len() < needed {
+                buf.resize(needed, 0);
+                continue;
+            }
+        }
+        if n == seen {
+            // part of the message is here, the rest is not: do not spin on peek
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        seen = n;
     }
 }
 

@@ -228,6 +228,22 @@ impl Index {
         Ok(())
     }
 
+    /// The tenants known to the index.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows = sqlx::query("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("listing tenants", e))?;
+        rows.iter()
+            .map(|r| {
+                let t: String = r
+                    .try_get("tenant_id")
+                    .map_err(|e| StoreError::db("listing tenants", e))?;
+                TenantId::parse(&t).map_err(|e| StoreError::Database(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Make sure the tenants exist.
     pub async fn ensure_tenants(&self, tenants: &[TenantId]) -> Result<(), StoreError> {
         for t in tenants {

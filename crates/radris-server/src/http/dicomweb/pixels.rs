@@ -2,8 +2,6 @@
 //! stored or decoded), `/rendered` and `/thumbnail` (PNG/JPEG with `window`, `viewport`,
 //! `quality`), and WADO-URI for legacy clients.
 
-use std::path::{Path as FsPath, PathBuf};
-
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,6 +14,7 @@ use radris_dicom::pixel::{
     self, FileObject, ImageFormat, PixelError, RenderOptions, VoiFunction, Window,
 };
 use radris_store::StoredInstance;
+use radris_store::crypto::BlobReader;
 
 use super::super::AppState;
 use super::super::problem::ApiError;
@@ -29,9 +28,23 @@ const THUMBNAIL_SIZE: u32 = 128;
 const EXPLICIT_LE: &str = uids::EXPLICIT_VR_LITTLE_ENDIAN;
 const JPEG_BASELINE: &str = uids::JPEG_BASELINE8_BIT;
 
-fn open(path: &FsPath) -> Result<FileObject, ApiError> {
+/// A decrypting reader over a stored instance.
+pub(crate) async fn blob(st: &AppState, inst: &StoredInstance) -> Result<BlobReader, ApiError> {
+    st.archive
+        .open_blob(inst)
+        .await
+        .map_err(|e| ApiError::internal("opening a stored instance", e))
+}
+
+/// Parse a stored instance (blocking: decrypts and parses the whole file).
+fn open(blob: BlobReader) -> Result<FileObject, ApiError> {
+    let from = radris_store::crypto::ReadFrom {
+        reader: &blob,
+        pos: 128,
+    };
     OpenFileOptions::new()
-        .open_file(path)
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .from_reader(std::io::BufReader::with_capacity(256 * 1024, from))
         .map_err(|e| ApiError::internal("reading a stored instance", e))
 }
 
@@ -60,8 +73,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// An instance re-encoded in transfer syntax `ts`, as Part-10 bytes.
-pub(crate) fn transcode_file(path: &FsPath, ts: &str) -> Result<Bytes, ApiError> {
-    let obj = open(path)?;
+pub(crate) fn transcode_file(blob: BlobReader, ts: &str) -> Result<Bytes, ApiError> {
+    let obj = open(blob)?;
     let bytes = match ts {
         EXPLICIT_LE => pixel::to_explicit_vr_le(&obj)?,
         JPEG_BASELINE => pixel::to_jpeg_baseline(&obj, 90)?,
@@ -75,8 +88,8 @@ pub(crate) fn transcode_file(path: &FsPath, ts: &str) -> Result<Bytes, ApiError>
 }
 
 /// The value bytes of a top-level attribute.
-pub(crate) fn bulk_value(path: &FsPath, group: u16, element: u16) -> Result<Bytes, ApiError> {
-    let obj = open(path)?;
+pub(crate) fn bulk_value(blob: BlobReader, group: u16, element: u16) -> Result<Bytes, ApiError> {
+    let obj = open(blob)?;
     let elem = obj
         .element(dicom_core::Tag(group, element))
         .map_err(|_| ApiError::not_found("the instance has no such attribute"))?;
@@ -174,10 +187,10 @@ pub async fn frames(
     let frames = parse_frames(&list)?;
     let inst = one_instance(&st, &p, &study, &series, &instance).await?;
     let delivery = negotiate_frames(&headers, &inst.transfer_syntax)?;
-    let path = st.archive.file_of(&inst);
+    let blob = blob(&st, &inst).await?;
     let stored_ts = inst.transfer_syntax.clone();
     let parts = blocking(move || {
-        let obj = open(&path)?;
+        let obj = open(blob)?;
         let mut parts = Vec::with_capacity(frames.len());
         for f in frames {
             let (bytes, content_type) = match delivery {
@@ -326,8 +339,8 @@ async fn render_response(
     opts: RenderOptions,
     media: &'static str,
 ) -> Result<Response, ApiError> {
-    let path: PathBuf = st.archive.file_of(inst);
-    let bytes = blocking(move || Ok(pixel::render(&open(&path)?, &opts)?)).await?;
+    let blob = blob(st, inst).await?;
+    let bytes = blocking(move || Ok(pixel::render(&open(blob)?, &opts)?)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(media)),
@@ -478,21 +491,19 @@ pub async fn wado_uri(
     let first = content_type.split(',').next().unwrap_or_default().trim();
     match first {
         "application/dicom" => {
-            let path = st.archive.file_of(&inst);
+            let blob = blob(&st, &inst).await?;
             let bytes = match q.transferSyntax.as_deref() {
-                None => Bytes::from(
-                    tokio::fs::read(&path)
-                        .await
-                        .map_err(|e| ApiError::internal("reading a stored instance", e))?,
-                ),
-                Some(ts) if ts == inst.transfer_syntax => Bytes::from(
-                    tokio::fs::read(&path)
-                        .await
-                        .map_err(|e| ApiError::internal("reading a stored instance", e))?,
-                ),
-                Some(ts) => {
+                Some(ts) if ts != inst.transfer_syntax => {
                     let ts = uid("transferSyntax", ts)?;
-                    blocking(move || transcode_file(&path, &ts)).await?
+                    blocking(move || transcode_file(blob, &ts)).await?
+                }
+                _ => {
+                    blocking(move || {
+                        blob.read_all()
+                            .map(Bytes::from)
+                            .map_err(|e| ApiError::internal("reading a stored instance", e))
+                    })
+                    .await?
                 }
             };
             Ok((

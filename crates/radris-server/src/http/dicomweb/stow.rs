@@ -96,6 +96,13 @@ async fn stow(
     body: Body,
 ) -> Result<Response, ApiError> {
     let boundary = boundary_of(&headers)?;
+    // a tenant made (by `admin token create`) after this server started has its data key
+    // made elsewhere: load it before the first store
+    state
+        .archive
+        .ensure_tenants(std::slice::from_ref(&principal.tenant))
+        .await
+        .map_err(|e| ApiError::internal("preparing the tenant's data key", e))?;
     let limit = state.http.max_stow_bytes;
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use radris_auth::Principal;
 use radris_dicom::attrs::BULK_MARK;
 use radris_store::StoredInstance;
-use tokio::io::AsyncReadExt;
 
 use super::super::AppState;
 use super::super::problem::ApiError;
@@ -24,8 +23,10 @@ const CHUNK: usize = 512 * 1024;
 
 /// One part of a multipart response.
 pub(crate) enum PartSource {
-    File {
-        path: std::path::PathBuf,
+    /// A stored instance, decrypted as it streams.
+    Blob {
+        archive: radris_store::Archive,
+        inst: StoredInstance,
         content_type: String,
     },
     Bytes {
@@ -44,16 +45,22 @@ pub(crate) fn multipart(part_type: &str, parts: Vec<PartSource>) -> Response {
     tokio::spawn(async move {
         for part in parts {
             let (head, file) = match part {
-                PartSource::File { path, content_type } => {
-                    let file = match tokio::fs::File::open(&path).await {
-                        Ok(f) => f,
+                PartSource::Blob {
+                    archive,
+                    inst,
+                    content_type,
+                } => {
+                    let file = match archive.open_blob(&inst).await {
+                        Ok(f) => std::sync::Arc::new(f),
                         Err(e) => {
-                            tracing::error!(path = %path.display(), error = %e, "stored object unreadable during retrieve");
-                            let _ = tx.send(Err(e)).await;
+                            tracing::error!(blob = %inst.blob_path, error = %e, "stored object unreadable during retrieve");
+                            let _ = tx
+                                .send(Err(std::io::Error::other("stored object unreadable")))
+                                .await;
                             return;
                         }
                     };
-                    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                    let len = file.len();
                     (
                         format!(
                             "--{b}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
@@ -85,18 +92,36 @@ pub(crate) fn multipart(part_type: &str, parts: Vec<PartSource>) -> Response {
             if tx.send(Ok(Bytes::from(head))).await.is_err() {
                 return;
             }
-            if let Some(mut file) = file {
+            if let Some(file) = file {
+                let mut pos = 0u64;
                 loop {
-                    let mut buf = vec![0u8; CHUNK];
-                    match file.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            buf.truncate(n);
+                    // decryption is CPU work: off the async workers, a chunk at a time
+                    let reader = file.clone();
+                    let chunk = tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0u8; CHUNK];
+                        let mut filled = 0;
+                        while filled < buf.len() {
+                            match reader.read_at(pos + filled as u64, &mut buf[filled..]) {
+                                Ok(0) => break,
+                                Ok(n) => filled += n,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        buf.truncate(filled);
+                        Ok(buf)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                    match chunk {
+                        Ok(buf) if buf.is_empty() => break,
+                        Ok(buf) => {
+                            pos += buf.len() as u64;
                             if tx.send(Ok(Bytes::from(buf))).await.is_err() {
                                 return;
                             }
                         }
                         Err(e) => {
+                            tracing::error!(error = %e, "stored object failed decryption during retrieve");
                             let _ = tx.send(Err(e)).await;
                             return;
                         }
@@ -172,12 +197,13 @@ async fn retrieve(
                     location: None,
                 });
             }
-            _ => parts.push(PartSource::File {
-                path: state.archive.file_of(&inst),
+            _ => parts.push(PartSource::Blob {
+                archive: state.archive.clone(),
                 content_type: format!(
                     "application/dicom; transfer-syntax={}",
                     inst.transfer_syntax
                 ),
+                inst,
             }),
         }
     }
@@ -186,9 +212,9 @@ async fn retrieve(
 
 /// An instance re-encoded in another transfer syntax.
 async fn transcode(state: &AppState, inst: &StoredInstance, ts: &str) -> Result<Bytes, ApiError> {
-    let path = state.archive.file_of(inst);
+    let blob = super::pixels::blob(state, inst).await?;
     let ts = ts.to_owned();
-    tokio::task::spawn_blocking(move || super::pixels::transcode_file(&path, &ts))
+    tokio::task::spawn_blocking(move || super::pixels::transcode_file(blob, &ts))
         .await
         .map_err(|e| ApiError::internal("transcoding", e))?
 }
@@ -354,8 +380,8 @@ pub async fn bulkdata(
     }
     let g = u16::from_str_radix(&tag[..4], 16).unwrap_or_default();
     let e = u16::from_str_radix(&tag[4..], 16).unwrap_or_default();
-    let path = st.archive.file_of(&inst);
-    let bytes = tokio::task::spawn_blocking(move || super::pixels::bulk_value(&path, g, e))
+    let blob = super::pixels::blob(&st, &inst).await?;
+    let bytes = tokio::task::spawn_blocking(move || super::pixels::bulk_value(blob, g, e))
         .await
         .map_err(|e| ApiError::internal("reading bulk data", e))??;
     let (bytes, status, content_range) = match byte_range(&headers, bytes.len())? {
