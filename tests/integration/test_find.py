@@ -186,3 +186,65 @@ def test_tenant_isolation(server, db):
     assert uids(rs) == sorted([db.A, db.B, db.C, db.D])
     rs = find(server.port, make_query("PATIENT", PatientName="doe*", PatientID=""), "patient")
     assert uids(rs, "PatientID") == ["DOE1", "DOE2"]
+
+
+def _level_keys(db, level: str) -> list[dict]:
+    """Identifiers of tenant A's data at `level`: universal and by each exact id."""
+    ds = db.instances[0]
+    by = {
+        "PATIENT": [dict(PatientID=""), dict(PatientID=str(ds.PatientID))],
+        "STUDY": [dict(StudyInstanceUID=""), dict(StudyInstanceUID=db.A),
+                  dict(StudyInstanceUID="", AccessionNumber="*")],
+        "SERIES": [dict(StudyInstanceUID=db.A, SeriesInstanceUID=""),
+                   dict(StudyInstanceUID=db.A, SeriesInstanceUID=str(ds.SeriesInstanceUID))],
+        "IMAGE": [dict(StudyInstanceUID=db.A, SeriesInstanceUID=str(ds.SeriesInstanceUID),
+                       SOPInstanceUID=""),
+                  dict(StudyInstanceUID=db.A, SeriesInstanceUID=str(ds.SeriesInstanceUID),
+                       SOPInstanceUID=str(ds.SOPInstanceUID))],
+    }
+    return by[level]
+
+
+# every DIMSE query/retrieve service × information model × level: generated, so a new level
+# or model added to the tables above is covered automatically
+DIMSE_MATRIX = [(svc, model, level)
+                for svc in ("find", "get", "move")
+                for model in ("patient", "study")
+                for level in ("PATIENT", "STUDY", "SERIES", "IMAGE")
+                if not (model == "study" and level == "PATIENT")]
+
+
+@pytest.mark.parametrize("svc,model,level", DIMSE_MATRIX)
+def test_cross_tenant_dimse_matrix(server, db, svc, model, level):
+    """OTHERSCU (tenant `other`) asks for tenant `default`'s data every way DIMSE allows."""
+    ds0 = db.instances[0]
+    # what belongs to tenant `default` (universal queries may return `other`'s own data)
+    mine = {str(d.SOPInstanceUID) for d in db.instances}
+    mine |= {str(d.StudyInstanceUID) for d in db.instances}
+    mine |= {str(d.SeriesInstanceUID) for d in db.instances}
+    mine |= {str(d.PatientID) for d in db.instances}
+
+    def leaked(identifiers):
+        return [v for ds in identifiers for kw in ("PatientID", "StudyInstanceUID",
+                "SeriesInstanceUID", "SOPInstanceUID") if str(ds.get(kw, "")) in mine
+                for v in [str(ds.get(kw))]]
+
+    for keys in _level_keys(db, level):
+        if model == "patient" and level != "PATIENT":
+            keys = dict(keys, PatientID=str(ds0.PatientID))
+        q = make_query(level, **keys)
+        if svc == "find":
+            assert leaked(find(server.port, q, model, aet=OTHERSCU)) == [], (model, level, keys)
+            # and the owner does see it (the query is not simply wrong)
+            assert leaked(find(server.port, q, model, aet=TESTSCU)), (model, level, keys)
+        elif svc == "get":
+            st, rec, _ = dimse.get(server.port, q, [(ds0.SOPClassUID, "1.2.840.10008.1.2.1")],
+                                   model, aet=OTHERSCU)
+            assert not set(rec) & mine, (model, level, keys)
+        else:
+            scp = dimse.StoreSCP(OTHERSCU, server.other_move_port)
+            try:
+                dimse.move(server.port, q, OTHERSCU, model, aet=OTHERSCU)
+            finally:
+                scp.close()
+            assert not set(scp.received) & mine, (model, level, keys)
