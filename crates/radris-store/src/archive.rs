@@ -377,6 +377,9 @@ impl Archive {
         level: DeleteLevel,
         uid: &str,
     ) -> Result<usize, StoreError> {
+        if let Some(patient) = self.inner.index.patient_of(tenant, level, uid).await? {
+            self.check_hold(tenant, &patient).await?;
+        }
         let paths = self.inner.index.delete(tenant, level, uid).await?;
         for p in &paths {
             self.inner.blobs.remove(p)?;
@@ -386,6 +389,37 @@ impl Archive {
             uid: radris_core::Uid::parse(uid).map_err(|e| StoreError::Mismatch(e.to_string()))?,
         });
         Ok(paths.len())
+    }
+
+    async fn check_hold(&self, tenant: &TenantId, patient_id: &str) -> Result<(), StoreError> {
+        match self.inner.index.hold_of(tenant, patient_id).await? {
+            Some(h) => Err(StoreError::LegalHold {
+                patient_id: h.patient_id,
+                reason: h.reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Erase everything stored of a patient (right to erasure): every study, index rows and
+    /// blobs. Refused while the patient is under legal hold. Returns the studies and
+    /// instances removed.
+    pub async fn erase_patient(
+        &self,
+        tenant: &TenantId,
+        patient_id: &str,
+    ) -> Result<(usize, usize), StoreError> {
+        self.check_hold(tenant, patient_id).await?;
+        let studies = self
+            .inner
+            .index
+            .studies_of_patient(tenant, patient_id)
+            .await?;
+        let mut instances = 0;
+        for study in &studies {
+            instances += self.delete(tenant, DeleteLevel::Study, study).await?;
+        }
+        Ok((studies.len(), instances))
     }
 
     /// Re-hash every object and compare index and blobs.

@@ -25,7 +25,7 @@ mod schema;
 
 pub use archive::{Archive, Ingest, IngestHint, Stored, VerifyReport};
 pub use index::{
-    DeleteLevel, FindRow, Index, InstanceSummary, Page, PatientSummary, SeriesSummary,
+    DeleteLevel, FindRow, Index, InstanceSummary, LegalHold, Page, PatientSummary, SeriesSummary,
     StoredInstance, StudyFilter, StudySort, StudySummary,
 };
 
@@ -59,6 +59,9 @@ pub enum StoreError {
     /// wrong or missing key. Never shows key material.
     #[error("encryption: {0}")]
     Crypto(String),
+    /// The patient's data is under legal hold: nothing of it may be deleted.
+    #[error("patient {patient_id} is under legal hold ({reason}); lift the hold first")]
+    LegalHold { patient_id: String, reason: String },
     /// A blob names a data key this process has not loaded (made elsewhere moments ago).
     #[error("data key {0} is not loaded")]
     UnknownKey(String),

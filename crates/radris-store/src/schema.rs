@@ -174,4 +174,40 @@ CREATE TABLE data_keys (
 );
 CREATE INDEX data_keys_tenant ON data_keys (tenant_id, created_at)
 "#,
+    // 8: tables owned by radris-auth: per-tenant Cedar policies (every version kept, the
+    // highest in force; is_default = the shipped defaults) and break-glass grants
+    // (study_uid '' = the whole tenant; closed_at 0 = not closed early)
+    r#"
+CREATE TABLE policies (
+    tenant_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    policy_text TEXT NOT NULL,
+    is_default BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+CREATE TABLE break_glass (
+    grant_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    closed_at BIGINT NOT NULL
+);
+CREATE INDEX break_glass_user ON break_glass (tenant_id, user_name, expires_at)
+"#,
+    // 8: legal holds: a patient under hold cannot be erased or have data deleted
+    r#"
+CREATE TABLE legal_holds (
+    tenant_id TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    placed_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, patient_id)
+)
+"#,
 ];

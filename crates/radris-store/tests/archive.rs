@@ -686,3 +686,57 @@ async fn mutated_files_are_stored_or_refused_never_half() {
         assert!(a.blobs().staged_ids().unwrap().is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legal_hold_blocks_deletion_and_erasure_until_lifted() {
+    for b in backends().await {
+        let t = tenant("default");
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        store(
+            &a,
+            &t,
+            &[
+                study("h1", "HOLD^ME", "20200101", Phantom::ChestCt, 2),
+                study("h2", "KEEP^ME", "20200102", Phantom::ChestCt, 1),
+            ],
+        )
+        .await;
+        let held = "PID-h1";
+        let studies = a.index().studies_of_patient(&t, held).await.unwrap();
+        assert_eq!(studies.len(), 1, "{}", b.name);
+        a.index()
+            .place_hold(&t, held, "litigation 2026-17", "user:counsel")
+            .await
+            .unwrap();
+        // another tenant's hold table is separate
+        assert!(
+            a.index()
+                .hold_of(&tenant("other"), held)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let refused = a.delete(&t, DeleteLevel::Study, &studies[0]).await;
+        assert!(
+            matches!(refused, Err(radris_store::StoreError::LegalHold { .. })),
+            "{}: {refused:?}",
+            b.name
+        );
+        assert!(matches!(
+            a.erase_patient(&t, held).await,
+            Err(radris_store::StoreError::LegalHold { .. })
+        ));
+        assert_eq!(
+            a.find_instances(&t, &query("STUDY", &[]))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(a.index().lift_hold(&t, held).await.unwrap());
+        assert_eq!(a.erase_patient(&t, held).await.unwrap(), (1, 2));
+        let left = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(left.len(), 1, "{}: only the other patient remains", b.name);
+        assert!(a.verify().await.unwrap().is_clean());
+    }
+}

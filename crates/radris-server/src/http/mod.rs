@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod dicomweb;
+pub mod privacy;
 pub mod problem;
 pub mod rest;
 pub mod session;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             DefaultPredicate::new()
                 .and(NotForContentType::new("multipart/related"))
                 .and(NotForContentType::new("application/dicom"))
+                .and(NotForContentType::new("application/zip"))
                 .and(NotForContentType::new("image/")),
         );
     let hsts = state.tls;

@@ -697,7 +697,8 @@ impl Modify for BearerAuth {
         (name = "patients", description = "Patients"),
         (name = "system", description = "Statistics and identity"),
         (name = "admin", description = "Tokens and the audit log (admin scope)"),
-        (name = "auth", description = "Sign-in with a password: a session cookie")
+        (name = "auth", description = "Sign-in with a password: a session cookie"),
+        (name = "privacy", description = "Subject access export, legal holds and erasure (admin scope)")
     )
 )]
 pub struct ApiDoc;
@@ -717,6 +718,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(search_audit))
+        .routes(routes!(super::privacy::export_patient))
+        .routes(routes!(
+            super::privacy::place_hold,
+            super::privacy::lift_hold
+        ))
+        .routes(routes!(super::privacy::erase_patient))
         .routes(routes!(super::session::totp_enrol))
         .routes(routes!(super::session::totp_confirm))
 }

@@ -9,8 +9,11 @@
 //! `sql` builds the matching SQL from typed queries; `write` is the insert/delete path.
 
 mod browse;
+mod privacy;
 mod sql;
 mod write;
+
+pub use privacy::LegalHold;
 
 pub use browse::{
     InstanceSummary, Page, PatientSummary, SeriesSummary, StudyFilter, StudySort, StudySummary,

@@ -134,9 +134,11 @@ pub(crate) fn multipart(part_type: &str, parts: Vec<PartSource>) -> Response {
         }
         let _ = tx.send(Ok(Bytes::from(format!("--{b}--\r\n")))).await;
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    // fused: body layers may poll once more after the end
+    let stream =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
     let ct = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
     (
         [(
