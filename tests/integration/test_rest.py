@@ -255,3 +255,10 @@ def test_token_scopes_cannot_exceed_the_creator(srv):
     assert auditor.post(f"{api(srv)}/admin/tokens", json={"user": "x", "scopes": "admin"}).status_code == 201
     r = srv.session().get(f"{srv.dicomweb}/studies", params={"offset": str(2**63)})
     assert r.status_code == 400
+
+
+def test_api_answers_are_not_cached(srv):
+    a = srv.session(scope="read,write,delete,admin")
+    r = a.post(f"{api(srv)}/admin/tokens", json={"user": "cache-probe", "scopes": "read"})
+    assert r.status_code in (200, 201) and r.headers["Cache-Control"] == "no-store"
+    assert a.get(f"{api(srv)}/studies").headers["Cache-Control"] == "no-store"

@@ -127,3 +127,83 @@ def test_sigterm_lets_an_upload_in_flight_finish(tmp_path):
         srv.assert_verify_clean(expect_objects=1)
     finally:
         srv.stop()
+
+
+def _instance(study: str | None = None, sop: str | None = None) -> bytes:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = sop or generate_uid()
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "P-STOW"
+    ds.PatientName = "Stow^Checks"
+    ds.Modality = "OT"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    raw = bytearray(buf.getvalue())
+    raw[:4] = b"MZ\x90\x00"  # a preamble that would make the file an executable too
+    return bytes(raw)
+
+
+def test_store_into_a_study_never_touches_another_study_even_with_overwrite(tmp_path):
+    from dicomweb_util import stow
+    srv = Server(tmp_path, extra_config='duplicate_policy = "overwrite"\n')
+    # the policy is a top-level key: put it before the tables
+    srv.config_path.write_text('duplicate_policy = "overwrite"\n' +
+                               srv.config_path.read_text().replace(
+                                   'duplicate_policy = "overwrite"\n', ""))
+    srv.start()
+    try:
+        s = srv.session()
+        first = _instance()
+        r = stow(s, srv.dicomweb, [first])
+        assert r.status_code == 200, r.text
+        sop = pydicom.dcmread(io.BytesIO(first)).SOPInstanceUID
+        target = str(generate_uid())
+        # same SOP Instance UID, another study, sent to /studies/{target}: refused before
+        # it can replace the stored copy
+        intruder = _instance(study=str(generate_uid()), sop=str(sop))
+        r = stow(s, srv.dicomweb, [intruder], study=target)
+        assert r.status_code == 409, r.text
+        got = s.get(f"{srv.dicomweb}/studies/{pydicom.dcmread(io.BytesIO(first)).StudyInstanceUID}"
+                    f"/series/{pydicom.dcmread(io.BytesIO(first)).SeriesInstanceUID}"
+                    f"/instances/{sop}", headers={"Accept": 'multipart/related; type="application/dicom"'})
+        assert got.status_code == 200
+        from dicomweb_util import split_multipart
+        (_, body), = split_multipart(got.content, got.headers["Content-Type"])
+        assert body[128:] == first[128:], "the stored instance was replaced"
+        assert body[:128] == bytes(128), "the preamble is stored zeroed"
+    finally:
+        srv.stop()
+
+
+def test_over_size_stow_is_413(tmp_path):
+    from dicomweb_util import stow
+    srv = Server(tmp_path, extra_config="")
+    srv.config_path.write_text(srv.config_path.read_text().replace(
+        "[[tenants]]", "[http]\nmax_stow_bytes = 4096\n\n[[tenants]]", 1))
+    srv.start()
+    try:
+        s = srv.session()
+        # announced too large: refused before a byte is read
+        r = stow(s, srv.dicomweb, [_instance() for _ in range(20)])
+        assert r.status_code == 413, r.text
+        assert r.headers["Content-Type"] == "application/problem+json"
+        # streamed (chunked, no Content-Length): cut at the limit, still 413
+
+        from dicomweb_util import multipart_body
+        body, ctype = multipart_body([_instance() for _ in range(20)])
+
+        def chunks():
+            for i in range(0, len(body), 1000):
+                yield body[i:i + 1000]
+        r = s.post(f"{srv.dicomweb}/studies", data=chunks(),
+                   headers={"Content-Type": ctype, "Accept": "application/dicom+json"})
+        assert r.status_code == 413, r.text
+        assert srv.is_running()
+    finally:
+        srv.stop()

@@ -106,6 +106,9 @@ pub struct Users {
     /// A valid hash to verify against when the user does not exist.
     dummy_hash: String,
     keys: std::sync::Arc<dyn KeyProvider>,
+    /// Argon2id verifications running at once (each takes tens of ms of CPU and ~19 MiB):
+    /// bounded, and off the async workers.
+    hashing: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Users {
@@ -114,7 +117,24 @@ impl Users {
             pool,
             dummy_hash: password::hash("unused dummy password for timing")?,
             keys,
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            )),
         })
+    }
+
+    /// Verify a password against a PHC hash on a blocking thread, at most one per CPU at a
+    /// time (a burst of sign-ins queues instead of stalling every request).
+    async fn verify_password(&self, password_text: &str, hash: &str) -> bool {
+        let Ok(_permit) = self.hashing.clone().acquire_owned().await else {
+            return false;
+        };
+        let (p, h) = (password_text.to_owned(), hash.to_owned());
+        tokio::task::spawn_blocking(move || password::verify(&p, &h))
+            .await
+            .unwrap_or(false)
     }
 
     /// Create an account. Fails if it exists or the password breaks the rules.
@@ -185,7 +205,7 @@ impl Users {
         .await
         .map_err(AuthError::db("reading a user"))?;
         let Some(row) = row else {
-            let _ = password::verify(password_text, &self.dummy_hash);
+            let _ = self.verify_password(password_text, &self.dummy_hash).await;
             return Ok(Err(LoginFailure::BadCredentials));
         };
         let s = |i| {
@@ -200,10 +220,10 @@ impl Users {
         let totp_sealed = s(5)?;
         let now = now_millis();
         if locked_until > now {
-            let _ = password::verify(password_text, &self.dummy_hash);
+            let _ = self.verify_password(password_text, &self.dummy_hash).await;
             return Ok(Err(LoginFailure::Locked));
         }
-        if disabled != 0 || !password::verify(password_text, &hash) {
+        if disabled != 0 || !self.verify_password(password_text, &hash).await {
             self.count_failure(tenant, user).await?;
             return Ok(Err(LoginFailure::BadCredentials));
         }
@@ -237,10 +257,16 @@ impl Users {
 
     async fn count_failure(&self, tenant: &TenantId, user: &str) -> Result<(), AuthError> {
         sqlx::query(
-            "UPDATE users SET failed_logins = failed_logins + 1, \
-             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END \
-             WHERE tenant_id = $3 AND user_name = $4",
+            // a lock that has run out starts a fresh count (the first failure after it does
+            // not lock again at once). Parameters first appear in order: SQLite numbers
+            // `$N` by first appearance.
+            "UPDATE users SET \
+             failed_logins = CASE WHEN locked_until <> 0 AND locked_until <= $1 THEN 1 ELSE failed_logins + 1 END, \
+             locked_until = CASE WHEN locked_until <> 0 AND locked_until <= $1 THEN 0 \
+                                 WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
+             WHERE tenant_id = $4 AND user_name = $5",
         )
+        .bind(now_millis())
         .bind(MAX_FAILED_LOGINS)
         .bind(now_millis() + LOCKOUT.as_millis() as i64)
         .bind(tenant.as_str())
@@ -354,15 +380,23 @@ impl Users {
             })?;
         let mut codes = Vec::with_capacity(RECOVERY_CODES);
         let mut tx = self.pool.begin().await.map_err(AuthError::db("begin"))?;
-        sqlx::query(
-            "UPDATE users SET totp_sealed = totp_pending, totp_pending = '', totp_last_step = $1 WHERE tenant_id = $2 AND user_name = $3",
+        // only the enrolment this code was checked against is confirmed: a second enrolment
+        // racing with this one leaves the row unchanged, and this confirmation fails
+        let updated = sqlx::query(
+            "UPDATE users SET totp_sealed = totp_pending, totp_pending = '', totp_last_step = $1 WHERE tenant_id = $2 AND user_name = $3 AND totp_pending = $4",
         )
         .bind(i64::try_from(step).unwrap_or(i64::MAX))
         .bind(tenant.as_str())
         .bind(user)
+        .bind(&pending)
         .execute(&mut *tx)
         .await
         .map_err(AuthError::db("enabling TOTP"))?;
+        if updated.rows_affected() != 1 {
+            return Err(AuthError::Invalid(
+                "the enrolment changed while it was being confirmed; enrol again".into(),
+            ));
+        }
         sqlx::query("DELETE FROM mfa_recovery WHERE tenant_id = $1 AND user_name = $2")
             .bind(tenant.as_str())
             .bind(user)

@@ -249,6 +249,20 @@ async fn users_login_lockout_and_sessions() {
             users.login(&t, "ann", pw, None).await.unwrap(),
             Err(LoginFailure::Locked)
         );
+        // the lock runs out: one more mistake starts a fresh count instead of relocking
+        sqlx::query("UPDATE users SET locked_until = 1 WHERE user_name = 'ann'")
+            .execute(index.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            users
+                .login(&t, "ann", "wrong password here", None)
+                .await
+                .unwrap(),
+            Err(LoginFailure::BadCredentials)
+        );
+        let ok = users.login(&t, "ann", pw, None).await.unwrap();
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }
 

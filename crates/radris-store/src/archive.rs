@@ -54,6 +54,10 @@ pub struct IngestHint {
     /// When false (a Part-10 file's meta group, STOW-RS, import) the data set's own UIDs are
     /// authoritative and a disagreeing meta group is only logged.
     pub strict_uids: bool,
+    /// Refuse the instance unless it belongs to this study (STOW-RS to `/studies/{uid}`):
+    /// checked before anything reaches the index, so a wrong instance never replaces a
+    /// stored one, whatever the duplicate policy.
+    pub expected_study: Option<String>,
 }
 
 /// A stored (or already present) instance.
@@ -275,8 +279,8 @@ impl Archive {
     }
 
     /// Like [`Archive::begin_ingest`] for a Part-10 file that brings its own preamble and
-    /// file meta group (STOW-RS, import): `meta` is kept verbatim, so the stored file is the
-    /// file that was sent. A missing preamble is supplied as 128 zero bytes.
+    /// file meta group (STOW-RS, import): `meta` is kept verbatim except the preamble, which
+    /// is always stored as 128 zero bytes (supplied when missing).
     pub fn begin_ingest_with_meta(
         &self,
         tenant: TenantId,
@@ -289,7 +293,13 @@ impl Archive {
             m.extend_from_slice(&meta);
             m
         } else {
-            meta
+            // the sender's preamble is replaced by zeros: arbitrary preamble bytes can make a
+            // file valid as another format too (a polyglot; PS3.10 §7.5 security note)
+            let mut m = meta;
+            if m.get(128..132) == Some(b"DICM".as_slice()) {
+                m[..128].fill(0);
+            }
+            m
         };
         let mut blob = self.inner.blobs.create(&tenant)?;
         blob.write(&meta)?;
@@ -315,6 +325,7 @@ impl Archive {
             sop_instance_uid: layout.meta.media_storage_sop_instance_uid().to_owned(),
             transfer_syntax: layout.meta.transfer_syntax().to_owned(),
             strict_uids: false,
+            expected_study: None,
         };
         let start = usize::try_from(layout.dataset_offset)
             .unwrap_or(usize::MAX)
@@ -617,6 +628,14 @@ impl Ingest {
             return Err(StoreError::Unparseable("empty data set".into()));
         }
         let attrs = IndexAttributes::from_header(&obj)?;
+        if let Some(study) = &self.hint.expected_study
+            && attrs.study.study_uid.as_str() != study.as_str()
+        {
+            return Err(StoreError::Mismatch(format!(
+                "the instance belongs to study {}, not {study}",
+                attrs.study.study_uid
+            )));
+        }
         let trimmed = |s: &str| s.trim_end_matches(['\0', ' ']).to_owned();
         let uid_mismatch =
             if attrs.instance.sop_instance_uid.as_str() != trimmed(&self.hint.sop_instance_uid) {

@@ -693,6 +693,7 @@ impl Session<'_> {
                         sop_instance_uid: sop_instance,
                         transfer_syntax: ts,
                         strict_uids: true,
+                        expected_study: None,
                     };
                     match self.ctx.archive.begin_ingest(
                         self.tenant.clone(),

@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { problem::ApiError::not_found("no such resource") })
         .layer(compress)
         .layer(cors(&cfg))
+        .layer(middleware::from_fn(no_store_for_api))
         .layer(middleware::map_response(
             move |mut res: axum::response::Response| async move {
                 // over HTTPS, browsers must never fall back to plain HTTP (one year, RFC 6797)
@@ -118,6 +119,27 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// API answers (tokens, TOTP secrets, recovery codes, patient data) must not be kept by
+/// browsers or shared caches: `Cache-Control: no-store` unless a handler chose otherwise.
+async fn no_store_for_api(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    if api
+        && !res
+            .headers()
+            .contains_key(axum::http::header::CACHE_CONTROL)
+    {
+        res.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
+    res
 }
 
 fn cors(cfg: &HttpConfig) -> CorsLayer {

@@ -104,6 +104,17 @@ async fn stow(
         .await
         .map_err(|e| ApiError::internal("preparing the tenant's data key", e))?;
     let limit = state.http.max_stow_bytes;
+    if let Some(len) = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{TOO_LARGE} ({limit} bytes)"),
+        ));
+    }
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
     let mut mp =
@@ -117,11 +128,12 @@ async fn stow(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                framing_error = Some(e.to_string());
+                let PartError::Framing(e) = framing(e);
+                framing_error = Some(e);
                 break;
             }
         };
-        match store_part(&state, &principal, field).await {
+        match store_part(&state, &principal, field, study.as_deref()).await {
             Ok(Part::Done(o)) => outcomes.push(o),
             Ok(Part::Committing(o, commit)) => {
                 // the commit (parse, fsync, index) runs while the next part is received;
@@ -143,28 +155,14 @@ async fn stow(
     while let Some((i, c)) = in_flight.pop_front() {
         finish_commit(&mut outcomes[i], c).await;
     }
-    // a store into a named study keeps only that study's instances
-    if let Some(study) = &study {
-        for o in outcomes.iter_mut() {
-            if o.failure.is_none() && o.study_uid != *study {
-                if o.newly
-                    && let Err(e) = state
-                        .archive
-                        .delete(
-                            &principal.tenant,
-                            radris_store::DeleteLevel::Instance,
-                            &o.instance_uid,
-                        )
-                        .await
-                {
-                    tracing::error!(error = %e, sop = %o.instance_uid, "could not remove an instance of another study");
-                }
-                o.failure = Some((
-                    DATASET_MISMATCH,
-                    format!("the instance belongs to study {}, not {study}", o.study_uid),
-                ));
-            }
-        }
+    if framing_error.as_deref() == Some(TOO_LARGE) {
+        // the parts before the limit are stored (acknowledged data stays; a retry of the
+        // whole request is harmless under keep-first), but the request as a whole failed
+        let stored = outcomes.iter().filter(|o| o.failure.is_none()).count();
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{TOO_LARGE} ({limit} bytes); {stored} instances before the limit were stored"),
+        ));
     }
     if outcomes.is_empty() {
         return Err(ApiError::bad_request(match framing_error {
@@ -267,6 +265,19 @@ async fn finish_commit(outcome: &mut Outcome, commit: Commit) {
     }
 }
 
+/// A multipart error: over the size limit, or broken framing.
+fn framing(e: multer::Error) -> PartError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            PartError::Framing(TOO_LARGE.into())
+        }
+        other => PartError::Framing(other.to_string()),
+    }
+}
+
+/// How an over-size request is told apart from broken framing.
+const TOO_LARGE: &str = "the request is larger than http.max_stow_bytes";
+
 enum PartError {
     /// The multipart stream itself broke: no further part can be read.
     Framing(String),
@@ -285,12 +296,7 @@ fn failed(reason: u16, why: String) -> Outcome {
 
 /// Drain the rest of a part we refuse, so the next part can be read.
 async fn drain(field: &mut multer::Field<'_>) -> Result<(), PartError> {
-    while field
-        .chunk()
-        .await
-        .map_err(|e| PartError::Framing(e.to_string()))?
-        .is_some()
-    {}
+    while field.chunk().await.map_err(framing)?.is_some() {}
     Ok(())
 }
 
@@ -298,6 +304,7 @@ async fn store_part(
     state: &AppState,
     principal: &Principal,
     mut field: multer::Field<'_>,
+    study: Option<&str>,
 ) -> Result<Part, PartError> {
     if let Some(ct) = field.content_type()
         && ct.essence_str() != "application/dicom"
@@ -310,11 +317,7 @@ async fn store_part(
     let mut head: Vec<u8> = Vec::new();
     let mut ended = false;
     while head.len() < META_WINDOW {
-        match field
-            .chunk()
-            .await
-            .map_err(|e| PartError::Framing(e.to_string()))?
-        {
+        match field.chunk().await.map_err(framing)? {
             Some(c) => head.extend_from_slice(&c),
             None => {
                 ended = true;
@@ -340,6 +343,7 @@ async fn store_part(
         sop_instance_uid: trim(layout.meta.media_storage_sop_instance_uid()),
         transfer_syntax: trim(layout.meta.transfer_syntax()),
         strict_uids: false,
+        expected_study: study.map(str::to_owned),
     };
     let mut outcome = Outcome {
         class_uid: hint.sop_class_uid.clone(),
@@ -373,11 +377,7 @@ async fn store_part(
         write_error = Some(e);
     }
     if !ended {
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| PartError::Framing(e.to_string()))?
-        {
+        while let Some(chunk) = field.chunk().await.map_err(framing)? {
             if write_error.is_none()
                 && let Err(e) = tokio::task::block_in_place(|| ingest.write(&chunk))
             {

@@ -426,31 +426,33 @@ pub(crate) fn byte_range(
             format!("range {raw:?} is outside the {len} bytes of the value"),
         )
     };
+    // RFC 9110 §14.2: other units and malformed ranges are ignored (the whole value is
+    // sent); only a well-formed range outside the value is unsatisfiable
     let Some(spec) = raw.trim().strip_prefix("bytes=") else {
-        return Err(ApiError::bad_request("only byte ranges are supported"));
+        return Ok(None);
     };
     if spec.contains(',') {
         return Ok(None);
     }
-    let (a, b) = spec
-        .split_once('-')
-        .ok_or_else(|| ApiError::bad_request(format!("malformed range {raw:?}")))?;
-    let num = |s: &str| {
-        s.trim()
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request(format!("malformed range {raw:?}")))
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
     };
+    let num = |s: &str| s.trim().parse::<usize>().ok();
     let (start, end) = match (a.trim().is_empty(), b.trim().is_empty()) {
-        (false, false) => (num(a)?, num(b)?.min(len.saturating_sub(1))),
-        (false, true) => (num(a)?, len.saturating_sub(1)),
-        (true, false) => {
-            let n = num(b)?;
-            if n == 0 {
-                return Err(unsatisfiable());
-            }
-            (len.saturating_sub(n), len.saturating_sub(1))
-        }
-        (true, true) => return Err(ApiError::bad_request(format!("malformed range {raw:?}"))),
+        (false, false) => match (num(a), num(b)) {
+            (Some(x), Some(y)) => (x, y.min(len.saturating_sub(1))),
+            _ => return Ok(None),
+        },
+        (false, true) => match num(a) {
+            Some(x) => (x, len.saturating_sub(1)),
+            None => return Ok(None),
+        },
+        (true, false) => match num(b) {
+            Some(0) => return Err(unsatisfiable()),
+            Some(n) => (len.saturating_sub(n), len.saturating_sub(1)),
+            None => return Ok(None),
+        },
+        (true, true) => return Ok(None),
     };
     if len == 0 || start >= len || start > end {
         return Err(unsatisfiable());
