@@ -117,3 +117,19 @@ def test_legal_hold_blocks_erasure_until_lifted(priv):
     found = audit_until(admin, srv, "privacy.", lambda rows: want <= actions(rows))
     assert want <= actions(found), found
     srv.assert_verify_clean()
+
+
+def test_stow_is_audited_per_study(priv, tmp_path):
+    from dicomweb_util import stow
+    srv, _ = priv
+    out = tmp_path / "g"
+    run_radris("generate", "ct", "--out", out, "--slices", 2, "--rows", 16, "--cols", 16,
+               "--seed", "stowaudit", check=True)
+    files = sorted(out.glob("*.dcm"))
+    s = srv.session(scope="read,write,admin")
+    assert stow(s, srv.dicomweb, files).status_code == 200
+    study = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    rows = audit_until(s, srv, "dicomweb.stow",
+                       lambda rows: any(study in a["resource"] for a in rows))
+    mine = [a for a in rows if study in a["resource"]]
+    assert mine and mine[0]["detail"] == "instances=2 refused=0", mine

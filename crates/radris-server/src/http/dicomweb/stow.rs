@@ -37,6 +37,35 @@ struct Outcome {
     failure: Option<(u16, String)>,
 }
 
+/// One audit record per study a STOW-RS request stored into (what the request-level record
+/// cannot say), like the DIMSE C-STORE record per study and association.
+fn audit_studies(state: &AppState, principal: &Principal, outcomes: &[Outcome]) {
+    let mut per_study: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for o in outcomes.iter().filter(|o| !o.study_uid.is_empty()) {
+        let e = per_study.entry(o.study_uid.as_str()).or_default();
+        if o.failure.is_none() {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    for (study, (stored, refused)) in per_study {
+        state.audit.record(radris_core::audit::AuditRecord {
+            tenant: principal.tenant.as_str().to_owned(),
+            actor: principal.actor.clone(),
+            action: "dicomweb.stow".into(),
+            outcome: if stored > 0 {
+                radris_core::audit::Outcome::Success
+            } else {
+                radris_core::audit::Outcome::Failure
+            },
+            resource: format!("study {study}"),
+            detail: format!("instances={stored} refused={refused}"),
+            source: "http".into(),
+        });
+    }
+}
+
 pub async fn store(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -170,6 +199,7 @@ async fn stow(
             None => "the request holds no part".into(),
         }));
     }
+    audit_studies(&state, &principal, &outcomes);
     let base = base_url(&state, &headers);
     let mut referenced = Vec::new();
     let mut failed = Vec::new();
