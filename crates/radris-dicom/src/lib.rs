@@ -2,6 +2,8 @@
 //!
 //! * [`attrs`]: the attributes the index keeps, extracted from a parsed header, and the
 //!   header as DICOM JSON without bulk data.
+//! * [`deid`]: de-identification by the PS3.15 Annex E Basic Application Level
+//!   Confidentiality Profile (consistent UID remapping, date shifting, burned-in regions).
 //! * [`part10`]: Part-10 framing: the file meta group we write in front of a data set received
 //!   over the network, and where a stored file's data set starts (so it is sent back
 //!   byte-identical).
@@ -21,6 +23,7 @@
 //! ```
 
 pub mod attrs;
+pub mod deid;
 pub mod part10;
 pub mod pixel;
 pub mod query;

@@ -42,6 +42,8 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// De-identified copies of DICOM files (PS3.15 Annex E basic profile and its options).
+    Deidentify(DeidentifyArgs),
     /// DIMSE service user for administrators: echo, store, find, move, get.
     #[command(subcommand)]
     Dicom(DicomCommand),
@@ -94,6 +96,64 @@ pub struct ServeArgs {
     /// Open a DICOM TLS listener here (PS3.15 Annex B; 2762 by convention).
     #[arg(long, env = "RADRIS_DICOM_TLS_LISTEN")]
     pub dicom_tls_listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+pub struct DeidentifyArgs {
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// Folder for the de-identified files (named by their new SOP Instance UID).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// File holding the secret salt (at least 16 bytes). Without it, the salt of --tenant and
+    /// --project under the archive's master key: the same pseudonyms and UIDs as the API.
+    #[arg(long)]
+    pub salt_file: Option<PathBuf>,
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    #[arg(long, default_value = "default")]
+    pub project: String,
+    /// Retain Longitudinal Temporal Information with Modified Dates (dates shifted per patient).
+    #[arg(long)]
+    pub retain_dates: bool,
+    #[arg(long, allow_hyphen_values = true)]
+    pub date_shift_days: Option<i32>,
+    /// Clean Descriptors option: descriptions kept present but empty.
+    #[arg(long)]
+    pub clean_descriptors: bool,
+    /// Retain Patient Characteristics option.
+    #[arg(long)]
+    pub retain_patient_characteristics: bool,
+    /// Burned-in text to blank, as x,y,width,height (repeatable).
+    #[arg(long = "region", value_parser = parse_region)]
+    pub regions: Vec<crate::deid::RegionDto>,
+    #[arg(long)]
+    pub patient_name: Option<String>,
+    #[arg(long)]
+    pub patient_id: Option<String>,
+    /// Also write instances that still declare burned-in annotation.
+    #[arg(long)]
+    pub include_burned_in: bool,
+    /// Files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+fn parse_region(s: &str) -> Result<crate::deid::RegionDto, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("region {s:?}: expected x,y,width,height"))?;
+    match v.as_slice() {
+        [x, y, width, height] => Ok(crate::deid::RegionDto {
+            x: *x,
+            y: *y,
+            width: *width,
+            height: *height,
+        }),
+        _ => Err(format!("region {s:?}: expected x,y,width,height")),
+    }
 }
 
 #[derive(Args)]
@@ -428,6 +488,47 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 load_demo(&archive).await
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Deidentify(args) => {
+            let salt = match &args.salt_file {
+                Some(f) => {
+                    let s = std::fs::read(f)
+                        .with_context(|| format!("reading the salt file {}", f.display()))?;
+                    let s = s.trim_ascii().to_vec();
+                    if s.len() < radris_dicom::deid::MIN_SALT_LEN {
+                        bail!(
+                            "the salt file holds {} bytes; at least {} are needed",
+                            s.len(),
+                            radris_dicom::deid::MIN_SALT_LEN
+                        );
+                    }
+                    s
+                }
+                None => {
+                    let cfg = load_config(&args.archive)?;
+                    let master = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
+                    let key = crate::deid::key_from_master(&master)?;
+                    crate::deid::salt(&key, TenantId::parse(&args.tenant)?.as_str(), &args.project)
+                }
+            };
+            let request = crate::deid::DeidRequest {
+                project: Some(args.project.clone()),
+                retain_dates: args.retain_dates,
+                date_shift_days: args.date_shift_days,
+                clean_descriptors: args.clean_descriptors,
+                retain_patient_characteristics: args.retain_patient_characteristics,
+                burned_in_regions: args.regions.clone(),
+                patient_name: args.patient_name.clone(),
+                patient_id: args.patient_id.clone(),
+                include_burned_in: args.include_burned_in,
+            };
+            let (written, refused) = crate::deid::run_cli(&args.paths, &args.out, &request, salt)?;
+            println!("deidentify: {written} written, {refused} refused");
+            Ok(if refused == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Generate(GenerateCommand::Ct {
             out,

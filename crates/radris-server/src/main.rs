@@ -2,6 +2,7 @@
 //! logic lives here.
 
 mod cli;
+mod deid;
 mod http;
 mod import;
 mod serve;

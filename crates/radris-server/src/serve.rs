@@ -95,6 +95,7 @@ pub async fn serve(
     );
     let tokens = Arc::new(radris_auth::Tokens::new(archive.index().pool().clone()));
     let keys = Arc::new(radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?);
+    let deid_key = crate::deid::key_from_master(keys.as_ref())?;
     let users = Arc::new(radris_auth::Users::new(
         archive.index().pool().clone(),
         keys,
@@ -110,6 +111,7 @@ pub async fn serve(
         audit: audit.clone(),
         http: Arc::new(cfg.http.clone()),
         tls: http_tls.is_some(),
+        deid_key: Arc::new(deid_key),
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -46,6 +46,9 @@ pub struct AppState {
     pub http: Arc<HttpConfig>,
     /// Whether clients reach us over TLS (for the URLs we hand out).
     pub tls: bool,
+    /// Secret behind de-identification salts (derived from the master key): a tenant's
+    /// de-identified exports are consistent per project and unlinkable across projects.
+    pub deid_key: Arc<[u8; 32]>,
 }
 
 /// Install the Prometheus recorder once per process.

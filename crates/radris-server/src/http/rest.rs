@@ -724,6 +724,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             super::privacy::lift_hold
         ))
         .routes(routes!(super::privacy::erase_patient))
+        .routes(routes!(super::privacy::deidentify_study))
         .routes(routes!(super::session::totp_enrol))
         .routes(routes!(super::session::totp_confirm))
 }
