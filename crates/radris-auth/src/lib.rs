@@ -5,15 +5,23 @@
 //! * [`principal`]: who is calling ([`Principal`]): tenant, actor and [`Scopes`]. The tenant of
 //!   every request comes from here, never from the request itself.
 //! * [`users`]: accounts (Argon2id, [`password`] rules, lockout) and server-side sessions.
+//! * [`oidc`]: sign-in through an external OpenID Connect provider (code flow with PKCE).
 //! * [`audit`]: the append-only audit log. Each record carries the hash of the one before it,
 //!   so [`audit::verify`] finds a record that was edited, deleted, inserted or moved.
+//! * [`export`]: the audit log as DICOM PS3.15 A.5 audit messages over syslog (RFC 5424 on
+//!   TLS) to an IHE ATNA repository, with a resumable forwarder, and as FHIR AuditEvents.
+//! * [`policy`]: authorisation with Cedar policies per tenant (roles, relationship rules,
+//!   break-glass emergency access), validated against a schema before they take effect.
 //!
 //! The tables live in the index database (migration 2 of `radris-store`); this crate works on
 //! the pool the index opened, so SQLite and PostgreSQL are both supported.
 
 pub mod audit;
+pub mod export;
 pub mod keys;
+pub mod oidc;
 pub mod password;
+pub mod policy;
 pub mod principal;
 pub mod token;
 pub mod users;

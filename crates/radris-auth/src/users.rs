@@ -70,6 +70,20 @@ pub enum LoginFailure {
     BadSecondFactor,
 }
 
+/// Why [`Users::ensure_external_user`] refused someone the provider vouched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalFailure {
+    /// The name is empty, too long or has control characters.
+    BadName,
+    /// A local account, or another provider identity, already has this name.
+    NameTaken,
+    /// The account is disabled in RADRIS.
+    Disabled,
+}
+
+/// Start of the password column of accounts that sign in through an identity provider.
+const EXTERNAL_MARK: &str = "!external:";
+
 /// A TOTP enrolment to show the user once.
 #[derive(Debug, Clone)]
 pub struct Enrolment {
@@ -223,7 +237,11 @@ impl Users {
             let _ = self.verify_password(password_text, &self.dummy_hash).await;
             return Ok(Err(LoginFailure::Locked));
         }
-        if disabled != 0 || !self.verify_password(password_text, &hash).await {
+        // an account of an external identity provider has no password: the same Argon2
+        // work as a wrong one (timing), and always a failure
+        let external = hash.starts_with(EXTERNAL_MARK);
+        let against = if external { &self.dummy_hash } else { &hash };
+        if disabled != 0 || !self.verify_password(password_text, against).await || external {
             self.count_failure(tenant, user).await?;
             return Ok(Err(LoginFailure::BadCredentials));
         }
@@ -494,6 +512,80 @@ impl Users {
             user,
             scopes: scopes_of_roles(&s(5)?),
         })
+    }
+
+    /// The account of a person an external identity provider (OIDC) vouched for, created on
+    /// first sign-in. `identity` names them at the provider (issuer and subject, hashed into
+    /// the password column as a `!external:` mark, which no password matches), so a provider
+    /// user can never take over a local account, nor another provider user's, by choosing
+    /// its name. `roles`: `Some` sets them at every sign-in (the provider is the source),
+    /// `None` keeps those of an existing account and gives a new one `default_roles`.
+    pub async fn ensure_external_user(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        identity: &str,
+        roles: Option<&str>,
+        default_roles: &str,
+    ) -> Result<Result<Principal, ExternalFailure>, AuthError> {
+        let user = user.trim();
+        if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
+            return Ok(Err(ExternalFailure::BadName));
+        }
+        let initial = roles.unwrap_or(default_roles);
+        check_roles(initial)?;
+        let mark = format!("{EXTERNAL_MARK}{}", digest(identity));
+        sqlx::query(
+            "INSERT INTO users (tenant_id, user_name, password_hash, roles, created_at, failed_logins, locked_until, disabled) \
+             VALUES ($1, $2, $3, $4, $5, 0, 0, 0) ON CONFLICT (tenant_id, user_name) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(user)
+        .bind(&mark)
+        .bind(initial)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(AuthError::db("creating an external user"))?;
+        let row = sqlx::query(
+            "SELECT password_hash, roles, disabled FROM users WHERE tenant_id = $1 AND user_name = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(AuthError::db("reading an external user"))?;
+        let hash: String = row
+            .try_get(0)
+            .map_err(AuthError::db("reading an external user"))?;
+        let mut current: String = row
+            .try_get(1)
+            .map_err(AuthError::db("reading an external user"))?;
+        let disabled: i64 = row
+            .try_get(2)
+            .map_err(AuthError::db("reading an external user"))?;
+        if hash != mark {
+            return Ok(Err(ExternalFailure::NameTaken));
+        }
+        if disabled != 0 {
+            return Ok(Err(ExternalFailure::Disabled));
+        }
+        if let Some(r) = roles.filter(|r| *r != current) {
+            sqlx::query("UPDATE users SET roles = $1 WHERE tenant_id = $2 AND user_name = $3")
+                .bind(r)
+                .bind(tenant.as_str())
+                .bind(user)
+                .execute(&self.pool)
+                .await
+                .map_err(AuthError::db("updating the roles of an external user"))?;
+            current = r.to_owned();
+        }
+        Ok(Ok(Principal {
+            tenant: tenant.clone(),
+            actor: format!("user:{user}"),
+            user: user.to_owned(),
+            scopes: scopes_of_roles(&current),
+        }))
     }
 
     /// End a session (logout).

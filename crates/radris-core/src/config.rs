@@ -53,6 +53,8 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     pub remote_aes: Vec<RemoteAeConfig>,
     pub tls: TlsConfig,
+    pub oidc: OidcConfig,
+    pub audit_syslog: AuditSyslogConfig,
 }
 
 /// Limits of the DIMSE service.
@@ -169,6 +171,102 @@ impl TlsConfig {
     }
 }
 
+/// Sign-in through an external OpenID Connect identity provider (Keycloak, Entra ID, Google
+/// Workspace…): authorization code flow with PKCE. Off unless `issuer` is set. People who
+/// sign in this way get an account in `tenant` on first sign-in (no usable password).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL, exactly as its discovery document and ID tokens spell it
+    /// (e.g. `https://sso.example.org/realms/hospital`). None: OIDC sign-in is off.
+    pub issuer: Option<String>,
+    /// Our client id at the provider (the expected `aud` of ID tokens).
+    pub client_id: String,
+    /// The client secret; prefer `client_secret_file` (read at start, trailing newline
+    /// stripped). Neither: a public client (PKCE only).
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// How the secret is sent to the token endpoint: `client_secret_basic` (default) or
+    /// `client_secret_post`.
+    pub token_auth_method: String,
+    /// Our callback as registered at the provider, e.g.
+    /// `https://pacs.example.org/api/v1/auth/oidc/callback`.
+    pub redirect_url: String,
+    /// The RADRIS tenant these people sign into.
+    pub tenant: String,
+    /// Scopes asked for; `openid` is added when missing.
+    pub scopes: Vec<String>,
+    /// The claim that names the account (falls back to `sub` when absent or empty).
+    pub user_claim: String,
+    /// A claim (dotted path for nested ones, e.g. `realm_access.roles`) whose values that
+    /// name RADRIS roles become the account's roles at every sign-in. None: roles are set
+    /// once, at first sign-in, from `default_roles`, and then managed in RADRIS.
+    pub roles_claim: Option<String>,
+    /// Roles of a new account when `roles_claim` is unset or names no RADRIS role; empty:
+    /// such people are refused.
+    pub default_roles: Vec<String>,
+    /// Accept a provider on plain `http://` (loopback tests only; never in production).
+    pub allow_insecure_http: bool,
+    /// Accept ID tokens signed with HS256 keyed by the client secret (some providers do this
+    /// for confidential clients). Off: only public-key signatures from the provider's JWKS.
+    pub allow_hs256: bool,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            issuer: None,
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            token_auth_method: "client_secret_basic".to_owned(),
+            redirect_url: String::new(),
+            tenant: TenantId::DEFAULT.to_owned(),
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            user_claim: "preferred_username".to_owned(),
+            roles_claim: None,
+            default_roles: vec!["referring".into()],
+            allow_insecure_http: false,
+            allow_hs256: false,
+        }
+    }
+}
+
+/// Forwarding of the audit log to an audit record repository as DICOM PS3.15 A.5 audit
+/// messages over syslog (RFC 5424) on TLS (RFC 5425), as IHE ATNA describes. Off unless
+/// `addr` is set; the repository's certificate must be signed by a CA in `ca_file`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSyslogConfig {
+    /// `host:port` of the repository (6514 is syslog over TLS).
+    pub addr: Option<String>,
+    /// Name in the repository's certificate (default: the host of `addr`).
+    pub server_name: Option<String>,
+    /// PEM CA bundle that signs the repository's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Our certificate chain and key, for repositories that require mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// RFC 5424 HOSTNAME (default: `localhost`) and the AuditSourceID suffix.
+    pub hostname: Option<String>,
+}
+
+impl AuditSyslogConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.addr.is_some() && self.ca_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "audit_syslog: ca_file is required (the repository must be authenticated)".into(),
+            ));
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "audit_syslog: client_cert_file and client_key_file come together".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A tenant and whether it accepts unknown calling AEs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,6 +307,8 @@ impl Default for Config {
             tenants: Vec::new(),
             remote_aes: Vec::new(),
             tls: TlsConfig::default(),
+            oidc: OidcConfig::default(),
+            audit_syslog: AuditSyslogConfig::default(),
         }
     }
 }

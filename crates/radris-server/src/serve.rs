@@ -31,6 +31,48 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Forward the audit log to the configured syslog repository (IHE ATNA), if any.
+fn start_audit_forwarder(
+    cfg: &Config,
+    archive: &Archive,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    use radris_auth::export::{ClientIdentity, SyslogConfig, SyslogForwarder, SyslogOrigin};
+    let c = &cfg.audit_syslog;
+    c.validate()?;
+    let (Some(addr), Some(ca)) = (&c.addr, &c.ca_file) else {
+        return Ok(None);
+    };
+    let server_name = c.server_name.clone().unwrap_or_else(|| {
+        addr.rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+            .unwrap_or_else(|| addr.clone())
+    });
+    let hostname = c.hostname.clone().unwrap_or_else(|| "localhost".into());
+    let origin = SyslogOrigin::new(
+        hostname.clone(),
+        "radris",
+        format!("{}@{hostname}", cfg.ae_title),
+    );
+    let mut sc = SyslogConfig::new(
+        addr.clone(),
+        server_name,
+        ca.clone(),
+        origin,
+        cfg.data_dir.join("audit-syslog.cursor"),
+    );
+    if let (Some(cert_file), Some(key_file)) = (&c.client_cert_file, &c.client_key_file) {
+        sc.client_identity = Some(ClientIdentity {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
+    }
+    let forwarder = SyslogForwarder::new(archive.index().pool().clone(), sc)
+        .context("configuring the audit syslog forwarder")?;
+    tracing::info!(repository = %addr, "forwarding the audit log over syslog/TLS");
+    Ok(Some(forwarder.spawn(stop)))
+}
+
 /// Run the archive until `shutdown` resolves.
 pub async fn serve(
     cfg: Config,
@@ -47,6 +89,8 @@ pub async fn serve(
             "HTTP accepts requests without credentials (http.anonymous): for benchmarks and closed test networks only"
         );
     }
+    let forwarder_stop = tokio_util::sync::CancellationToken::new();
+    let forwarder = start_audit_forwarder(&cfg, &archive, forwarder_stop.clone())?;
     let metrics = crate::http::install_metrics()?;
     let listener = TcpListener::bind(cfg.dicom_listen)
         .with_context(|| format!("binding DICOM port {}", cfg.dicom_listen))?;
@@ -100,6 +144,10 @@ pub async fn serve(
         archive.index().pool().clone(),
         keys,
     )?);
+    let oidc = radris_auth::oidc::Oidc::new(&cfg.oidc)?;
+    if let Some(o) = &oidc {
+        tracing::info!(oidc = ?o, "sign-in through an OpenID Connect provider is on");
+    }
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
@@ -108,6 +156,7 @@ pub async fn serve(
         tokens,
         users,
         login_limiter: Arc::default(),
+        oidc: oidc.map(Arc::new),
         audit: audit.clone(),
         http: Arc::new(cfg.http.clone()),
         tls: http_tls.is_some(),
@@ -162,6 +211,12 @@ pub async fn serve(
         Err(_) => tracing::warn!("HTTP did not drain in 10 s"),
     }
     audit_log.flush().await;
+    if let Some(f) = forwarder {
+        // a last round sends what the flush just wrote
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        forwarder_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), f).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

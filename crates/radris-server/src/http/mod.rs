@@ -4,8 +4,10 @@
 //! Hygiene for every protected route: request body limit (STOW-RS streams and has its own),
 //! request timeout (not for STOW-RS), CORS from the configuration, compression of JSON.
 
+pub mod audit_export;
 pub mod auth;
 pub mod dicomweb;
+pub mod oidc;
 pub mod privacy;
 pub mod problem;
 pub mod rest;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub users: Arc<radris_auth::Users>,
     pub login_limiter: Arc<session::LoginLimiter>,
+    /// Sign-in through an external OpenID Connect provider (`[oidc]`); None: off.
+    pub oidc: Option<Arc<radris_auth::oidc::Oidc>>,
     pub audit: Audit,
     pub http: Arc<HttpConfig>,
     /// Whether clients reach us over TLS (for the URLs we hand out).
@@ -83,6 +87,8 @@ pub fn router(state: AppState) -> Router {
     let sign_in = Router::new()
         .route("/api/v1/auth/login", axum::routing::post(session::login))
         .route("/api/v1/auth/logout", axum::routing::post(session::logout))
+        .route("/api/v1/auth/oidc/login", get(oidc::login))
+        .route("/api/v1/auth/oidc/callback", get(oidc::callback))
         .layer(DefaultBodyLimit::max(16 * 1024));
     let protected = reads
         .merge(api)

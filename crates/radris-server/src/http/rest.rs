@@ -725,6 +725,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(super::privacy::erase_patient))
         .routes(routes!(super::privacy::deidentify_study))
+        .routes(routes!(super::audit_export::export_audit))
         .routes(routes!(super::session::totp_enrol))
         .routes(routes!(super::session::totp_confirm))
 }
