@@ -10,6 +10,7 @@ command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v c++ >/dev/null || need_apt+=(g++)
+command -v openssl >/dev/null || need_apt+=(openssl)   # test certificates (TLS tests)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +20,10 @@ fi
 if ! python3 -c 'import pydicom, pynetdicom, pytest, numpy, requests, dicomweb_client' 2>/dev/null; then
   echo "deps: pip install pydicom pynetdicom pytest numpy requests dicomweb-client"
   python3 -m pip install -q --disable-pip-version-check pydicom pynetdicom pytest numpy requests dicomweb-client
+fi
+if ! python3 -c 'import cryptography, joserfc' 2>/dev/null; then
+  echo "deps: pip install cryptography joserfc (test identity provider, WebAuthn authenticator)"
+  python3 -m pip install -q --disable-pip-version-check cryptography joserfc
 fi
 if ! python3 -c 'import pylibjpeg, libjpeg, openjpeg, rle, jpeg_ls' 2>/dev/null; then
   echo "deps: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls"
