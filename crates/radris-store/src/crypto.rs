@@ -907,3 +907,41 @@ pub(crate) mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    use super::tests::test_keys;
+    use super::*;
+
+    /// Prints encryption and authenticated-decryption throughput (no assertion on time).
+    #[tokio::test]
+    async fn prints_throughput() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = test_keys(dir.path(), &["t"]).await;
+        let t = TenantId::parse("t").unwrap();
+        let plain = vec![7u8; 32 << 20];
+        let path = dir.path().join("big");
+        let start = std::time::Instant::now();
+        let mut w = SegmentWriter::new(
+            Vec::with_capacity(plain.len() + (1 << 20)),
+            keys.new_blob_key(&t).unwrap(),
+        );
+        w.write_all(&plain).unwrap();
+        let out = w.finish().unwrap();
+        let enc = start.elapsed();
+        std::fs::write(&path, &out).unwrap();
+        let start = std::time::Instant::now();
+        let back = BlobReader::open(&path, &keys, "t")
+            .unwrap()
+            .read_all()
+            .unwrap();
+        let dec = start.elapsed();
+        assert_eq!(back.len(), plain.len());
+        let mb = plain.len() as f64 / (1 << 20) as f64;
+        println!(
+            "blob crypto: encrypt {:.0} MiB/s, decrypt+authenticate {:.0} MiB/s",
+            mb / enc.as_secs_f64(),
+            mb / dec.as_secs_f64()
+        );
+    }
+}
