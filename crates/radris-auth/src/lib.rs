@@ -5,6 +5,7 @@
 //! * [`principal`]: who is calling ([`Principal`]): tenant, actor and [`Scopes`]. The tenant of
 //!   every request comes from here, never from the request itself.
 //! * [`users`]: accounts (Argon2id, [`password`] rules, lockout) and server-side sessions.
+//! * [`webauthn`]: passkeys as a second factor (WebAuthn Level 2 relying party, ES256/EdDSA).
 //! * [`oidc`]: sign-in through an external OpenID Connect provider (code flow with PKCE).
 //! * [`audit`]: the append-only audit log. Each record carries the hash of the one before it,
 //!   so [`audit::verify`] finds a record that was edited, deleted, inserted or moved.
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod principal;
 pub mod token;
 pub mod users;
+pub mod webauthn;
 
 pub use audit::AuditLog;
 pub use principal::{Principal, Scope, Scopes};

@@ -64,7 +64,7 @@ fn check_roles(roles: &str) -> Result<(), AuthError> {
 pub enum LoginFailure {
     BadCredentials,
     Locked,
-    /// The password was right; the account has TOTP and no code was given.
+    /// The password was right; the account has TOTP or a passkey and no code was given.
     SecondFactorRequired,
     /// A wrong, expired or already used TOTP or recovery code.
     BadSecondFactor,
@@ -245,13 +245,18 @@ impl Users {
             self.count_failure(tenant, user).await?;
             return Ok(Err(LoginFailure::BadCredentials));
         }
-        if !totp_sealed.is_empty() {
+        // a passkey is a second factor too: without TOTP, the code path fails and the HTTP
+        // layer offers the passkey challenge (crate::webauthn)
+        if !totp_sealed.is_empty()
+            || crate::webauthn::has_passkeys(&self.pool, tenant, user).await?
+        {
             let Some(code) = second_factor.map(str::trim).filter(|c| !c.is_empty()) else {
                 return Ok(Err(LoginFailure::SecondFactorRequired));
             };
-            if !self
-                .second_factor_ok(tenant, user, &totp_sealed, code)
-                .await?
+            if totp_sealed.is_empty()
+                || !self
+                    .second_factor_ok(tenant, user, &totp_sealed, code)
+                    .await?
             {
                 self.count_failure(tenant, user).await?;
                 return Ok(Err(LoginFailure::BadSecondFactor));
@@ -273,7 +278,11 @@ impl Users {
         }))
     }
 
-    async fn count_failure(&self, tenant: &TenantId, user: &str) -> Result<(), AuthError> {
+    pub(crate) async fn count_failure(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+    ) -> Result<(), AuthError> {
         sqlx::query(
             // a lock that has run out starts a fresh count (the first failure after it does
             // not lock again at once). Parameters first appear in order: SQLite numbers
@@ -600,6 +609,149 @@ impl Users {
         .map_err(AuthError::db("closing a session"))?;
         Ok(())
     }
+
+    // ---- Cedar attributes of accounts (roles, site, person name) ----
+
+    /// The authorisation profile of an account, if `user` is one in `tenant`.
+    pub async fn profile(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+    ) -> Result<Option<Profile>, AuthError> {
+        let row = sqlx::query(
+            "SELECT roles, site, person_name, disabled FROM users WHERE tenant_id = $1 AND user_name = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(AuthError::db("reading a user's profile"))?;
+        let Some(r) = row else { return Ok(None) };
+        let s = |i| {
+            r.try_get::<String, _>(i)
+                .map_err(AuthError::db("reading a user's profile"))
+        };
+        Ok(Some(Profile {
+            roles: s(0)?,
+            site: s(1)?,
+            person_name: s(2)?,
+            disabled: r
+                .try_get::<i64, _>(3)
+                .map_err(AuthError::db("reading a user's profile"))?
+                != 0,
+        }))
+    }
+
+    /// Change an account's roles, site or person name (`None` keeps the value); whether the
+    /// account exists. Roles must be known ([`ROLES`]); site and name at most 128 printable
+    /// characters.
+    pub async fn set_profile(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        roles: Option<&str>,
+        site: Option<&str>,
+        person_name: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        if let Some(r) = roles {
+            check_roles(r)?;
+        }
+        for (what, v) in [("site", site), ("person_name", person_name)] {
+            if v.is_some_and(|v| v.len() > 128 || v.chars().any(char::is_control)) {
+                return Err(AuthError::Invalid(format!(
+                    "{what} must be at most 128 printable characters"
+                )));
+            }
+        }
+        let Some(current) = self.profile(tenant, user).await? else {
+            return Ok(false);
+        };
+        let roles = roles.map_or(current.roles, |r| {
+            r.split(',').map(str::trim).collect::<Vec<_>>().join(",")
+        });
+        let site = site.map_or(current.site, |s| s.trim().to_owned());
+        let person_name = person_name.map_or(current.person_name, |p| p.trim().to_owned());
+        sqlx::query(
+            "UPDATE users SET roles = $1, site = $2, person_name = $3, person_name_norm = $4 \
+             WHERE tenant_id = $5 AND user_name = $6",
+        )
+        .bind(&roles)
+        .bind(&site)
+        .bind(&person_name)
+        .bind(person_name_norm(&person_name))
+        .bind(tenant.as_str())
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(AuthError::db("updating a user's profile"))?;
+        Ok(true)
+    }
+
+    /// The accounts whose person name is `referring_norm` (a study's ReferringPhysicianName,
+    /// trimmed and upper-cased as the index stores it): the study's referrers.
+    pub async fn named(
+        &self,
+        tenant: &TenantId,
+        referring_norm: &str,
+    ) -> Result<Vec<String>, AuthError> {
+        if referring_norm.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT user_name FROM users WHERE tenant_id = $1 AND person_name_norm = $2 ORDER BY user_name",
+        )
+        .bind(tenant.as_str())
+        .bind(referring_norm)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AuthError::db("finding users by person name"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<String, _>(0)
+                    .map_err(AuthError::db("finding users by person name"))
+            })
+            .collect()
+    }
+
+    /// Every account of the tenant that has a person name, by normalised name (for
+    /// filtering study lists without a query per study).
+    pub async fn all_named(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, AuthError> {
+        let rows = sqlx::query(
+            "SELECT person_name_norm, user_name FROM users WHERE tenant_id = $1 AND person_name_norm <> ''",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(AuthError::db("listing person names"))?;
+        let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for r in &rows {
+            let name: String = r.try_get(0).map_err(AuthError::db("listing person names"))?;
+            let user: String = r.try_get(1).map_err(AuthError::db("listing person names"))?;
+            out.entry(name).or_default().push(user);
+        }
+        Ok(out)
+    }
+}
+
+/// An account's attributes for authorisation ([`Users::profile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Comma separated role names.
+    pub roles: String,
+    /// '' for none.
+    pub site: String,
+    /// As DICOM spells it (`Family^Given`); '' for none.
+    pub person_name: String,
+    pub disabled: bool,
+}
+
+/// A person name as the index compares it: trimmed of spaces and NULs, upper-cased (the
+/// index's `referring_norm`).
+pub fn person_name_norm(name: &str) -> String {
+    name.trim_matches([' ', '\0']).to_uppercase()
 }
 
 fn normalise_recovery(code: &str) -> String {

@@ -113,6 +113,12 @@ pub struct HttpConfig {
     /// Base URL clients reach us at (for BulkDataURI and Location headers), e.g.
     /// `https://pacs.example.org`; default: derived from the request's Host header.
     pub public_url: Option<String>,
+    /// WebAuthn relying party id (a domain: passkeys are bound to it, so changing it orphans
+    /// every registered passkey); default: the host of `public_url`, else `localhost`.
+    pub webauthn_rp_id: Option<String>,
+    /// The origin browsers show when they sign (e.g. `https://pacs.example.org`); default:
+    /// the origin of `public_url`, else any `http(s)://localhost:<port>` (development).
+    pub webauthn_origin: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -124,6 +130,8 @@ impl Default for HttpConfig {
             request_timeout_s: 300,
             cors_origins: Vec::new(),
             public_url: None,
+            webauthn_rp_id: None,
+            webauthn_origin: None,
         }
     }
 }
@@ -286,6 +294,10 @@ pub struct RemoteAeConfig {
     pub tenant: String,
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// The site (hospital, department) this AE sends from: stamped on the studies stored
+    /// through it, for site-scoped authorisation policies.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 fn default_tenant_name() -> String {

@@ -210,4 +210,44 @@ CREATE TABLE legal_holds (
     PRIMARY KEY (tenant_id, patient_id)
 )
 "#,
+    // 10: tables owned by radris-auth: WebAuthn passkeys (second factor; public keys as COSE,
+    // ids and keys base64url) and their pending ceremonies (single use: used_at 0 = open;
+    // handle = SHA-256 of the challenge for registrations, of the mfa_ticket for sign-ins)
+    r#"
+CREATE TABLE webauthn_credentials (
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    credential_id TEXT NOT NULL,
+    user_handle TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    algorithm BIGINT NOT NULL,
+    sign_count BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, credential_id)
+);
+CREATE INDEX webauthn_credentials_user ON webauthn_credentials (tenant_id, user_name);
+CREATE TABLE webauthn_ceremonies (
+    handle_sha256 TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    challenge TEXT NOT NULL,
+    user_handle TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT NOT NULL
+);
+CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies (expires_at)
+"#,
+    // 11: Cedar attributes: the site (and, for referring physicians, the person name as
+    // ReferringPhysicianName spells it; _norm = trimmed, upper-cased like referring_norm) of a
+    // user account, and the site a study was acquired at ('' = unknown)
+    r#"
+ALTER TABLE users ADD COLUMN site TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN person_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN person_name_norm TEXT NOT NULL DEFAULT '';
+CREATE INDEX users_person_name ON users (tenant_id, person_name_norm);
+ALTER TABLE studies ADD COLUMN site TEXT NOT NULL DEFAULT ''
+"#,
 ];

@@ -12,6 +12,7 @@ pub mod privacy;
 pub mod problem;
 pub mod rest;
 pub mod session;
+pub mod webauthn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/logout", axum::routing::post(session::logout))
         .route("/api/v1/auth/oidc/login", get(oidc::login))
         .route("/api/v1/auth/oidc/callback", get(oidc::callback))
+        .route(
+            "/api/v1/auth/webauthn/login/finish",
+            axum::routing::post(webauthn::login_finish),
+        )
         .layer(DefaultBodyLimit::max(16 * 1024));
     let protected = reads
         .merge(api)

@@ -689,7 +689,7 @@ impl Modify for BearerAuth {
         description = "REST API of the RADRIS archive. DICOMweb (QIDO-RS, WADO-RS, STOW-RS) is served under /dicom-web as PS3.18 specifies. Errors are RFC 9457 problem documents. Authenticate with `Authorization: Bearer <token>` (`radris admin token create`).",
         license(name = "Apache-2.0")
     ),
-    paths(super::session::login, super::session::logout),
+    paths(super::session::login, super::session::logout, super::webauthn::login_finish),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     tags(
@@ -728,4 +728,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::audit_export::export_audit))
         .routes(routes!(super::session::totp_enrol))
         .routes(routes!(super::session::totp_confirm))
+        .routes(routes!(super::webauthn::register_start))
+        .routes(routes!(super::webauthn::register_finish))
+        .routes(routes!(super::webauthn::list_passkeys))
+        .routes(routes!(super::webauthn::delete_passkey))
 }

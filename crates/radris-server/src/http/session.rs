@@ -158,6 +158,12 @@ pub async fn login(
                 detail,
                 &source,
             );
+            if why == LoginFailure::SecondFactorRequired
+                && let Some(challenge) =
+                    super::webauthn::passkey_challenge(&st, &tenant, &req.user).await?
+            {
+                return Ok(challenge);
+            }
             let told = if why == LoginFailure::SecondFactorRequired {
                 "a second factor is required: send the code of your authenticator app as \"code\""
             } else {
@@ -170,19 +176,32 @@ pub async fn login(
             });
         }
     };
+    signed_in(&st, &principal, "auth.login", &source).await
+}
+
+/// Open a session for a principal that passed sign-in (password and second factor), audit
+/// it as `action` and answer with the session cookie: shared by the password and passkey
+/// sign-ins so both set exactly the same cookie.
+pub(super) async fn signed_in(
+    st: &AppState,
+    principal: &radris_auth::Principal,
+    action: &str,
+    source: &str,
+) -> Result<Response, ApiError> {
+    let tenant = &principal.tenant;
     let secret = st
         .users
-        .open_session(&principal)
+        .open_session(principal)
         .await
         .map_err(|e| ApiError::internal("opening a session", e))?;
     audit(
-        &st,
+        st,
         tenant.as_str(),
         &principal.user,
-        "auth.login",
+        action,
         Outcome::Success,
         "session opened",
-        &source,
+        source,
     );
     let cookie = format!(
         "{COOKIE}={secret}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
