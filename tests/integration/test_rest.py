@@ -187,7 +187,8 @@ def test_cross_tenant_matrix_from_route_tables(srv):
     token_id = a.post(f"{api(srv)}/admin/tokens", json={"user": "victim", "scopes": "read"}).json()["token_id"]
     fill = {"study_uid": study, "study": study, "series_uid": series, "series": series,
             "sop_instance_uid": sop, "instance": sop, "token_id": token_id, "frames": "1",
-            "tag": "00100010", "patient_id": "P2"}
+            "tag": "00100010", "patient_id": "P2", "user": "victim",
+            "grant_id": "0190d0a0-0000-7000-8000-000000000000"}
     b = srv.session(tenant="other", scope="read,write,delete,admin")
     base = f"http://127.0.0.1:{srv.http_port}"
     doc = requests.get(f"{base}/api/openapi.json").json()

@@ -728,8 +728,12 @@ impl Users {
         .map_err(AuthError::db("listing person names"))?;
         let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
         for r in &rows {
-            let name: String = r.try_get(0).map_err(AuthError::db("listing person names"))?;
-            let user: String = r.try_get(1).map_err(AuthError::db("listing person names"))?;
+            let name: String = r
+                .try_get(0)
+                .map_err(AuthError::db("listing person names"))?;
+            let user: String = r
+                .try_get(1)
+                .map_err(AuthError::db("listing person names"))?;
             out.entry(name).or_default().push(user);
         }
         Ok(out)

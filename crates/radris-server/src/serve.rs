@@ -148,6 +148,8 @@ pub async fn serve(
     if let Some(o) = &oidc {
         tracing::info!(oidc = ?o, "sign-in through an OpenID Connect provider is on");
     }
+    let policy = radris_auth::policy::PolicyEngine::load(archive.index().pool().clone()).await?;
+    stamp_sites_of_remote_aes(&cfg, &archive);
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
@@ -161,6 +163,7 @@ pub async fn serve(
         http: Arc::new(cfg.http.clone()),
         tls: http_tls.is_some(),
         deid_key: Arc::new(deid_key),
+        policy,
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -219,4 +222,66 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Studies stored through a `[[remote_aes]]` entry with a `site` get that site (the first
+/// site to store into a study owns it), for site-scoped authorisation policies. Runs off the
+/// event bus, so the stamp follows the C-STORE response by milliseconds.
+fn stamp_sites_of_remote_aes(cfg: &Config, archive: &Archive) {
+    let sites: std::collections::HashMap<(String, String), String> = cfg
+        .remote_aes
+        .iter()
+        .filter_map(|ae| {
+            let site = ae.site.as_deref()?.trim();
+            (!site.is_empty()).then(|| {
+                (
+                    (ae.tenant.clone(), ae.ae_title.trim().to_owned()),
+                    site.to_owned(),
+                )
+            })
+        })
+        .collect();
+    if sites.is_empty() {
+        return;
+    }
+    let mut events = archive.events().subscribe();
+    let index = archive.index().clone();
+    tokio::spawn(async move {
+        let mut last: Option<(String, String)> = None;
+        loop {
+            let event = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "site stamping lagged behind ingest");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let radris_core::events::Event::InstanceStored {
+                tenant,
+                study_uid,
+                source: Some(ae),
+                ..
+            } = event
+            else {
+                continue;
+            };
+            let key = (tenant.as_str().to_owned(), ae.as_str().trim().to_owned());
+            let Some(site) = sites.get(&key) else {
+                continue;
+            };
+            // one update per study, not per instance
+            let this = (tenant.as_str().to_owned(), study_uid.as_str().to_owned());
+            if last.as_ref() == Some(&this) {
+                continue;
+            }
+            last = Some(this);
+            if let Err(e) = index
+                .stamp_study_site(&tenant, study_uid.as_str(), site)
+                .await
+            {
+                tracing::warn!(error = %e, "could not stamp a study's site");
+            }
+        }
+    });
 }

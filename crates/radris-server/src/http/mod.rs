@@ -8,6 +8,7 @@ pub mod audit_export;
 pub mod auth;
 pub mod dicomweb;
 pub mod oidc;
+pub mod policy;
 pub mod privacy;
 pub mod problem;
 pub mod rest;
@@ -54,6 +55,8 @@ pub struct AppState {
     /// Secret behind de-identification salts (derived from the master key): a tenant's
     /// de-identified exports are consistent per project and unlinkable across projects.
     pub deid_key: Arc<[u8; 32]>,
+    /// Cedar authorisation: per-tenant policies and break-glass grants (see `auth.rs`).
+    pub policy: radris_auth::policy::PolicyEngine,
 }
 
 /// Install the Prometheus recorder once per process.

@@ -239,6 +239,7 @@ fn check_date(name: &str, v: &Option<String>) -> Result<(), ApiError> {
 pub async fn list_studies(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<super::auth::Authz>,
     ApiQuery(q): ApiQuery<StudyQuery>,
 ) -> Result<Json<StudyPage>, ApiError> {
     let limit = check_limit(q.limit)?;
@@ -268,18 +269,36 @@ pub async fn list_studies(
         date_to: q.date_to,
         description: q.description,
     };
-    let page = st
-        .archive
-        .index()
-        .list_studies(
-            &p.tenant,
-            &filter,
-            sort,
-            descending,
-            q.cursor.as_deref(),
-            limit,
-        )
-        .await?;
+    // callers who may read only some studies get those (a page may then be shorter than
+    // `limit` but still carry a cursor: see Index::list_studies_where)
+    let index = st.archive.index();
+    let page = match authz.study_filter(&st).await? {
+        None => {
+            index
+                .list_studies(
+                    &p.tenant,
+                    &filter,
+                    sort,
+                    descending,
+                    q.cursor.as_deref(),
+                    limit,
+                )
+                .await?
+        }
+        Some(readable) => {
+            index
+                .list_studies_where(
+                    &p.tenant,
+                    &filter,
+                    sort,
+                    descending,
+                    q.cursor.as_deref(),
+                    limit,
+                    &|a| readable.allows(a),
+                )
+                .await?
+        }
+    };
     Ok(Json(StudyPage {
         items: page.items.into_iter().map(Study::from).collect(),
         next_cursor: page.next_cursor,
@@ -438,14 +457,30 @@ pub async fn delete_instance(
 pub async fn list_patients(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<super::auth::Authz>,
     ApiQuery(q): ApiQuery<PatientQuery>,
 ) -> Result<Json<PatientPage>, ApiError> {
     let limit = check_limit(q.limit)?;
-    let page = st
-        .archive
-        .index()
-        .list_patients(&p.tenant, q.name.as_deref(), q.cursor.as_deref(), limit)
-        .await?;
+    let index = st.archive.index();
+    // callers who may read only some studies see the patients of those
+    let page = match authz.study_filter(&st).await? {
+        None => {
+            index
+                .list_patients(&p.tenant, q.name.as_deref(), q.cursor.as_deref(), limit)
+                .await?
+        }
+        Some(readable) => {
+            index
+                .list_patients_where(
+                    &p.tenant,
+                    q.name.as_deref(),
+                    q.cursor.as_deref(),
+                    limit,
+                    &|studies| studies.iter().any(|a| readable.allows(a)),
+                )
+                .await?
+        }
+    };
     Ok(Json(PatientPage {
         items: page
             .items
@@ -732,4 +767,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::webauthn::register_finish))
         .routes(routes!(super::webauthn::list_passkeys))
         .routes(routes!(super::webauthn::delete_passkey))
+        .routes(routes!(
+            super::policy::get_policies,
+            super::policy::put_policies,
+            super::policy::reset_policies
+        ))
+        .routes(routes!(super::policy::validate_policies))
+        .routes(routes!(super::policy::put_user))
+        .routes(routes!(super::policy::open_break_glass))
+        .routes(routes!(super::policy::close_break_glass))
 }

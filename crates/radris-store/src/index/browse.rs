@@ -50,7 +50,40 @@ pub struct StudySummary {
     pub num_series: i64,
     pub num_instances: i64,
     pub received_at: i64,
+    /// The site the study was acquired at ('' = unknown), for authorisation.
+    pub site: String,
+    /// ReferringPhysicianName, trimmed and upper-cased, for authorisation.
+    pub referring_norm: String,
 }
+
+/// What authorisation policies need to know of a study (see `radris_auth::policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyAccess {
+    pub study_uid: String,
+    pub patient_id: String,
+    /// '' = unknown.
+    pub site: String,
+    /// ReferringPhysicianName, trimmed and upper-cased ('' = none).
+    pub referring_norm: String,
+}
+
+impl StudySummary {
+    /// The study's authorisation attributes.
+    pub fn access(&self) -> StudyAccess {
+        StudyAccess {
+            study_uid: self.study_uid.clone(),
+            patient_id: self.patient_id.clone(),
+            site: self.site.clone(),
+            referring_norm: self.referring_norm.clone(),
+        }
+    }
+}
+
+/// Rows a filtered list ([`Index::list_studies_where`], [`Index::list_patients_where`])
+/// examines at most per request; a page that reaches it may hold fewer items than asked for
+/// but carries a cursor to go on.
+pub const MAX_FILTER_SCAN: usize = 10_000;
+const FILTER_BATCH: u32 = 500;
 
 /// One page and the cursor of the next (None on the last page).
 #[derive(Debug, Clone)]
@@ -118,7 +151,7 @@ fn err(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
 /// The columns [`study_row`] reads, in its order.
 const STUDY_SELECT: &str = "SELECT st.study_uid, st.patient_id, p.patient_name, p.birth_date, p.sex, \
      st.study_date, st.study_time, st.accession, st.description, st.modalities, \
-     st.num_series, st.num_instances, st.created_at \
+     st.num_series, st.num_instances, st.created_at, st.site, st.referring_norm \
      FROM studies st JOIN patients p ON p.tenant_id = st.tenant_id AND p.patient_id = st.patient_id";
 
 fn study_row(r: &AnyRow) -> Result<StudySummary, StoreError> {
@@ -142,6 +175,33 @@ fn study_row(r: &AnyRow) -> Result<StudySummary, StoreError> {
         num_series: n(10)?,
         num_instances: n(11)?,
         received_at: n(12)?,
+        site: s(13)?,
+        referring_norm: s(14)?,
+    })
+}
+
+fn study_cursor(sort: StudySort, s: &StudySummary) -> String {
+    encode_cursor(&match sort {
+        StudySort::Date => vec![
+            s.study_date.clone(),
+            s.study_time.clone(),
+            s.study_uid.clone(),
+        ],
+        StudySort::Received => vec![s.received_at.to_string(), s.study_uid.clone()],
+        StudySort::Accession => vec![s.accession.clone(), s.study_uid.clone()],
+    })
+}
+
+const ACCESS_SELECT: &str =
+    "SELECT st.study_uid, st.patient_id, st.site, st.referring_norm FROM studies st";
+
+fn access_row(r: &AnyRow) -> Result<StudyAccess, StoreError> {
+    let s = |i| r.try_get::<String, _>(i).map_err(err("study access row"));
+    Ok(StudyAccess {
+        study_uid: s(0)?,
+        patient_id: s(1)?,
+        site: s(2)?,
+        referring_norm: s(3)?,
     })
 }
 
@@ -238,17 +298,7 @@ impl Index {
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(encode_cursor(&match sort {
-                StudySort::Date => vec![
-                    last.study_date.clone(),
-                    last.study_time.clone(),
-                    last.study_uid.clone(),
-                ],
-                StudySort::Received => {
-                    vec![last.received_at.to_string(), last.study_uid.clone()]
-                }
-                StudySort::Accession => vec![last.accession.clone(), last.study_uid.clone()],
-            })),
+            (true, Some(last)) => Some(study_cursor(sort, last)),
             _ => None,
         };
         Ok(Page { items, next_cursor })
@@ -394,6 +444,246 @@ impl Index {
             _ => None,
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// A page of the studies `keep` accepts (authorisation: a caller who may read only some
+    /// studies). Keyset paging stays exact: the cursor is the sort key of the last study
+    /// *examined*, so the next page starts after it whether it was kept or not. At most
+    /// [`MAX_FILTER_SCAN`] studies are examined per call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_studies_where(
+        &self,
+        tenant: &TenantId,
+        filter: &StudyFilter,
+        sort: StudySort,
+        descending: bool,
+        cursor: Option<&str>,
+        limit: u32,
+        keep: &(dyn Fn(&StudyAccess) -> bool + Sync),
+    ) -> Result<Page<StudySummary>, StoreError> {
+        let mut items = Vec::new();
+        let mut cursor = cursor.map(str::to_owned);
+        let mut scanned = 0usize;
+        loop {
+            let batch = self
+                .list_studies(
+                    tenant,
+                    filter,
+                    sort,
+                    descending,
+                    cursor.as_deref(),
+                    FILTER_BATCH.max(limit),
+                )
+                .await?;
+            let n = batch.items.len();
+            for (i, study) in batch.items.into_iter().enumerate() {
+                scanned += 1;
+                let key = study_cursor(sort, &study);
+                if keep(&study.access()) {
+                    items.push(study);
+                }
+                if items.len() >= limit as usize || scanned >= MAX_FILTER_SCAN {
+                    let more = i + 1 < n || batch.next_cursor.is_some();
+                    return Ok(Page {
+                        items,
+                        next_cursor: more.then_some(key),
+                    });
+                }
+            }
+            match batch.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => {
+                    return Ok(Page {
+                        items,
+                        next_cursor: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A page of the patients for whom `visible` accepts the list of their studies (e.g.: at
+    /// least one study the caller may read), with the paging guarantees of
+    /// [`Index::list_studies_where`].
+    pub async fn list_patients_where(
+        &self,
+        tenant: &TenantId,
+        name: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+        visible: &(dyn Fn(&[StudyAccess]) -> bool + Sync),
+    ) -> Result<Page<PatientSummary>, StoreError> {
+        let mut items = Vec::new();
+        let mut cursor = cursor.map(str::to_owned);
+        let mut scanned = 0usize;
+        loop {
+            let batch = self
+                .list_patients(tenant, name, cursor.as_deref(), FILTER_BATCH.max(limit))
+                .await?;
+            let ids: Vec<String> = batch.items.iter().map(|p| p.patient_id.clone()).collect();
+            let mut studies: std::collections::HashMap<String, Vec<StudyAccess>> =
+                std::collections::HashMap::new();
+            for chunk in ids.chunks(200) {
+                let mut sql = Sql {
+                    text: ACCESS_SELECT.to_owned(),
+                    ..Sql::default()
+                };
+                let t = sql.arg(tenant.as_str());
+                let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
+                sql.text.push_str(&format!(
+                    " WHERE st.tenant_id = {t} AND st.patient_id IN ({})",
+                    list.join(", ")
+                ));
+                let rows = bind_all(
+                    sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
+                    &sql.args,
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err("studies of patients"))?;
+                for r in &rows {
+                    let a = access_row(r)?;
+                    studies.entry(a.patient_id.clone()).or_default().push(a);
+                }
+            }
+            let n = batch.items.len();
+            for (i, patient) in batch.items.into_iter().enumerate() {
+                scanned += 1;
+                let key = encode_cursor(std::slice::from_ref(&patient.patient_id));
+                let theirs = studies
+                    .get(&patient.patient_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if visible(theirs) {
+                    items.push(patient);
+                }
+                if items.len() >= limit as usize || scanned >= MAX_FILTER_SCAN {
+                    let more = i + 1 < n || batch.next_cursor.is_some();
+                    return Ok(Page {
+                        items,
+                        next_cursor: more.then_some(key),
+                    });
+                }
+            }
+            match batch.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => {
+                    return Ok(Page {
+                        items,
+                        next_cursor: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The authorisation attributes of a study, if the tenant has it.
+    pub async fn study_access(
+        &self,
+        tenant: &TenantId,
+        study_uid: &str,
+    ) -> Result<Option<StudyAccess>, StoreError> {
+        self.access_by("st.study_uid = $2", tenant, study_uid).await
+    }
+
+    /// The authorisation attributes of the study a series belongs to.
+    pub async fn study_access_of_series(
+        &self,
+        tenant: &TenantId,
+        series_uid: &str,
+    ) -> Result<Option<StudyAccess>, StoreError> {
+        self.access_by(
+            "st.study_uid = (SELECT se.study_uid FROM series se WHERE se.tenant_id = $1 AND se.series_uid = $2)",
+            tenant,
+            series_uid,
+        )
+        .await
+    }
+
+    /// The authorisation attributes of the study an instance belongs to.
+    pub async fn study_access_of_instance(
+        &self,
+        tenant: &TenantId,
+        sop_uid: &str,
+    ) -> Result<Option<StudyAccess>, StoreError> {
+        self.access_by(
+            "st.study_uid = (SELECT i.study_uid FROM instances i WHERE i.tenant_id = $1 AND i.sop_uid = $2)",
+            tenant,
+            sop_uid,
+        )
+        .await
+    }
+
+    async fn access_by(
+        &self,
+        condition: &'static str,
+        tenant: &TenantId,
+        value: &str,
+    ) -> Result<Option<StudyAccess>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ACCESS_SELECT} WHERE st.tenant_id = $1 AND {condition}"
+        )))
+        .bind(tenant.as_str())
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err("study access"))?;
+        row.as_ref().map(access_row).transpose()
+    }
+
+    /// The authorisation attributes of several studies of a tenant (those it has).
+    pub async fn study_access_many(
+        &self,
+        tenant: &TenantId,
+        study_uids: &[String],
+    ) -> Result<Vec<StudyAccess>, StoreError> {
+        let mut out = Vec::with_capacity(study_uids.len());
+        for chunk in study_uids.chunks(200) {
+            let mut sql = Sql {
+                text: ACCESS_SELECT.to_owned(),
+                ..Sql::default()
+            };
+            let t = sql.arg(tenant.as_str());
+            let list: Vec<String> = chunk.iter().map(|u| sql.arg(u.clone())).collect();
+            sql.text.push_str(&format!(
+                " WHERE st.tenant_id = {t} AND st.study_uid IN ({})",
+                list.join(", ")
+            ));
+            let rows = bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
+                &sql.args,
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err("study access"))?;
+            for r in &rows {
+                out.push(access_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record the site a study was acquired at, unless it already has one (the first site to
+    /// store into a study owns it); whether it changed.
+    pub async fn stamp_study_site(
+        &self,
+        tenant: &TenantId,
+        study_uid: &str,
+        site: &str,
+    ) -> Result<bool, StoreError> {
+        if site.is_empty() {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE studies SET site = $1 WHERE tenant_id = $2 AND study_uid = $3 AND site = ''",
+        )
+        .bind(site)
+        .bind(tenant.as_str())
+        .bind(study_uid)
+        .execute(&self.pool)
+        .await
+        .map_err(err("stamping a study's site"))?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

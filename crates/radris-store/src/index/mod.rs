@@ -16,7 +16,8 @@ mod write;
 pub use privacy::LegalHold;
 
 pub use browse::{
-    InstanceSummary, Page, PatientSummary, SeriesSummary, StudyFilter, StudySort, StudySummary,
+    InstanceSummary, MAX_FILTER_SCAN, Page, PatientSummary, SeriesSummary, StudyAccess,
+    StudyFilter, StudySort, StudySummary,
 };
 
 use radris_core::TenantId;

@@ -3,8 +3,15 @@
 //!
 //! Responses are assembled from the stored DICOM JSON headers by picking keys, without
 //! parsing them into DICOM objects: a search of 200 studies costs a few milliseconds.
+//!
+//! Authorisation: a search under a study (`/studies/{study}/…`) was decided by the auth
+//! middleware for that study. A search across studies returns, for a caller who may read only
+//! some studies (a referring physician, a technologist of one site), only rows of those
+//! studies; `offset` and `limit` then count the rows the caller may see. This scans matches
+//! from the start (cost grows with `offset`): at most [`MAX_FILTER_SCAN`] matches are
+//! examined per request, beyond which the answer is cut with the usual `Warning`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -19,11 +26,16 @@ use radris_store::FindRow;
 use serde_json::{Map, Value, json};
 
 use super::super::AppState;
+use super::super::auth::{Authz, StudyReadFilter};
 use super::super::problem::ApiError;
 use super::{base_url, uid};
 
 /// Most results one request may ask for.
 pub const MAX_LIMIT: u64 = 10_000;
+
+/// Most matches a filtered search (see the module documentation) examines.
+pub const MAX_FILTER_SCAN: u64 = 50_000;
+const FILTER_BATCH: u64 = 1_000;
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -341,72 +353,149 @@ fn respond(
 async fn search(
     state: AppState,
     principal: Principal,
+    authz: Authz,
     headers: HeaderMap,
     level: QueryLevel,
     params: Vec<(String, String)>,
     fixed: Vec<(Tag, String)>,
 ) -> Result<Response, ApiError> {
     let s = parse_search(level, &params, &fixed)?;
-    let (rows, more) = state
-        .archive
-        .index()
-        .find_page(&principal.tenant, &s.query, s.offset, Some(s.limit))
-        .await?;
+    // under a study in the path the middleware has decided already
+    let readable = if fixed.is_empty() {
+        authz.study_filter(&state).await?
+    } else {
+        None
+    };
+    let (rows, more) = match readable {
+        None => {
+            state
+                .archive
+                .index()
+                .find_page(&principal.tenant, &s.query, s.offset, Some(s.limit))
+                .await?
+        }
+        Some(readable) => filtered_page(&state, &principal, &s, &readable).await?,
+    };
     respond(&state, &headers, level, &s, rows, more)
+}
+
+/// The `offset`/`limit` window of the matches of readable studies; whether there are more.
+async fn filtered_page(
+    state: &AppState,
+    principal: &Principal,
+    s: &Search,
+    readable: &StudyReadFilter,
+) -> Result<(Vec<FindRow>, bool), ApiError> {
+    let index = state.archive.index();
+    let mut decided: HashMap<String, bool> = HashMap::new();
+    let mut skip = s.offset;
+    let mut out = Vec::new();
+    let mut position = 0u64;
+    loop {
+        let (rows, more) = index
+            .find_page(&principal.tenant, &s.query, position, Some(FILTER_BATCH))
+            .await?;
+        let n = rows.len() as u64;
+        let studies: Vec<String> = rows.iter().map(study_of_row).collect();
+        let mut unknown: Vec<String> = studies
+            .iter()
+            .filter(|u| !decided.contains_key(*u))
+            .cloned()
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        for a in index.study_access_many(&principal.tenant, &unknown).await? {
+            let allowed = readable.allows(&a);
+            decided.insert(a.study_uid.clone(), allowed);
+        }
+        for (row, study) in rows.into_iter().zip(studies) {
+            if !decided.get(&study).copied().unwrap_or(false) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if out.len() as u64 >= s.limit {
+                return Ok((out, true));
+            }
+            out.push(row);
+        }
+        position += n;
+        if !more || n == 0 {
+            return Ok((out, false));
+        }
+        if position >= MAX_FILTER_SCAN {
+            return Ok((out, true));
+        }
+    }
+}
+
+fn study_of_row(row: &FindRow) -> String {
+    match serde_json::from_str::<Value>(&row.header_json) {
+        Ok(Value::Object(m)) => first_string(&m, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 pub async fn studies(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<Authz>,
     headers: HeaderMap,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    search(st, p, headers, QueryLevel::Study, params, vec![]).await
+    search(st, p, authz, headers, QueryLevel::Study, params, vec![]).await
 }
 
 pub async fn all_series(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<Authz>,
     headers: HeaderMap,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    search(st, p, headers, QueryLevel::Series, params, vec![]).await
+    search(st, p, authz, headers, QueryLevel::Series, params, vec![]).await
 }
 
 pub async fn all_instances(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<Authz>,
     headers: HeaderMap,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    search(st, p, headers, QueryLevel::Image, params, vec![]).await
+    search(st, p, authz, headers, QueryLevel::Image, params, vec![]).await
 }
 
 pub async fn study_series(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<Authz>,
     headers: HeaderMap,
     Path(study): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let fixed = vec![(tags::STUDY_INSTANCE_UID, uid("study UID", &study)?)];
-    search(st, p, headers, QueryLevel::Series, params, fixed).await
+    search(st, p, authz, headers, QueryLevel::Series, params, fixed).await
 }
 
 pub async fn study_instances(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<Authz>,
     headers: HeaderMap,
     Path(study): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let fixed = vec![(tags::STUDY_INSTANCE_UID, uid("study UID", &study)?)];
-    search(st, p, headers, QueryLevel::Image, params, fixed).await
+    search(st, p, authz, headers, QueryLevel::Image, params, fixed).await
 }
 
 pub async fn series_instances(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
+    Extension(authz): Extension<Authz>,
     headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
     Query(params): Params,
@@ -415,7 +504,7 @@ pub async fn series_instances(
         (tags::STUDY_INSTANCE_UID, uid("study UID", &study)?),
         (tags::SERIES_INSTANCE_UID, uid("series UID", &series)?),
     ];
-    search(st, p, headers, QueryLevel::Image, params, fixed).await
+    search(st, p, authz, headers, QueryLevel::Image, params, fixed).await
 }
 
 #[cfg(test)]

@@ -200,6 +200,13 @@ async fn stow(
         }));
     }
     audit_studies(&state, &principal, &outcomes);
+    // the storing user's site goes on studies that have none (site-scoped policies)
+    let stored: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.failure.is_none())
+        .map(|o| o.study_uid.clone())
+        .collect();
+    super::super::auth::stamp_site(&state, &principal, stored).await;
     let base = base_url(&state, &headers);
     let mut referenced = Vec::new();
     let mut failed = Vec::new();
