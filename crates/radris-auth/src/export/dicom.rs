@@ -228,8 +228,10 @@ mod tests {
         for (i, _) in t.match_indices('&') {
             let entity = &t[i..t[i..].find(';').expect("entity end") + i + 1];
             assert!(
-                ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#9;", "&#10;", "&#13;"]
-                    .contains(&entity),
+                [
+                    "&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&#9;", "&#10;", "&#13;"
+                ]
+                .contains(&entity),
                 "bad entity {entity}"
             );
         }
@@ -278,7 +280,12 @@ mod tests {
     #[test]
     fn event_ids_for_typical_records() {
         check(
-            &row("dicomweb.qido.studies", "success", "/dicom-web/studies", "PatientID=7"),
+            &row(
+                "dicomweb.qido.studies",
+                "success",
+                "/dicom-web/studies",
+                "PatientID=7",
+            ),
             &[
                 r#"EventActionCode="E""#,
                 r#"<EventID csd-code="110112" codeSystemName="DCM" originalText="Query"/>"#,
@@ -335,7 +342,12 @@ mod tests {
             ],
         );
         check(
-            &row("dimse.c-store", "failure", "refused instances", "instances=2"),
+            &row(
+                "dimse.c-store",
+                "failure",
+                "refused instances",
+                "instances=2",
+            ),
             &[
                 r#"EventOutcomeIndicator="4""#,
                 "<EventOutcomeDescription>instances=2</EventOutcomeDescription>",

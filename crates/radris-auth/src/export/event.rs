@@ -193,7 +193,9 @@ enum Shape {
     /// A search: the resource and detail become a query object.
     Query,
     /// Instances moved between us and the requestor.
-    Transfer { received: bool },
+    Transfer {
+        received: bool,
+    },
     /// Instances read, changed or deleted in place.
     Accessed,
     StudyDeleted,
@@ -247,7 +249,12 @@ fn classify(action: &str, outcome: &str, actor: &str) -> (Shape, ActionCode, Opt
             A::Read,
             None,
         ),
-        ("auth.logout", Shape::Authentication, A::Execute, Some(LOGOUT)),
+        (
+            "auth.logout",
+            Shape::Authentication,
+            A::Execute,
+            Some(LOGOUT),
+        ),
         ("auth.login", Shape::Authentication, A::Execute, Some(LOGIN)),
         ("auth.", Shape::Authentication, A::Execute, None),
         ("admin.delete", Shape::StudyDeleted, A::Delete, None),
@@ -328,7 +335,11 @@ fn classify_http(method: &str, route: &str) -> (Shape, ActionCode, Option<Coded>
         );
     }
     if route.starts_with("/api/v1/admin") {
-        return (Shape::SecurityAlert, by_method, Some(SECURITY_CONFIGURATION));
+        return (
+            Shape::SecurityAlert,
+            by_method,
+            Some(SECURITY_CONFIGURATION),
+        );
     }
     if method == "DELETE" && route.starts_with("/api/v1/studies/") {
         return (Shape::StudyDeleted, A::Delete, None);
@@ -529,7 +540,13 @@ mod tests {
         use ActionCode::*;
         let ok = "success";
         check("dicomweb.qido.studies", ok, QUERY, Execute, None);
-        check("dicomweb.wado.instance", ok, INSTANCES_TRANSFERRED, Read, None);
+        check(
+            "dicomweb.wado.instance",
+            ok,
+            INSTANCES_TRANSFERRED,
+            Read,
+            None,
+        );
         check("dicomweb.stow", ok, INSTANCES_TRANSFERRED, Create, None);
         check("dimse.c-find", ok, QUERY, Execute, None);
         check("dimse.c-store", ok, INSTANCES_TRANSFERRED, Create, None);
@@ -542,13 +559,7 @@ mod tests {
             Execute,
             Some(NODE_AUTHENTICATION),
         );
-        check(
-            "auth.login",
-            ok,
-            USER_AUTHENTICATION,
-            Execute,
-            Some(LOGIN),
-        );
+        check("auth.login", ok, USER_AUTHENTICATION, Execute, Some(LOGIN));
         check(
             "auth.login.failed",
             "denied",
@@ -563,7 +574,13 @@ mod tests {
             Execute,
             Some(LOGOUT),
         );
-        check("auth.token.denied", "denied", USER_AUTHENTICATION, Execute, None);
+        check(
+            "auth.token.denied",
+            "denied",
+            USER_AUTHENTICATION,
+            Execute,
+            None,
+        );
         check("admin.delete", ok, STUDY_DELETED, Delete, None);
         check(
             "admin.keys.rotate",
@@ -672,7 +689,10 @@ mod tests {
         assert_eq!(nap("10.0.0.7:4242"), Some(("10.0.0.7".into(), "2")));
         assert_eq!(nap("[::1]:443"), Some(("::1".into(), "2")));
         assert_eq!(nap("192.168.1.1"), Some(("192.168.1.1".into(), "2")));
-        assert_eq!(nap("modality.example"), Some(("modality.example".into(), "1")));
+        assert_eq!(
+            nap("modality.example"),
+            Some(("modality.example".into(), "1"))
+        );
         assert_eq!(nap("local"), None);
         assert_eq!(nap("unknown"), None);
     }

@@ -240,12 +240,7 @@ mod tests {
 
     #[test]
     fn codes_for_store_login_and_delete() {
-        let mut store = row(
-            "dimse.c-store",
-            "success",
-            "study 1.2.3",
-            "instances=1",
-        );
+        let mut store = row("dimse.c-store", "success", "study 1.2.3", "instances=1");
         store.actor = "ae:CT1".into();
         let e = to_fhir_audit_event(&store, "S");
         assert_eq!(e["type"]["code"], "110104");
@@ -304,6 +299,9 @@ mod tests {
         assert_eq!(b["type"], "collection");
         assert!(b.get("total").is_none());
         assert!(b["entry"][0].get("search").is_none());
-        assert_eq!(to_fhir_bundle(&[], "S", BundleType::Collection)["entry"], json!([]));
+        assert_eq!(
+            to_fhir_bundle(&[], "S", BundleType::Collection)["entry"],
+            json!([])
+        );
     }
 }

@@ -114,12 +114,10 @@ pub fn tls_client_config(
 ) -> Result<Arc<rustls::ClientConfig>, ExportError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(ca_file, "the CA bundle")? {
-        roots
-            .add(cert)
-            .map_err(|source| ExportError::TlsConfig {
-                what: "adding a CA certificate",
-                source,
-            })?;
+        roots.add(cert).map_err(|source| ExportError::TlsConfig {
+            what: "adding a CA certificate",
+            source,
+        })?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -133,13 +131,12 @@ pub fn tls_client_config(
     let config = match identity {
         Some(id) => {
             let chain = certificates(&id.cert_file, "the client certificate")?;
-            let key = PrivateKeyDer::from_pem_file(&id.key_file).map_err(|source| {
-                ExportError::Pem {
+            let key =
+                PrivateKeyDer::from_pem_file(&id.key_file).map_err(|source| ExportError::Pem {
                     what: "the client private key",
                     path: id.key_file.clone(),
                     source,
-                }
-            })?;
+                })?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|source| ExportError::TlsConfig {
@@ -561,7 +558,10 @@ async fn still_open(conn: &mut TlsStream<TcpStream>, wait: Duration) -> bool {
 fn rustls_error(e: std::io::Error) -> Result<rustls::Error, std::io::Error> {
     if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
         let kind = e.kind();
-        match e.into_inner().map(|inner| inner.downcast::<rustls::Error>()) {
+        match e
+            .into_inner()
+            .map(|inner| inner.downcast::<rustls::Error>())
+        {
             Some(Ok(tls)) => Ok(*tls),
             Some(Err(other)) => Err(std::io::Error::new(kind, other)),
             None => Err(std::io::Error::from(kind)),

@@ -191,7 +191,10 @@ pub enum ExportError {
 impl ExportError {
     /// Whether the repository's certificate (or ours) was refused during the handshake.
     pub fn is_tls(&self) -> bool {
-        matches!(self, ExportError::Tls { .. } | ExportError::Handshake { .. })
+        matches!(
+            self,
+            ExportError::Tls { .. } | ExportError::Handshake { .. }
+        )
     }
 
     /// Whether retrying later may succeed (network and repository trouble), as opposed to
@@ -252,8 +255,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// Standard base64 with padding (RFC 4648 §4), for ParticipantObjectQuery/Detail and FHIR
 /// `base64Binary`.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -292,13 +294,18 @@ pub(crate) mod tests {
         }
     }
 
-
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(
+            rfc3339_millis(4_107_542_399_999),
+            "2100-02-28T23:59:59.999Z"
+        );
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
     }
 

@@ -80,6 +80,69 @@ impl Write for BodyWriter {
     }
 }
 
+type Zip = zip::ZipWriter<zip::write::StreamWriter<BodyWriter>>;
+type FillError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed `application/zip` response: `fill` writes the entries on a blocking thread,
+/// the body takes them as the client reads. A failure mid-stream cuts the body (the client
+/// sees an incomplete download, never a silently short archive) and is logged as `what`.
+fn zip_response(
+    filename: &str,
+    what: &'static str,
+    fill: impl FnOnce(&mut Zip) -> Result<(), FillError> + Send + 'static,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let writer = BodyWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let result = (|| -> Result<(), FillError> {
+            let mut zip = zip::ZipWriter::new_stream(writer);
+            fill(&mut zip)?;
+            let mut w = zip.finish()?.into_inner();
+            w.flush()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "{what} failed mid-stream");
+            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+        }
+    });
+    // fused: body layers may poll once more after the end
+    let stream =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+    let safe: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{safe}\"");
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
 #[derive(Serialize)]
 struct ManifestStudy {
     study_uid: String,
@@ -169,14 +232,11 @@ pub async fn export_patient(
             instances.len()
         ),
     );
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let writer = BodyWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
-        let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let mut zip = zip::ZipWriter::new_stream(writer);
+    let filename = format!("patient-{patient}.zip");
+    Ok(zip_response(
+        &filename,
+        "subject access export",
+        move |zip| {
             let stored = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored)
                 .large_file(true);
@@ -205,47 +265,9 @@ pub async fn export_patient(
                     pos += n as u64;
                 }
             }
-            let mut w = zip.finish()?.into_inner();
-            w.flush()?;
             Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!(error = %e, "subject access export failed mid-stream");
-            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
-        }
-    });
-    // fused: body layers may poll once more after the end
-    let stream =
-        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }));
-    let disposition = format!(
-        "attachment; filename=\"patient-{}.zip\"",
-        patient
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            })
-            .collect::<String>()
-    );
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/zip"),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition)
-                    .unwrap_or(HeaderValue::from_static("attachment")),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+        },
+    ))
 }
 
 /// A legal hold request.
@@ -420,14 +442,10 @@ pub async fn deidentify_study(
         source: "http".into(),
     });
     let include_burned_in = req.include_burned_in;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let writer = BodyWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
-        let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let mut zip = zip::ZipWriter::new_stream(writer);
+    Ok(zip_response(
+        "deidentified.zip",
+        "de-identified export",
+        move |zip| {
             let stored = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored)
                 .large_file(true);
@@ -440,9 +458,9 @@ pub async fn deidentify_study(
                         if report.burned_in_annotation_remains && !include_burned_in =>
                     {
                         withheld.push(serde_json::json!({
-                            "instance": n,
-                            "reason": "declares burned-in annotation; give burned_in_regions or include_burned_in",
-                        }));
+                        "instance": n,
+                        "reason": "declares burned-in annotation; give burned_in_regions or include_burned_in",
+                    }));
                     }
                     Ok((clean, report)) => {
                         zip.start_file(
@@ -483,32 +501,7 @@ pub async fn deidentify_study(
                     .compression_method(zip::CompressionMethod::Deflated),
             )?;
             zip.write_all(&serde_json::to_vec_pretty(&report)?)?;
-            let mut w = zip.finish()?.into_inner();
-            w.flush()?;
             Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!(error = %e, "de-identified export failed mid-stream");
-            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
-        }
-    });
-    let stream =
-        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }));
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/zip"),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"deidentified.zip\""),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+        },
+    ))
 }

@@ -82,10 +82,12 @@ async fn repository(
             for c in certificates(ca, "client CA").unwrap() {
                 roots.add(c).unwrap();
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -275,8 +277,9 @@ async fn untrusted_or_misnamed_repository_is_refused_and_the_cursor_stays() {
         "{err:?}"
     );
     assert!(
-        err.to_string()
-            .starts_with(&format!("TLS handshake with the audit repository {addr} failed")),
+        err.to_string().starts_with(&format!(
+            "TLS handshake with the audit repository {addr} failed"
+        )),
         "{err}"
     );
     assert_eq!(fwd.position().await.unwrap(), 0);
@@ -304,7 +307,11 @@ async fn untrusted_or_misnamed_repository_is_refused_and_the_cursor_stays() {
     );
     assert!(!cursor.exists());
     while let Ok(seen) = rx.try_recv() {
-        assert_eq!(seen, Seen::Closed, "nothing may reach an untrusted repository");
+        assert_eq!(
+            seen,
+            Seen::Closed,
+            "nothing may reach an untrusted repository"
+        );
     }
 }
 
