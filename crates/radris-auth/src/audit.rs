@@ -44,6 +44,23 @@ pub struct AuditLog {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
+/// The newest record's sequence number and hash (0 and the genesis hash when empty).
+async fn chain_head(pool: &AnyPool) -> Result<(i64, String), AuthError> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(AuthError::db("reading the audit chain head"))?;
+    Ok(match last {
+        Some(row) => (
+            row.try_get::<i64, _>(0)
+                .map_err(AuthError::db("reading the audit chain head"))?,
+            row.try_get::<String, _>(1)
+                .map_err(AuthError::db("reading the audit chain head"))?,
+        ),
+        None => (0, GENESIS.to_owned()),
+    })
+}
+
 /// A stored record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredRecord {
@@ -78,19 +95,7 @@ impl AuditLog {
         pool: AnyPool,
         signer: Option<ed25519_dalek::SigningKey>,
     ) -> Result<AuditLog, AuthError> {
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-            .map_err(AuthError::db("reading the audit chain head"))?;
-        let (mut seq, mut head) = match last {
-            Some(row) => (
-                row.try_get::<i64, _>(0)
-                    .map_err(AuthError::db("reading the audit chain head"))?,
-                row.try_get::<String, _>(1)
-                    .map_err(AuthError::db("reading the audit chain head"))?,
-            ),
-            None => (0, GENESIS.to_owned()),
-        };
+        let (mut seq, mut head) = chain_head(&pool).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut signed_up_to = seq;
         let mut signed_at = std::time::Instant::now();
@@ -135,6 +140,22 @@ impl AuditLog {
                         metrics::counter!("radris_audit_write_errors_total").increment(1);
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                        // another writer (an admin command beside the server) may have
+                        // appended: chain the batch onto the head as it is now
+                        if let Ok((db_seq, db_head)) = chain_head(&pool).await
+                            && batch.first().is_some_and(|r| r.seq != db_seq + 1)
+                        {
+                            let (mut s2, mut h2) = (db_seq, db_head);
+                            for rec in batch.iter_mut() {
+                                s2 += 1;
+                                rec.seq = s2;
+                                rec.prev_hash = h2.clone();
+                                rec.hash = chain_hash(&h2, rec);
+                                h2 = rec.hash.clone();
+                            }
+                            seq = s2;
+                            head = h2;
+                        }
                     }
                     metrics::counter!("radris_audit_records_total").increment(batch.len() as u64);
                     batch.clear();

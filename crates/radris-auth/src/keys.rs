@@ -17,12 +17,18 @@ use crate::AuthError;
 /// Where the master key comes from.
 pub trait KeyProvider: Send + Sync {
     fn master_key(&self) -> Result<[u8; 32], AuthError>;
+    /// Master keys retired by a rotation: still tried when a value does not open under the
+    /// current key (values sealed before the rotation).
+    fn previous_keys(&self) -> Vec<[u8; 32]> {
+        Vec::new()
+    }
 }
 
 /// A master key held in memory.
 #[derive(Clone)]
 pub struct MasterKey {
     key: [u8; 32],
+    previous: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -34,6 +40,9 @@ impl std::fmt::Debug for MasterKey {
 impl KeyProvider for MasterKey {
     fn master_key(&self) -> Result<[u8; 32], AuthError> {
         Ok(self.key)
+    }
+    fn previous_keys(&self) -> Vec<[u8; 32]> {
+        self.previous.clone()
     }
 }
 
@@ -47,22 +56,87 @@ fn parse_hex_key(text: &str) -> Result<[u8; 32], AuthError> {
 
 impl MasterKey {
     pub fn from_bytes(key: [u8; 32]) -> Self {
-        MasterKey { key }
+        MasterKey {
+            key,
+            previous: Vec::new(),
+        }
     }
 
     /// `RADRIS_MASTER_KEY` if set, else the key file under `data_dir`, created when absent.
+    /// Retired keys come from `RADRIS_MASTER_KEY_PREVIOUS` (comma-separated hex) and
+    /// `<data dir>/keys/previous/*.key` (where [`rotate_master_key`] puts them).
     pub fn load_or_create(data_dir: &Path) -> Result<Self, AuthError> {
+        let mut previous = Vec::new();
+        if let Ok(text) = std::env::var("RADRIS_MASTER_KEY_PREVIOUS") {
+            for k in text.split(',').filter(|k| !k.trim().is_empty()) {
+                previous.push(parse_hex_key(k)?);
+            }
+        }
+        let dir = data_dir.join("keys").join("previous");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for f in files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "key"))
+            {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| AuthError::Invalid(format!("{}: {e}", f.display())))?;
+                previous.push(parse_hex_key(&text)?);
+            }
+        }
         if let Ok(text) = std::env::var("RADRIS_MASTER_KEY") {
             return Ok(MasterKey {
                 key: parse_hex_key(&text)?,
+                previous,
             });
         }
         let (key, created) = key_file(data_dir, "master.key")?;
         if created {
             tracing::warn!(dir = %data_dir.join("keys").display(), "created a new master key: back it up, encrypted secrets cannot be read without it");
         }
-        Ok(MasterKey { key })
+        Ok(MasterKey { key, previous })
     }
+
+    /// The retired master keys this provider still opens with.
+    pub fn previous(&self) -> &[[u8; 32]] {
+        &self.previous
+    }
+}
+
+/// Rotate the master key file: the current `<data dir>/keys/master.key` moves to
+/// `keys/previous/<n>.key` (still used to open values sealed before), a new random key takes
+/// its place. Run `radris admin keys rewrap` afterwards so the data keys are wrapped by the
+/// new key. Refused when the key comes from `RADRIS_MASTER_KEY` (rotate it where it lives).
+pub fn rotate_master_key(data_dir: &Path) -> Result<(), AuthError> {
+    if std::env::var("RADRIS_MASTER_KEY").is_ok() {
+        return Err(AuthError::Invalid(
+            "the master key comes from RADRIS_MASTER_KEY: set the new key there and the old one in RADRIS_MASTER_KEY_PREVIOUS".into(),
+        ));
+    }
+    let keys = data_dir.join("keys");
+    let current = keys.join("master.key");
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| AuthError::Invalid(format!("{p}: {e}"))
+    };
+    if !current.exists() {
+        return Err(AuthError::Invalid(
+            "there is no master key file to rotate".into(),
+        ));
+    }
+    let prev = keys.join("previous");
+    std::fs::create_dir_all(&prev).map_err(io(&prev))?;
+    let n = std::fs::read_dir(&prev).map_err(io(&prev))?.count();
+    let target = prev.join(format!("{n:04}.key"));
+    std::fs::rename(&current, &target).map_err(io(&current))?;
+    key_file(data_dir, "master.key")?;
+    for d in [&prev, &keys] {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(io(d))?;
+    }
+    Ok(())
 }
 
 /// The server's audit signing key (Ed25519): `<data dir>/keys/audit-signing.key` (the seed
@@ -128,19 +202,21 @@ pub fn open(keys: &dyn KeyProvider, context: &str, sealed: &str) -> Result<Vec<u
     if raw.len() < 12 + 16 {
         return Err(bad());
     }
-    let key = keys.master_key()?;
-    let cipher = Aes256Gcm::new_from_slice(&key)
-        .map_err(|_| AuthError::Invalid("master key length".into()))?;
     let nonce: [u8; 12] = raw[..12].try_into().map_err(|_| bad())?;
-    cipher
-        .decrypt(
+    for key in std::iter::once(keys.master_key()?).chain(keys.previous_keys()) {
+        let cipher = Aes256Gcm::new_from_slice(&key)
+            .map_err(|_| AuthError::Invalid("master key length".into()))?;
+        if let Ok(plain) = cipher.decrypt(
             &Nonce::from(nonce),
             Payload {
                 msg: &raw[12..],
                 aad: context.as_bytes(),
             },
-        )
-        .map_err(|_| bad())
+        ) {
+            return Ok(plain);
+        }
+    }
+    Err(bad())
 }
 
 #[cfg(test)]

@@ -257,6 +257,13 @@ pub enum KeysCommand {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// Replace the master key file with a new one (the old one is kept under
+    /// keys/previous/ to open what it sealed) and re-wrap every data key under the new one.
+    /// Safe while the server runs; restart it to make it wrap new keys with the new key.
+    RotateMaster {
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -420,9 +427,10 @@ async fn open_archive_as(cfg: &Config, recover: bool) -> anyhow::Result<radris_s
 fn master_kek(cfg: &Config) -> anyhow::Result<Arc<dyn radris_core::keys::KeyWrapper>> {
     use radris_auth::keys::KeyProvider;
     let master = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
-    Ok(Arc::new(radris_store::crypto::MemoryKek::new(
-        master.master_key()?,
-    )))
+    Ok(Arc::new(
+        radris_store::crypto::MemoryKek::new(master.master_key()?)
+            .with_previous(master.previous().iter().copied()),
+    ))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -763,6 +771,26 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                     .await?;
                     println!("tenant {tenant}: {n} blobs re-encrypted");
                 }
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::RotateMaster { archive } => {
+            let cfg = load_config(&archive)?;
+            radris_auth::keys::rotate_master_key(&cfg.data_dir)?;
+            rt.block_on(async {
+                let archive = attach_archive(&cfg).await?;
+                let n = archive.data_keys().rewrap_all().await?;
+                cli_audit(
+                    &cfg,
+                    &archive,
+                    &TenantId::default_tenant(),
+                    "admin.keys.rotate-master",
+                    "master key".into(),
+                    format!("{n} data keys re-wrapped"),
+                )
+                .await?;
+                println!("master key rotated; {n} data keys re-wrapped");
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

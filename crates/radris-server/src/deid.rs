@@ -16,9 +16,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-/// The de-identification secret derived from the master key.
+/// The de-identification secret derived from the master key: the first one, when the
+/// master key has been rotated (retired keys are kept), so pseudonyms survive rotations.
 pub fn key_from_master(master: &dyn radris_auth::keys::KeyProvider) -> anyhow::Result<[u8; 32]> {
-    let key = master.master_key()?;
+    let key = master
+        .previous_keys()
+        .first()
+        .copied()
+        .map_or_else(|| master.master_key(), Ok)?;
     Ok(Sha256::new()
         .chain_update(b"radris-deid-key\0")
         .chain_update(key)
