@@ -17,7 +17,15 @@ async fn engines(test: &str) -> Vec<(PolicyEngine, Index, Option<tempfile::TempD
         Some(dir),
     )];
     if let Ok(pg) = std::env::var("RADRIS_TEST_POSTGRES_URL") {
-        let name = format!("radris_t_policy_{test}_{}", std::process::id());
+        // database names take no hyphens (test names may have them)
+        let safe: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        // unique per call: tests run in parallel and may share a name
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("radris_t_policy_{safe}_{}_{n}", std::process::id());
         let admin = Index::open(&pg).await.unwrap();
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name}"
