@@ -2,7 +2,8 @@
 # Install what the tests need on a fresh Debian machine (idempotent, quiet when present):
 # dcmtk (independent DIMSE clients), PostgreSQL (second index backend), cmake and a C++
 # compiler (CharLS, the JPEG-LS codec of radris-dicom, is built from source), Python clients
-# and pydicom's pixel plugins (reference decoder for the pixel corpus test).
+# and pydicom's pixel plugins (reference decoder for the pixel corpus test); Chromium, Node.js
+# and the web app's npm packages (its unit and browser tests).
 set -euo pipefail
 need_apt=()
 command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
@@ -11,6 +12,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v openssl >/dev/null || need_apt+=(openssl)   # test certificates (TLS tests)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)       # the web app's browser tests (no browser download)
+command -v node >/dev/null || need_apt+=(nodejs npm)  # building and unit-testing the web app
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -30,6 +33,11 @@ if ! python3 -c 'import pylibjpeg, libjpeg, openjpeg, rle, jpeg_ls' 2>/dev/null;
   python3 -m pip install -q --disable-pip-version-check pylibjpeg pylibjpeg-libjpeg \
     pylibjpeg-openjpeg pylibjpeg-rle pyjpegls \
     || echo "deps: pydicom pixel plugins unavailable; the pixel corpus test compares native files only"
+fi
+# the web app's packages, exactly as locked (npm registry only; nothing else is downloaded)
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "deps: npm ci (web/)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
   echo "deps: cargo-nextest not found; falling back to cargo test"

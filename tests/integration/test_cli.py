@@ -44,21 +44,24 @@ def test_demo_data_set_is_queryable(server_factory):
         "STUDY", StudyInstanceUID="", PatientName="", ModalitiesInStudy="",
         NumberOfStudyRelatedInstances="", StudyDescription=""))
     by_desc = {str(s.StudyDescription): s for s in studies}
-    assert len(studies) == 5, [str(s.StudyDescription) for s in studies]
+    assert len(studies) == 6, [str(s.StudyDescription) for s in studies]
     chest = by_desc["CT CHEST LUNG NODULE FOLLOW-UP"]
     assert int(chest.NumberOfStudyRelatedInstances) == 300
+    # and its prior a year earlier, for comparison in the viewer
+    assert int(by_desc["CT CHEST LUNG NODULE BASELINE"].NumberOfStudyRelatedInstances) == 100
     pet = by_desc["PET-CT WHOLE BODY FDG"]
     assert values(pet.ModalitiesInStudy) == {"CT", "PT"}
     assert values(by_desc["XR CHEST PA"].ModalitiesInStudy) == {"CR"}
     assert values(by_desc["MR BRAIN"].ModalitiesInStudy) == {"MR"}
-    # the same patient has a head CT and an MR brain
-    pats = dimse.find(srv.port, dimse.make_query("PATIENT", PatientID="DEMO0002",
-                                                 NumberOfPatientRelatedStudies=""), model="patient")
-    assert [int(p.NumberOfPatientRelatedStudies) for p in pats] == [2]
+    # the same patient has a head CT and an MR brain; the chest CT patient two chest CTs
+    for pid in ("DEMO0001", "DEMO0002"):
+        pats = dimse.find(srv.port, dimse.make_query("PATIENT", PatientID=pid,
+                                                     NumberOfPatientRelatedStudies=""), model="patient")
+        assert [int(p.NumberOfPatientRelatedStudies) for p in pats] == [2]
     # running demo again changes nothing
     srv.stop()
     run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
-    srv.assert_verify_clean(expect_objects=300 + 40 + 24 + 1 + 160)
+    srv.assert_verify_clean(expect_objects=300 + 100 + 40 + 24 + 1 + 160)
 
 
 def test_admin_scu_find_get_move(server, ct_series, tmp_path):

@@ -148,9 +148,51 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Characters of generated passwords: letters and digits without the look-alikes
+/// (0/O/o, 1/l/I), so a password read off a screen is typed right; 56 symbols, about 5.8
+/// bits each.
+const GENERATED_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// A random password of `len` characters (at least [`MIN_LEN`]) that passes
+/// [`check_policy`] for `user`: for accounts the server creates itself (the demo user).
+pub fn generate(user: &str, len: usize) -> Result<String, AuthError> {
+    let len = len.clamp(MIN_LEN, MAX_LEN);
+    // the largest multiple of the alphabet size below 256: bytes above it are drawn again,
+    // so every character is equally likely
+    let n = GENERATED_ALPHABET.len();
+    let limit = 256 - 256 % n;
+    loop {
+        let mut out = String::with_capacity(len);
+        while out.len() < len {
+            let mut raw = [0u8; 64];
+            getrandom::fill(&mut raw).map_err(|e| AuthError::Random(e.to_string()))?;
+            for b in raw {
+                let b = usize::from(b);
+                if b < limit && out.len() < len {
+                    out.push(char::from(GENERATED_ALPHABET[b % n]));
+                }
+            }
+        }
+        if check_policy(user, &out).is_ok() {
+            return Ok(out);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_passwords_pass_the_rules_and_differ() {
+        let a = generate("demo", 20).unwrap();
+        let b = generate("demo", 20).unwrap();
+        assert_eq!(a.chars().count(), 20);
+        assert!(a.bytes().all(|c| GENERATED_ALPHABET.contains(&c)));
+        assert!(check_policy("demo", &a).is_ok());
+        assert_ne!(a, b);
+        assert_eq!(generate("demo", 3).unwrap().len(), MIN_LEN);
+    }
 
     #[test]
     fn policy() {

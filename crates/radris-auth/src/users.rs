@@ -202,6 +202,23 @@ impl Users {
             > 0)
     }
 
+    /// Whether a tenant has an account with the `admin` role (bootstrap creates the first
+    /// administrator only; other accounts, such as the demo user, do not count).
+    pub async fn any_admin(&self, tenant: &TenantId) -> Result<bool, AuthError> {
+        let rows = sqlx::query("SELECT roles FROM users WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(AuthError::db("listing roles"))?;
+        for r in rows {
+            let roles: String = r.try_get(0).map_err(AuthError::db("listing roles"))?;
+            if roles.split(',').any(|x| x.trim() == "admin") {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Check a password; on success the principal, on failure why (for the audit log).
     pub async fn login(
         &self,

@@ -119,6 +119,10 @@ pub struct HttpConfig {
     /// The origin browsers show when they sign (e.g. `https://pacs.example.org`); default:
     /// the origin of `public_url`, else any `http(s)://localhost:<port>` (development).
     pub webauthn_origin: Option<String>,
+    /// The built web application (`web/dist`: `index.html`, `assets/`) served at `/`;
+    /// default: `web/dist` under the current directory, else `../../web/dist` beside the
+    /// binary (a checkout's `target/debug/radris`), whichever holds an `index.html`.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -132,6 +136,7 @@ impl Default for HttpConfig {
             public_url: None,
             webauthn_rp_id: None,
             webauthn_origin: None,
+            web_dir: None,
         }
     }
 }

@@ -91,8 +91,8 @@ fn hash4(seed: &str) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-/// The demo data set of `radris demo`: chest CT with nodules (300 slices), head CT, MR brain,
-/// CR chest and a PET/CT pair, over four patients.
+/// The demo data set of `radris demo`: chest CT with nodules (300 slices) and its prior a year
+/// earlier (100 slices), head CT, MR brain, CR chest and a PET/CT pair, over four patients.
 pub fn demo_studies() -> Vec<StudySpec> {
     let s = |phantom, slices, rows, cols, description: &str, number| SeriesSpec {
         phantom,
@@ -114,6 +114,19 @@ pub fn demo_studies() -> Vec<StudySpec> {
             date: "20260912".into(),
             time: "083000".into(),
             series: vec![s(Phantom::ChestCt, 300, 512, 512, "Lung 1.0 mm", 3)],
+        },
+        // the same patient's baseline a year earlier: the prior the viewer hangs beside it
+        StudySpec {
+            seed: "demo-chest-ct-prior".into(),
+            patient_id: "DEMO0001".into(),
+            patient_name: "Lindqvist^Maria".into(),
+            birth_date: "19580314".into(),
+            sex: "F".into(),
+            accession: "DA0000".into(),
+            description: "CT CHEST LUNG NODULE BASELINE".into(),
+            date: "20250910".into(),
+            time: "081500".into(),
+            series: vec![s(Phantom::ChestCt, 100, 512, 512, "Lung 3 mm", 3)],
         },
         StudySpec {
             seed: "demo-head-ct".into(),
@@ -624,6 +637,9 @@ mod tests {
     fn demo_has_the_promised_studies() {
         let demo = demo_studies();
         assert_eq!(demo[0].series[0].slices, 300);
+        // the chest CT has a prior of the same patient, earlier
+        assert_eq!(demo[1].patient_id, demo[0].patient_id);
+        assert!(demo[1].date < demo[0].date);
         let kinds: Vec<Phantom> = demo
             .iter()
             .flat_map(|s| s.series.iter().map(|x| x.phantom))

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Open a DICOM TLS listener here (PS3.15 Annex B; 2762 by convention).
     #[arg(long, env = "RADRIS_DICOM_TLS_LISTEN")]
     pub dicom_tls_listen: Option<SocketAddr>,
+    /// The built web application to serve at / (default: web/dist here or beside the
+    /// checkout the binary was built in).
+    #[arg(long, env = "RADRIS_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -464,6 +468,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(a) = args.dicom_tls_listen {
                 cfg.tls.dicom_listen = Some(a);
             }
+            if let Some(d) = args.web_dir {
+                cfg.http.web_dir = Some(d);
+            }
             cfg.tls.validate()?;
             let rt = runtime()?;
             rt.block_on(async move {
@@ -471,6 +478,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if args.demo {
                     load_demo(&archive).await?;
                     demo_token(&cfg, &archive).await?;
+                    demo_user(&cfg, &archive).await?;
                 }
                 crate::serve::serve(cfg, archive, crate::serve::shutdown_signal()).await
             })?;
@@ -649,8 +657,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let keys = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
                 let users =
                     radris_auth::Users::new(archive.index().pool().clone(), std::sync::Arc::new(keys))?;
-                if users.any_user(&tenant).await? {
-                    bail!("tenant {tenant} already has users; bootstrap creates only the first administrator");
+                if users.any_admin(&tenant).await? {
+                    bail!("tenant {tenant} already has users with the admin role; bootstrap creates only the first administrator");
                 }
                 users.create(&tenant, &user, &password, "admin").await?;
                 anyhow::Ok(())
@@ -920,6 +928,45 @@ async fn demo_token(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Re
         .with_context(|| format!("writing {}", path.display()))?;
     std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())?;
     tracing::info!(path = %path.display(), "demo API token created (Authorization: Bearer …)");
+    Ok(())
+}
+
+/// The demo account of the web application: user `demo` (role radiologist: reads and
+/// annotates every study) in tenant `default`, created once with a random password written
+/// to `<data dir>/demo-password` (0600). A restart finds the file and changes nothing.
+async fn demo_user(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Result<()> {
+    const USER: &str = "demo";
+    let path = cfg.data_dir.join("demo-password");
+    let tenant = TenantId::default_tenant();
+    if path.exists() {
+        tracing::info!(path = %path.display(), user = USER, tenant = %tenant, "demo user password");
+        return Ok(());
+    }
+    let keys = radris_auth::keys::MasterKey::load_or_create(&cfg.data_dir)?;
+    let users = radris_auth::Users::new(archive.index().pool().clone(), Arc::new(keys))?;
+    if users.profile(&tenant, USER).await?.is_some() {
+        tracing::warn!(
+            path = %path.display(),
+            "an account named demo exists but its password file does not: leaving it as it is"
+        );
+        return Ok(());
+    }
+    let password = radris_auth::password::generate(USER, 20)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, format!("{password}\n").as_bytes())?;
+    f.sync_all()?;
+    if let Err(e) = users.create(&tenant, USER, &password, "radiologist").await {
+        // no account behind the file: the next start tries again
+        let _ = std::fs::remove_file(&path);
+        return Err(e).context("creating the demo user");
+    }
+    tracing::info!(path = %path.display(), user = USER, tenant = %tenant, "demo user created (sign in at /)");
     Ok(())
 }
 

@@ -150,6 +150,16 @@ pub async fn serve(
     }
     let policy = radris_auth::policy::PolicyEngine::load(archive.index().pool().clone()).await?;
     stamp_sites_of_remote_aes(&cfg, &archive);
+    // the router serves the web application from the folder found here (None: a page that
+    // says how to build it)
+    let mut http_cfg = cfg.http.clone();
+    http_cfg.web_dir = crate::http::webapp::resolve_web_dir(cfg.http.web_dir.as_deref());
+    match &http_cfg.web_dir {
+        Some(d) => tracing::info!(web_dir = %d.display(), "serving the web application at /"),
+        None => tracing::info!(
+            "the web application is not built (npm --prefix web ci && npm --prefix web run build)"
+        ),
+    }
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
@@ -160,7 +170,7 @@ pub async fn serve(
         login_limiter: Arc::default(),
         oidc: oidc.map(Arc::new),
         audit: audit.clone(),
-        http: Arc::new(cfg.http.clone()),
+        http: Arc::new(http_cfg),
         tls: http_tls.is_some(),
         deid_key: Arc::new(deid_key),
         policy,

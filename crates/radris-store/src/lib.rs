@@ -25,8 +25,8 @@ mod schema;
 
 pub use archive::{Archive, Ingest, IngestHint, Stored, VerifyReport};
 pub use index::{
-    DeleteLevel, FindRow, Index, InstanceSummary, LegalHold, Page, PatientSummary, SeriesSummary,
-    StoredInstance, StudyFilter, StudySort, StudySummary,
+    AnnotationDoc, DeleteLevel, FindRow, Index, InstanceSummary, LegalHold, Page, PatientSummary,
+    SeriesSummary, StoredInstance, StudyFilter, StudySort, StudySummary,
 };
 
 /// Why a storage operation failed.
@@ -65,6 +65,17 @@ pub enum StoreError {
     /// A blob names a data key this process has not loaded (made elsewhere moments ago).
     #[error("data key {0} is not loaded")]
     UnknownKey(String),
+    /// An optimistic-concurrency write named another version than the stored one (`None`:
+    /// no document); nothing was written.
+    #[error("version conflict: expected {}, stored {}", show_version(*.expected), show_version(*.current))]
+    Conflict {
+        expected: Option<i64>,
+        current: Option<i64>,
+    },
+}
+
+fn show_version(v: Option<i64>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
 }
 
 impl From<radris_dicom::DicomError> for StoreError {

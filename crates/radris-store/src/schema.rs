@@ -250,4 +250,18 @@ ALTER TABLE users ADD COLUMN person_name_norm TEXT NOT NULL DEFAULT '';
 CREATE INDEX users_person_name ON users (tenant_id, person_name_norm);
 ALTER TABLE studies ADD COLUMN site TEXT NOT NULL DEFAULT ''
 "#,
+    // 12: the web viewer's annotation documents (measurements, key images), one JSON document
+    // per user and study; version counts writes (optimistic concurrency), updated_at in
+    // milliseconds since the Unix epoch. Removed with their study.
+    r#"
+CREATE TABLE annotations (
+    tenant_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, study_uid, user_name)
+)
+"#,
 ];

@@ -740,3 +740,121 @@ async fn legal_hold_blocks_deletion_and_erasure_until_lifted() {
         assert!(a.verify().await.unwrap().is_clean());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn annotations_are_versioned_per_user_and_go_with_their_study() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let (t, other) = (tenant("default"), tenant("other"));
+        let s1 = study("ann1", "Ann^One", "20200101", Phantom::ChestCt, 2);
+        let mut s2 = study("ann2", "Ann^One", "20200102", Phantom::ChestCt, 1);
+        s2.patient_id = s1.patient_id.clone();
+        store(&a, &t, &[s1.clone(), s2.clone()]).await;
+        let (u1, u2) = (s1.study_uid(), s2.study_uid());
+        let index = a.index();
+        let doc1 = r#"{"measurements":[{"id":"m1"}],"keyImages":[]}"#;
+        let doc2 = r#"{"measurements":[],"keyImages":[{"sop":"1.2"}]}"#;
+
+        assert_eq!(index.annotations(&t, &u1, "alice").await.unwrap(), None);
+        assert_eq!(
+            index
+                .put_annotations(&t, &u1, "alice", doc1, None)
+                .await
+                .unwrap(),
+            1,
+            "{}",
+            b.name
+        );
+        let got = index.annotations(&t, &u1, "alice").await.unwrap().unwrap();
+        assert_eq!((got.document.as_str(), got.version), (doc1, 1));
+        assert!(got.updated_at > 0);
+        // "must not exist yet", and a stale version: conflicts that change nothing
+        for stale in [None, Some(0), Some(2)] {
+            match index.put_annotations(&t, &u1, "alice", doc2, stale).await {
+                Err(StoreError::Conflict { expected, current }) => {
+                    assert_eq!((expected, current), (stale, Some(1)), "{}", b.name)
+                }
+                other => panic!("{}: expected a conflict, got {other:?}", b.name),
+            }
+        }
+        assert_eq!(
+            index
+                .annotations(&t, &u1, "alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .document,
+            doc1
+        );
+        assert_eq!(
+            index
+                .put_annotations(&t, &u1, "alice", doc2, Some(1))
+                .await
+                .unwrap(),
+            2
+        );
+        // updating a document that does not exist is a conflict too
+        assert!(matches!(
+            index.put_annotations(&t, &u1, "bob", doc2, Some(1)).await,
+            Err(StoreError::Conflict { current: None, .. })
+        ));
+        // per user, per study, per tenant
+        assert_eq!(index.annotations(&t, &u1, "bob").await.unwrap(), None);
+        assert_eq!(index.annotations(&t, &u2, "alice").await.unwrap(), None);
+        assert_eq!(index.annotations(&other, &u1, "alice").await.unwrap(), None);
+        index
+            .put_annotations(&t, &u1, "bob", doc1, None)
+            .await
+            .unwrap();
+        index
+            .put_annotations(&t, &u2, "alice", doc1, None)
+            .await
+            .unwrap();
+        // no document without its study (in the tenant)
+        assert!(matches!(
+            index
+                .put_annotations(&other, &u1, "alice", doc1, None)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            index
+                .put_annotations(&t, "1.2.3.999", "alice", doc1, None)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        // deleting an instance leaves the study and its documents
+        let first = a
+            .find_instances(
+                &t,
+                &query("IMAGE", &[(tags::STUDY_INSTANCE_UID, VR::UI, &u1)]),
+            )
+            .await
+            .unwrap();
+        a.delete(&t, DeleteLevel::Instance, &first[0].sop_uid)
+            .await
+            .unwrap();
+        assert_eq!(
+            index
+                .annotations(&t, &u1, "alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
+        // deleting the study removes every user's document of it, and only of it
+        a.delete(&t, DeleteLevel::Study, &u1).await.unwrap();
+        assert_eq!(index.annotations(&t, &u1, "alice").await.unwrap(), None);
+        assert_eq!(index.annotations(&t, &u1, "bob").await.unwrap(), None);
+        assert!(index.annotations(&t, &u2, "alice").await.unwrap().is_some());
+        // erasing the patient removes the rest
+        assert_eq!(a.erase_patient(&t, &s1.patient_id).await.unwrap(), (1, 1));
+        assert_eq!(index.annotations(&t, &u2, "alice").await.unwrap(), None);
+        let left = sqlx::query("SELECT COUNT(*) FROM annotations")
+            .fetch_one(index.pool())
+            .await
+            .unwrap();
+        assert_eq!(sqlx::Row::get::<i64, _>(&left, 0), 0, "{}", b.name);
+    }
+}

@@ -227,14 +227,23 @@ pub async fn require(State(s): State<AppState>, mut req: Request, next: Next) ->
     } else {
         Outcome::Failure
     };
-    let detail = if detail.is_empty() {
+    let mut detail = if detail.is_empty() {
         format!("status={}", status.as_u16())
     } else {
         format!("status={} {detail}", status.as_u16())
     };
+    if let Some(AuditDetail(more)) = resp.extensions().get::<AuditDetail>() {
+        detail.push(' ');
+        detail.push_str(more);
+    }
     audit(&tenant, &actor, outcome, detail);
     resp
 }
+
+/// What a handler adds to the audit record of its request (put in the response's
+/// extensions; appended to the record's detail after the status and query).
+#[derive(Debug, Clone)]
+pub struct AuditDetail(pub String);
 
 fn smuggles_tenant(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
@@ -448,8 +457,12 @@ async fn authorize_request(
                         .map_err(|e| ApiError::internal("reading the study's referrers", e))?;
                     (action, authz.study(&access, referrers))
                 }
-                // storing into a study that does not exist yet: a new study at the caller's site
-                None if action == Action::Write && matches!(by, StudyBy::Study(_)) => {
+                // storing (STOW-RS) into a study that does not exist yet: a new study at the
+                // caller's site. Other writes to a missing study (annotations) get 404.
+                None if action == Action::Write
+                    && matches!(by, StudyBy::Study(_))
+                    && route.starts_with("/dicom-web/") =>
+                {
                     let uid = Uid::parse(&raw).unwrap_or_else(|_| new_study_uid());
                     (action, authz.new_study(uid))
                 }
@@ -669,6 +682,16 @@ mod tests {
             Method::DELETE,
             "/api/v1/studies/{study_uid}",
             Target::Study(Delete, By::Study("study_uid")),
+        );
+        check(
+            Method::GET,
+            "/api/v1/studies/{study_uid}/annotations",
+            Target::Study(Read, By::Study("study_uid")),
+        );
+        check(
+            Method::PUT,
+            "/api/v1/studies/{study_uid}/annotations",
+            Target::Study(Write, By::Study("study_uid")),
         );
         check(
             Method::GET,

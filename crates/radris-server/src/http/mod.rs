@@ -1,9 +1,11 @@
 //! The HTTP service: health, readiness and metrics (open), DICOMweb and the REST API (behind
-//! [`auth::require`]: authenticated, scope-checked, tenant-scoped and audited).
+//! [`auth::require`]: authenticated, scope-checked, tenant-scoped and audited), and the web
+//! application's static files at `/` ([`webapp`]: public, no patient data).
 //!
 //! Hygiene for every protected route: request body limit (STOW-RS streams and has its own),
 //! request timeout (not for STOW-RS), CORS from the configuration, compression of JSON.
 
+pub mod annotations;
 pub mod audit_export;
 pub mod auth;
 pub mod dicomweb;
@@ -13,6 +15,7 @@ pub mod privacy;
 pub mod problem;
 pub mod rest;
 pub mod session;
+pub mod webapp;
 pub mod webauthn;
 
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub struct AppState {
     /// Sign-in through an external OpenID Connect provider (`[oidc]`); None: off.
     pub oidc: Option<Arc<radris_auth::oidc::Oidc>>,
     pub audit: Audit,
+    /// The `[http]` options; `web_dir` is the folder actually served (resolved at start:
+    /// `webapp::resolve_web_dir`), `None` when there is no build.
     pub http: Arc<HttpConfig>,
     /// Whether clients reach us over TLS (for the URLs we hand out).
     pub tls: bool,
@@ -112,6 +117,7 @@ pub fn router(state: AppState) -> Router {
                 .and(NotForContentType::new("image/")),
         );
     let hsts = state.tls;
+    let web = webapp::WebApp::new(cfg.web_dir.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -119,7 +125,8 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .merge(sign_in)
         .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
-        .fallback(|| async { problem::ApiError::not_found("no such resource") })
+        // the web application at `/` (unknown paths of the server's own stay JSON 404s)
+        .fallback(move |req: axum::extract::Request| web.clone().serve(req))
         .layer(compress)
         .layer(cors(&cfg))
         .layer(middleware::from_fn(no_store_for_api))

@@ -66,6 +66,7 @@ impl From<StoreError> for ApiError {
                 "the server is shutting down",
             ),
             StoreError::LegalHold { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             _ if e.is_client_error() => ApiError::bad_request(e.to_string()),
             _ => ApiError::internal("archive operation", e),
         }

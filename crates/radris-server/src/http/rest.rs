@@ -14,7 +14,7 @@ use radris_store::{DeleteLevel, StudyFilter, StudySort};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::AppState;
@@ -743,6 +743,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_studies))
         .routes(routes!(get_study, delete_study))
+        .routes(
+            routes!(
+                super::annotations::get_annotations,
+                super::annotations::put_annotations
+            )
+            // the viewer's documents may exceed the default body limit (this layer sits
+            // inside the router-wide one, so it wins for this route)
+            .layer(axum::extract::DefaultBodyLimit::max(
+                super::annotations::MAX_BODY_BYTES,
+            )),
+        )
         .routes(routes!(list_series))
         .routes(routes!(list_instances))
         .routes(routes!(delete_series))

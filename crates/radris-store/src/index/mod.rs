@@ -6,13 +6,16 @@
 //! write path (inserts increment, deletions recompute), never computed per query.
 
 //!
-//! `sql` builds the matching SQL from typed queries; `write` is the insert/delete path.
+//! `sql` builds the matching SQL from typed queries; `write` is the insert/delete path;
+//! `annotations` keeps the viewer's per-user, per-study documents.
 
+mod annotations;
 mod browse;
 mod privacy;
 mod sql;
 mod write;
 
+pub use annotations::AnnotationDoc;
 pub use privacy::LegalHold;
 
 pub use browse::{
@@ -553,7 +556,8 @@ impl Index {
         }
     }
 
-    /// Delete a study, series or instance; returns the blob paths to remove.
+    /// Delete a study, series or instance; returns the blob paths to remove. Studies left
+    /// without instances are removed, with their annotation documents.
     pub async fn delete(
         &self,
         tenant: &TenantId,
@@ -608,6 +612,8 @@ impl Index {
         .await
         .map_err(|e| StoreError::db("delete instances", e))?;
         recompute(&mut tx, tenant, &series_set, &study_set).await?;
+        // a study that is gone takes its annotation documents with it
+        annotations::drop_orphaned(&mut tx, tenant, &study_set).await?;
         tx.commit()
             .await
             .map_err(|e| StoreError::db("delete: commit", e))?;

@@ -1,0 +1,250 @@
+// The reading flow in a real browser against a real server: sign in, find the demo chest CT,
+// see it drawn, scroll, measure a known phantom distance, reload and find the measurement
+// again, MPR and 3D; then the same on a 390×844 touch screen. Timings go to
+// e2e-artifacts/timings.json, screenshots beside them.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { artifacts, canvasStats, drawn, launchBrowser, signIn, startServer, waitFor, writeArtifact } from './harness.mjs';
+
+// The demo chest CT (radris-dicom synth): 512×512, field of view 380 mm, first pixel centre at
+// x = y = -190 mm; the lungs are centred at x = ±0.38 of the half field, y = 0 → their centres
+// are 0.76 × 190 = 144.4 mm apart.
+const FOV = 380;
+const LUNG_X = 0.38 * (FOV / 2);
+const LUNG_DISTANCE_MM = 2 * LUNG_X;
+const timings = {};
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  writeArtifact('timings.json', timings);
+  await browser?.close();
+  await server?.stop();
+});
+
+async function openChestCt(page) {
+  await page.getByLabel('Patient name').fill('Lindqvist');
+  await page.getByRole('button', { name: 'Search' }).click();
+  const open = page.getByTestId('open-study').filter({ hasText: 'LINDQVIST' });
+  await open.first().waitFor();
+  // a user reads the list before opening: the viewer code has loaded meanwhile
+  await page.waitForFunction(() => window.radris.metrics.viewerWarm, undefined, { timeout: 60_000 });
+  const clicked = await page.evaluate(() => performance.now());
+  await open.first().click();
+  await waitFor(page, () => window.radris?.metrics.firstImageAt !== undefined, undefined, 60_000);
+  const m = await page.evaluate(() => ({ ...window.radris.metrics }));
+  return { clicked, metrics: m, firstImageMs: m.firstImageAt - clicked };
+}
+
+function lengthValue(text) {
+  const m = /Length:\s*([0-9.]+)\s*mm/.exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await signIn(page, server);
+  assert.match(await page.getByTestId('who').innerText(), /demo\s*@default/);
+
+  const opened = await openChestCt(page);
+  timings.desktop_first_image_ms = Math.round(opened.firstImageMs);
+  await page.screenshot({ path: join(artifacts, 'desktop-open.png') });
+
+  // the hanging protocol puts the baseline a year earlier beside it: both drawn
+  await waitFor(page, () => document.querySelectorAll('[data-viewport-id] canvas').length === 2);
+  await waitFor(page, () => window.radris.viewportState('vp-1')?.imageId);
+  await page.waitForTimeout(300);
+  const first = await canvasStats(page, 'vp-0');
+  assert.ok(drawn(first), `current image drawn: ${JSON.stringify(first)}`);
+  assert.ok(drawn(await canvasStats(page, 'vp-1')), 'prior image drawn');
+  assert.match(await page.locator('.prior-tag').innerText(), /PRIOR 2025-09-10/);
+
+  // scroll the current with the mouse wheel: another slice, and the prior follows by position
+  const before = await page.evaluate(() => window.radris.viewportState('vp-0'));
+  const priorBefore = await page.evaluate(() => window.radris.viewportState('vp-1'));
+  const box = await page.locator('[data-viewport-id="vp-0"]').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  for (let i = 0; i < 30; i += 1) await page.mouse.wheel(0, 120);
+  await waitFor(page, (i) => window.radris.viewportState('vp-0').imageIndex !== i, before.imageIndex);
+  await waitFor(page, (i) => window.radris.viewportState('vp-1').imageIndex !== i, priorBefore.imageIndex);
+  await page.waitForTimeout(500);
+  const afterScroll = await page.evaluate(() => window.radris.viewportState('vp-0'));
+  const priorAfter = await page.evaluate(() => window.radris.viewportState('vp-1'));
+  assert.notEqual(afterScroll.imageIndex, before.imageIndex);
+  assert.match(await page.getByTestId('overlay-vp-0').innerText(), new RegExp(`Im ${afterScroll.imageIndex + 1}/300`));
+  // 1 mm current slices, 3 mm prior slices over the same anatomy: the prior is at the same z
+  assert.ok(Math.abs(priorAfter.focalPoint[2] - afterScroll.focalPoint[2]) <= 3, `synchronised: ${afterScroll.focalPoint[2]} vs ${priorAfter.focalPoint[2]}`);
+  // a window preset on the current applies to the prior too
+  await page.locator('button[data-preset="mediastinum"]').click();
+  await waitFor(page, () => {
+    const v = window.radris.viewportState('vp-1').voi;
+    return v && Math.round(v.upper - v.lower) === 349;
+  });
+  await page.locator('button[data-preset="lung"]').click();
+
+  // a length from one lung centre to the other, on the current slice
+  await page.locator('button[data-tool="Length"]').click();
+  const z = afterScroll.focalPoint[2];
+  const [a, b] = await page.evaluate(
+    ([x, zz]) => [window.radris.toPage('vp-0', [-x, 0, zz]), window.radris.toPage('vp-0', [x, 0, zz])],
+    [LUNG_X, z],
+  );
+  const mmPerPx = LUNG_DISTANCE_MM / Math.hypot(b[0] - a[0], b[1] - a[1]);
+  await page.mouse.move(a[0], a[1]);
+  await page.mouse.down();
+  for (let i = 1; i <= 10; i += 1) await page.mouse.move(a[0] + ((b[0] - a[0]) * i) / 10, a[1] + ((b[1] - a[1]) * i) / 10);
+  await page.mouse.up();
+  const list = page.getByTestId('measurements');
+  await list.getByText(/Length:/).waitFor();
+  const measured = lengthValue(await list.innerText());
+  timings.length_measured_mm = measured;
+  timings.length_expected_mm = LUNG_DISTANCE_MM;
+  // the mouse lands on whole screen pixels: allow two pixels' worth
+  assert.ok(Math.abs(measured - LUNG_DISTANCE_MM) <= Math.max(1, 2 * mmPerPx), `measured ${measured} mm, expected ${LUNG_DISTANCE_MM} mm (±${(2 * mmPerPx).toFixed(2)})`);
+
+  // key image on this slice
+  await page.getByTestId('key-image').click();
+  await page.getByTestId('key-images').getByText('★ image').waitFor();
+  await waitFor(page, () => document.querySelector('[data-testid=save-state]')?.textContent === 'Saved');
+  await page.screenshot({ path: join(artifacts, 'desktop-measured.png') });
+
+  // reload: the session cookie keeps us signed in, the measurement and key image come back
+  await page.reload();
+  await page.getByTestId('measurements').getByText(/Length:/).waitFor({ timeout: 60_000 });
+  assert.equal(lengthValue(await page.getByTestId('measurements').innerText()), measured);
+  await page.getByTestId('key-images').getByText('★ image').waitFor();
+  // and it is drawn again: jump to its slice, the annotation layer has its line
+  await page.getByTestId('measurements').getByRole('button', { name: /Length:/ }).click();
+  await waitFor(page, () => document.querySelector('[data-viewport-id="vp-0"] svg [data-annotation-uid], [data-viewport-id="vp-0"] svg line'));
+  await page.screenshot({ path: join(artifacts, 'desktop-reloaded.png') });
+
+  // MPR: three planes from the volume, each drawn, crosshairs linking them
+  const mprClicked = await page.evaluate(() => {
+    window.radris.metrics.volumeReadyAt = undefined;
+    return performance.now();
+  });
+  await page.getByTestId('mpr').click();
+  await waitFor(page, () => document.querySelectorAll('[data-kind="sagittal"] canvas, [data-kind="coronal"] canvas, [data-kind="axial"] canvas').length === 3);
+  const volumeReady = await page
+    .waitForFunction(() => window.radris.metrics.volumeReadyAt, undefined, { timeout: 120_000 })
+    .then((h) => h.jsonValue());
+  const m = await page.evaluate(() => ({ ...window.radris.metrics }));
+  timings.desktop_mpr_ready_ms_after_click = Math.round(volumeReady - mprClicked);
+  await page.waitForTimeout(500);
+  for (const id of ['mpr-0', 'mpr-1', 'mpr-2']) {
+    const s = await canvasStats(page, id);
+    assert.ok(drawn(s), `${id} drawn: ${JSON.stringify(s)}`);
+  }
+  assert.ok(m.volumeReadyAt > 0);
+  // slab MIP changes the picture
+  const thin = await canvasStats(page, 'mpr-1');
+  await page.getByTestId('slab-mode').selectOption('mip');
+  await page.waitForTimeout(1500);
+  const mip = await canvasStats(page, 'mpr-1');
+  assert.ok(Math.abs(mip.mean - thin.mean) > 0.5 || Math.abs(mip.sd - thin.sd) > 0.5, `MIP differs from thin: ${JSON.stringify({ thin, mip })}`);
+  await page.screenshot({ path: join(artifacts, 'desktop-mpr.png') });
+
+  // 3D volume rendering (software WebGL: judged by the picture, not the frame rate)
+  await page.getByTestId('vr').click();
+  await waitFor(page, () => document.querySelector('[data-kind="volume3d"] canvas'));
+  await page.waitForFunction(
+    () => {
+      const c = document.querySelector('[data-kind="volume3d"] canvas');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let lit = 0;
+      for (let i = 0; i < d.length; i += 16) if (d[i] + d[i + 1] + d[i + 2] > 60) lit += 1;
+      return lit > 500;
+    },
+    undefined,
+    { timeout: 180_000, polling: 500 },
+  );
+  await page.screenshot({ path: join(artifacts, 'desktop-3d.png') });
+  assert.deepEqual(consoleErrors, []);
+  await context.close();
+});
+
+test('fresh open timing: first image and MPR-ready volume of the 300-slice CT', { timeout: 300_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  await signIn(page, server);
+  const opened = await openChestCt(page);
+  timings.first_image_ms = Math.round(opened.firstImageMs);
+  // a fresh page: nothing of the volume is cached in the browser
+  const clicked = await page.evaluate(() => performance.now());
+  await page.getByTestId('mpr').click();
+  const ready = await page.waitForFunction(() => window.radris.metrics.volumeReadyAt, undefined, { timeout: 120_000 }).then((h) => h.jsonValue());
+  timings.mpr_volume_ready_ms = Math.round(ready - clicked);
+  timings.mpr_volume_ready_ms_from_open = Math.round(ready - opened.clicked);
+  await context.close();
+});
+
+async function touch(cdp, type, points) {
+  await cdp.send('Input.dispatchTouchEvent', {
+    type,
+    touchPoints: points.map(([x, y], id) => ({ x, y, id, radiusX: 2, radiusY: 2, force: 1 })),
+  });
+}
+
+async function drag(cdp, from, to, steps = 8) {
+  const n = from.length;
+  await touch(cdp, 'touchStart', from);
+  for (let s = 1; s <= steps; s += 1) {
+    const pts = [];
+    for (let i = 0; i < n; i += 1) pts.push([from[i][0] + ((to[i][0] - from[i][0]) * s) / steps, from[i][1] + ((to[i][1] - from[i][1]) * s) / steps]);
+    await touch(cdp, 'touchMove', pts);
+  }
+  await touch(cdp, 'touchEnd', []);
+}
+
+test('phone: 390×844 touch flow', { timeout: 300_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await context.newPage();
+  await signIn(page, server);
+  await openChestCt(page);
+  await waitFor(page, () => document.querySelectorAll('[data-viewport-id] canvas').length === 1);
+  const s = await canvasStats(page, 'vp-0');
+  assert.ok(drawn(s), `drawn on the phone: ${JSON.stringify(s)}`);
+  await page.screenshot({ path: join(artifacts, 'phone-open.png') });
+
+  const cdp = await context.newCDPSession(page);
+  const box = await page.locator('[data-viewport-id="vp-0"]').boundingBox();
+  const cx = box.x + box.width / 2;
+  const cy = box.y + box.height / 2;
+  const state = () => page.evaluate(() => window.radris.viewportState('vp-0'));
+
+  // one finger: window/level
+  const s0 = await state();
+  await drag(cdp, [[cx, cy]], [[cx + 60, cy + 40]]);
+  await page.waitForTimeout(300);
+  const s1 = await state();
+  assert.notDeepEqual(s1.voi, s0.voi, 'one-finger drag changes the window');
+
+  // two fingers apart: zoom in
+  await drag(cdp, [[cx - 30, cy], [cx + 30, cy]], [[cx - 110, cy], [cx + 110, cy]]);
+  await page.waitForTimeout(300);
+  const s2 = await state();
+  assert.ok(s2.zoom > s1.zoom * 1.1, `pinch zooms: ${s1.zoom} → ${s2.zoom}`);
+
+  // scroll tool, one finger down: other slices
+  await page.locator('button[data-tool="StackScroll"]').tap();
+  await drag(cdp, [[cx, cy - 100]], [[cx, cy + 100]], 12);
+  await page.waitForTimeout(300);
+  const s3 = await state();
+  assert.notEqual(s3.imageIndex, s2.imageIndex, 'touch scroll moves through the stack');
+
+  // the measurement made on the desktop is listed in the phone's panel too
+  await page.getByRole('button', { name: 'Series' }).tap();
+  await page.getByTestId('measurements').getByText(/Length:/).waitFor({ timeout: 30_000 });
+  await page.screenshot({ path: join(artifacts, 'phone-touch.png') });
+  await context.close();
+});

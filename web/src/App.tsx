@@ -1,0 +1,145 @@
+// The application shell: sign-in, the signed-in user and tenant, idle logoff, and two pages
+// (the study list at `/`, the viewer at `/viewer/<study UID>[?prior=<UID>]`).
+
+import { Suspense, lazy, useCallback, useEffect, useState } from 'react';
+import { logout, setUnauthenticatedHandler, whoami, type WhoAmI } from './lib/api';
+import { emptySearch, type StudySearch } from './lib/query';
+import { IdleWarning } from './IdleWarning';
+import { Login } from './Login';
+import { StudyList } from './StudyList';
+import { resetMetrics } from './metrics';
+
+// Cornerstone3D is large: the study list loads without it, then fetches it in the background
+// (StudyList's prewarm). Once loaded, the viewer is rendered directly: going through Suspense
+// again would hold the page back (React throttles revealing suspended content by ~300 ms).
+type ViewerModule = typeof import('./viewer/Viewer');
+let viewerModule: ViewerModule | undefined;
+const viewerImport = () =>
+  import('./viewer/Viewer').then((m) => {
+    viewerModule = m;
+    return m;
+  });
+const LazyViewer = lazy(() => viewerImport().then((m) => ({ default: m.Viewer })));
+export function loadViewer(): Promise<ViewerModule> {
+  return viewerImport();
+}
+
+/** The server's idle timeout (the sign-in answer tells it; 15 minutes by default). */
+const DEFAULT_IDLE_S = 15 * 60;
+
+interface Route {
+  page: 'list' | 'viewer';
+  studyUid?: string;
+  priorUid?: string;
+}
+
+function parseRoute(): Route {
+  const m = /^\/viewer\/([0-9.]+)\/?$/.exec(location.pathname);
+  if (m) {
+    const prior = new URLSearchParams(location.search).get('prior') ?? undefined;
+    return { page: 'viewer', studyUid: m[1], priorUid: prior && /^[0-9.]+$/.test(prior) ? prior : undefined };
+  }
+  return { page: 'list' };
+}
+
+function savedSearch(): StudySearch {
+  try {
+    return { ...emptySearch, ...JSON.parse(sessionStorage.getItem('radris.search') ?? '{}') };
+  } catch {
+    return emptySearch;
+  }
+}
+
+export function App() {
+  const [me, setMe] = useState<WhoAmI | null | undefined>(undefined);
+  const [idleS, setIdleS] = useState(DEFAULT_IDLE_S);
+  const [notice, setNotice] = useState<string>();
+  const [route, setRoute] = useState<Route>(parseRoute);
+
+  useEffect(() => {
+    setUnauthenticatedHandler(() => {
+      setNotice('Your session has ended. Please sign in again.');
+      setMe(null);
+    });
+    whoami()
+      .then(setMe)
+      .catch(() => setMe(null));
+    const onPop = () => setRoute(parseRoute());
+    window.addEventListener('popstate', onPop);
+    return () => window.removeEventListener('popstate', onPop);
+  }, []);
+
+  const go = useCallback((path: string) => {
+    history.pushState(null, '', path);
+    setRoute(parseRoute());
+  }, []);
+
+  const signOut = useCallback(async (why?: string) => {
+    try {
+      await logout();
+    } catch {
+      // the session may already be gone
+    }
+    setNotice(why);
+    setMe(null);
+  }, []);
+
+  const prewarmViewer = useCallback(() => void loadViewer().then((m) => m.prewarm()), []);
+  const onIdle = useCallback(() => void signOut('You were signed out after a period of inactivity.'), [signOut]);
+
+  if (me === undefined) return <div className="loading">Loading…</div>;
+  if (me === null) {
+    return (
+      <Login
+        notice={notice}
+        onSignedIn={(s) => {
+          setIdleS(s.idle_timeout_s || DEFAULT_IDLE_S);
+          setNotice(undefined);
+          setMe({ tenant: s.tenant, user: s.user, scopes: s.scopes });
+        }}
+      />
+    );
+  }
+
+  return (
+    <div className={`app page-${route.page}`}>
+      <header className="app-bar">
+        <a
+          className="brand"
+          href="/"
+          onClick={(e) => {
+            e.preventDefault();
+            go('/');
+          }}
+        >
+          RADRIS
+        </a>
+        <span className="who" data-testid="who">
+          <span className="user">{me.user}</span> <span className="tenant">@{me.tenant}</span>
+        </span>
+        <button className="sign-out" onClick={() => void signOut()}>
+          Sign out
+        </button>
+      </header>
+      <IdleWarning idleTimeoutS={idleS} onExpired={onIdle} />
+      {route.page === 'viewer' && route.studyUid ? (
+        viewerModule ? (
+          <viewerModule.Viewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={() => go('/')} />
+        ) : (
+          <Suspense fallback={<div className="loading">Loading the viewer…</div>}>
+            <LazyViewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={() => go('/')} />
+          </Suspense>
+        )
+      ) : (
+        <StudyList
+          prewarm={prewarmViewer}
+          initial={savedSearch()}
+          onOpen={(uid, prior) => {
+            resetMetrics();
+            go(`/viewer/${uid}${prior ? `?prior=${prior}` : ''}`);
+          }}
+        />
+      )}
+    </div>
+  );
+}
