@@ -156,3 +156,21 @@ export async function waitFor(page, fn, arg, timeout = 60_000) {
 export function writeArtifact(name, value) {
   writeFileSync(join(artifacts, name), typeof value === 'string' ? value : JSON.stringify(value, null, 2));
 }
+
+/** A viewport canvas's grey levels, every 4th pixel, for comparing two renderings. */
+export async function canvasGrey(page, viewportId) {
+  return page.evaluate((id) => {
+    const c = document.querySelector(`[data-viewport-id="${id}"] canvas`);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const out = [];
+    for (let i = 0; i < d.length; i += 16) out.push(d[i]);
+    return out;
+  }, viewportId);
+}
+
+export function meanAbsDiff(a, b) {
+  const n = Math.min(a.length, b.length);
+  let s = 0;
+  for (let i = 0; i < n; i += 1) s += Math.abs(a[i] - b[i]);
+  return n ? s / n : 0;
+}

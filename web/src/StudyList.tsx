@@ -1,10 +1,15 @@
 // The study list: search by name, ID, accession, date range and modality; sort; cursor paging;
 // the selected patient's timeline with priors and series thumbnails.
 
-import { useCallback, useEffect, useState, type FormEvent } from 'react';
+import { useCallback, useEffect, useState, type FormEvent, type SyntheticEvent } from 'react';
 import { ApiError, getStudy, searchStudies, studiesOfPatient, studyThumbnailUrl, seriesThumbnailUrl, type Study, type StudyDetail } from './lib/api';
 import { ageAt, dicomDate, dicomTime, personName } from './lib/format';
 import { SearchError, emptySearch, lastDays, toQuery, type StudySearch } from './lib/query';
+
+/** A thumbnail the server cannot render (damaged or non-image data) leaves an empty frame. */
+const hideBroken = (e: SyntheticEvent<HTMLImageElement>) => {
+  e.currentTarget.style.visibility = 'hidden';
+};
 
 const MODALITIES = ['', 'CT', 'MR', 'CR', 'DX', 'PT', 'NM', 'US', 'MG', 'XA', 'SR'];
 const PAGE = 50;
@@ -144,7 +149,7 @@ export function StudyList({
                 data-study-uid={s.study_uid}
               >
                 <td className="thumb">
-                  <img src={studyThumbnailUrl(s.study_uid)} alt="" loading="lazy" width={48} height={48} />
+                  <img src={studyThumbnailUrl(s.study_uid)} alt="" loading="lazy" width={48} height={48} onError={hideBroken} />
                 </td>
                 <td>
                   <button className="link" onClick={() => onOpen(s.study_uid)} data-testid="open-study">
@@ -221,7 +226,7 @@ function Timeline({ study, onOpen }: { study: Study; onOpen: (studyUid: string, 
         <div className="series-thumbs">
           {detail.series.map((s) => (
             <figure key={s.series_uid}>
-              <img src={seriesThumbnailUrl(s.study_uid, s.series_uid)} alt="" loading="lazy" width={96} height={96} />
+              <img src={seriesThumbnailUrl(s.study_uid, s.series_uid)} alt="" loading="lazy" width={96} height={96} onError={hideBroken} />
               <figcaption>
                 {s.modality} #{s.series_number} {s.description} ({s.num_instances})
               </figcaption>

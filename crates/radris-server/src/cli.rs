@@ -919,15 +919,22 @@ async fn demo_token(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Re
             None,
         )
         .await?;
+    write_secret_file(&path, &secret)?;
+    tracing::info!(path = %path.display(), "demo API token created (Authorization: Bearer …)");
+    Ok(())
+}
+
+/// A new file readable by its owner only (0600) holding `secret` and a newline, synced.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts
-        .open(&path)
+        .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes())?;
-    tracing::info!(path = %path.display(), "demo API token created (Authorization: Bearer …)");
+    f.sync_all()?;
     Ok(())
 }
 
@@ -952,15 +959,7 @@ async fn demo_user(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Res
         return Ok(());
     }
     let password = radris_auth::password::generate(USER, 20)?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut f, format!("{password}\n").as_bytes())?;
-    f.sync_all()?;
+    write_secret_file(&path, &password)?;
     if let Err(e) = users.create(&tenant, USER, &password, "radiologist").await {
         // no account behind the file: the next start tries again
         let _ = std::fs::remove_file(&path);

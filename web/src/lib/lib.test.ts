@@ -84,6 +84,11 @@ describe('cache policy', () => {
     expect(cacheBytes(2, true)).toBe(512 * MiB);
     expect(cacheBytes(0.5, true)).toBe(256 * MiB);
     expect(cacheBytes(undefined, false)).toBe(1024 * MiB);
+    // the workstation's own setting wins, within bounds
+    expect(cacheBytes(8, false, 64)).toBe(64 * MiB);
+    expect(cacheBytes(8, false, 1)).toBe(16 * MiB);
+    expect(cacheBytes(8, false, 1e9)).toBe(4096 * MiB);
+    expect(cacheBytes(8, false, Number.NaN)).toBe(1536 * MiB);
   });
   it('refuses a volume that would not fit', () => {
     const budget = 1024 * 1024 * 1024;

@@ -47,13 +47,13 @@ import {
   type ViewportSpec,
 } from '../lib/hanging';
 import { fromVoiRange, presetsFor, toVoiRange } from '../lib/presets';
-import { ENGINE_ID, MEASURE_TOOLS, MPR_GROUP, NAV_TOOLS, STACK_GROUP, VR_GROUP, cornerstone, cst, isMobile, setPrimaryTool } from './cs';
+import { ENGINE_ID, MEASURE_TOOLS, MPR_GROUP, NAV_TOOLS, STACK_GROUP, VR_GROUP, cornerstone, cst, isMobile, setPrimaryTool, softwareGl } from './cs';
 import { imageIdOf, loadSeries, locate, type LoadedSeries } from './series';
 import { mark, metrics } from '../metrics';
-import { synchronizers, toPage, viewportState } from './automation';
+import { cacheInfo, synchronizers, toPage, viewportState } from './automation';
 
 // automation hooks for browser tests, installed with the viewer's code
-if (window.radris) Object.assign(window.radris, { toPage, viewportState, synchronizers });
+if (window.radris) Object.assign(window.radris, { toPage, viewportState, synchronizers, cacheInfo });
 
 type AnyViewport = CoreTypes.IStackViewport | CoreTypes.IVolumeViewport;
 
@@ -274,8 +274,13 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
             if (!vp) return;
             if (v.kind === 'stack') {
               const svp = vp as CoreTypes.IStackViewport;
-              await svp.setStack(s.imageIds, Math.floor(s.imageIds.length / 2));
-              mark(`stack-${v.id}`);
+              try {
+                await svp.setStack(s.imageIds, Math.floor(s.imageIds.length / 2));
+                mark(`stack-${v.id}`);
+              } catch {
+                // the first image failed to load or decode: its message is already in the
+                // viewport (IMAGE_LOAD_ERROR below) and the other images stay reachable
+              }
               svp.render();
             } else {
               metrics.volumeRequestedAt ??= performance.now();
@@ -284,7 +289,7 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
               (volume as unknown as { load: () => void }).load();
               await setVolumesForViewports(engine, [{ volumeId: s.volumeId }], [v.id]);
               if (v.kind === 'volume3d') {
-                (vp as CoreTypes.IVolumeViewport).setProperties({ preset: vrPreset });
+                (vp as CoreTypes.IVolumeViewport).setProperties({ preset: vrPreset, sampleDistanceMultiplier: softwareGl() ? 4 : 1 });
               }
               vp.render();
             }
@@ -355,9 +360,11 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
         if (!vp) continue;
         const props = vp.getProperties() as { voiRange?: { lower: number; upper: number } };
         const wl = props.voiRange ? fromVoiRange(props.voiRange) : undefined;
-        const slices = 'getImageIds' in vp ? vp.getImageIds().length : (vp as CoreTypes.IVolumeViewport).getNumberOfSlices?.() ?? 0;
+        const stack = 'setStack' in vp;
+        const slices = stack ? (vp as CoreTypes.IStackViewport).getImageIds().length : ((vp as CoreTypes.IVolumeViewport).getNumberOfSlices?.() ?? 0);
+        const slice = stack ? vp.getCurrentImageIdIndex() : ((vp as CoreTypes.IVolumeViewport).getSliceIndex?.() ?? 0);
         next[id] = {
-          slice: vp.getCurrentImageIdIndex() + 1,
+          slice: slice + 1,
           slices,
           ww: wl ? Math.round(wl.width) : undefined,
           wl: wl ? Math.round(wl.center) : undefined,
@@ -787,7 +794,14 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
               {series.map((s) => (
                 <li key={s.seriesUid}>
                   <button onClick={() => showSeries(s)} title={`Show in the active viewport`}>
-                    <img src={seriesThumbnailUrl(s.studyUid, s.seriesUid)} alt="" loading="lazy" width={64} height={64} />
+                    <img
+                      src={seriesThumbnailUrl(s.studyUid, s.seriesUid)}
+                      alt=""
+                      loading="lazy"
+                      width={64}
+                      height={64}
+                      onError={(e) => (e.currentTarget.style.visibility = 'hidden')}
+                    />
                     <span>
                       {s.modality} #{s.seriesNumber} {s.description}
                       <br />
@@ -844,6 +858,7 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
                   {v.role === 'prior' ? <span className="prior-tag">PRIOR {dicomDate(priorDetail?.study.study_date ?? '')}</span> : null}
                   <div>{s ? `${s.modality} #${s.seriesNumber} ${s.description}` : ''}</div>
                   <div>{v.kind !== 'stack' ? v.kind : ''}</div>
+                  {v.kind === 'volume3d' && softwareGl() && <div className="muted">software WebGL: coarse sampling</div>}
                 </div>
                 {o && (
                   <div className="overlay bl" data-testid={`overlay-${v.id}`}>

@@ -2,7 +2,7 @@
 // sessions: where a patient-space point is on screen, and what a viewport shows. It exposes no
 // data the page does not already display.
 
-import { getRenderingEngine, type Types } from '@cornerstonejs/core';
+import { cache, getRenderingEngine, type Types } from '@cornerstonejs/core';
 import { ENGINE_ID, cst } from './cs';
 
 export interface ViewportState {
@@ -12,6 +12,9 @@ export interface ViewportState {
   voi?: { lower: number; upper: number };
   zoom: number;
   invert: boolean;
+  /** volume viewports: slab thickness (mm) and blend mode (0 composite, 1 MIP, 2 MinIP, 3 average) */
+  slabThickness?: number;
+  blendMode?: number;
 }
 
 export function toPage(viewportId: string, world: Types.Point3): [number, number] | undefined {
@@ -33,6 +36,8 @@ export function viewportState(viewportId: string): ViewportState | undefined {
     voi: props.voiRange ? { ...props.voiRange } : undefined,
     zoom: (vp as { getZoom?: () => number }).getZoom?.() ?? 1,
     invert: !!props.invert,
+    slabThickness: (vp as { getSlabThickness?: () => number }).getSlabThickness?.(),
+    blendMode: (vp as { getBlendMode?: () => number }).getBlendMode?.(),
   };
 }
 
@@ -42,4 +47,9 @@ export function synchronizers(): { id: string; viewports: string[] }[] {
     id: s.id,
     viewports: s.getSourceViewports().map((v) => v.viewportId),
   }));
+}
+
+/** The decoded-image cache: bytes in use and the cap. */
+export function cacheInfo(): { bytes: number; max: number } {
+  return { bytes: cache.getCacheSize(), max: cache.getMaxCacheSize() };
 }

@@ -26,6 +26,21 @@ let ready: Promise<RenderingEngine> | undefined;
 export const isMobile = (): boolean =>
   typeof window !== 'undefined' && (window.matchMedia?.('(pointer: coarse)').matches || window.innerWidth < 700);
 
+let software: boolean | undefined;
+/**
+ * Whether WebGL runs in software (SwiftShader, llvmpipe: no GPU, or a blocked driver). Volume
+ * rendering then samples 4× more coarsely, or a single frame takes seconds.
+ */
+export function softwareGl(): boolean {
+  if (software === undefined) {
+    const gl = document.createElement('canvas').getContext('webgl2');
+    const ext = gl?.getExtension('WEBGL_debug_renderer_info');
+    const renderer = gl ? String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER)) : '';
+    software = !gl || /swiftshader|llvmpipe|software/i.test(renderer);
+  }
+  return software;
+}
+
 /** Start Cornerstone once; every viewer shares the engine. */
 export function cornerstone(): Promise<RenderingEngine> {
   if (!ready) ready = start();
@@ -38,7 +53,8 @@ async function start(): Promise<RenderingEngine> {
   volumeLoader.registerUnknownVolumeLoader(cornerstoneStreamingImageVolumeLoader as never);
   volumeLoader.registerVolumeLoader('cornerstoneStreamingImageVolume', cornerstoneStreamingImageVolumeLoader as never);
   const memory = (navigator as Navigator & { deviceMemory?: number }).deviceMemory;
-  cache.setMaxCacheSize(cacheBytes(memory, isMobile()));
+  const configured = Number(localStorage.getItem('radris.cacheMiB') ?? NaN);
+  cache.setMaxCacheSize(cacheBytes(memory, isMobile(), Number.isNaN(configured) ? undefined : configured));
   // loopback and LAN servers answer many requests at once; phones get fewer
   imageRetrievalPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Interaction, isMobile() ? 6 : 12);
   imageLoadPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Interaction, isMobile() ? 6 : 12);

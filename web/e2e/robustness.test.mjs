@@ -1,0 +1,177 @@
+// Robustness in the browser: a frame that cannot be decoded shows a clear message in its
+// viewport while the rest of the series keeps working, and a 2,000-image series opens as a
+// stack and scrolls end to end with the decoded-image cache held under its cap; sign-in with a
+// second factor.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { artifacts, canvasStats, drawn, launchBrowser, signIn, startServer, waitFor, webDir } from './harness.mjs';
+
+let server;
+let browser;
+const work = mkdtempSync(join(tmpdir(), 'radris-web-robust-'));
+
+/** Generate a series with the test's pydicom script and STOW-RS it in batches. */
+async function storeSeries(name, args) {
+  const out = join(work, name);
+  const made = spawnSync('python3', [join(webDir, 'e2e', 'make_series.py'), out, ...args], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  const files = readdirSync(out).sort();
+  for (let i = 0; i < files.length; i += 200) {
+    const boundary = `radris-${Date.now()}-${i}`;
+    const parts = [];
+    for (const f of files.slice(i, i + 200)) {
+      parts.push(Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`));
+      parts.push(readFileSync(join(out, f)));
+      parts.push(Buffer.from('\r\n'));
+    }
+    parts.push(Buffer.from(`--${boundary}--\r\n`));
+    const r = await fetch(`${server.base}/dicom-web/studies`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${server.token}`,
+        'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}`,
+        Accept: 'application/dicom+json',
+      },
+      body: Buffer.concat(parts),
+    });
+    assert.equal(r.status, 200, await r.text());
+  }
+  return files.length;
+}
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+  await storeSeries('damaged', ['--patient', 'ROBUST^Damaged', '--slices', '20', '--damaged', '10']);
+  await storeSeries('long', ['--patient', 'ROBUST^Long', '--slices', '2000', '--rows', '128']);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function open(page, name) {
+  await page.getByLabel('Patient name').fill(name);
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByTestId('open-study').first().click();
+}
+
+test('a frame that fails to decode: a clear message, the rest keeps working', { timeout: 300_000 }, async () => {
+  const page = await (await browser.newContext({ viewport: { width: 1200, height: 800 } })).newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await signIn(page, server);
+  await open(page, 'ROBUST^Damaged');
+  // the series opens on its middle slice, the damaged one
+  const message = page.getByTestId('error-vp-0');
+  await message.waitFor({ timeout: 60_000 }).catch(async (e) => {
+    await page.screenshot({ path: join(artifacts, 'damaged-frame-failed.png') });
+    throw e;
+  });
+  assert.match(await message.innerText(), /Image 11 could not be decoded/);
+  assert.match(await message.innerText(), /other images remain available/);
+  await page.screenshot({ path: join(artifacts, 'damaged-frame.png') });
+  // the next slice is fine: the message goes, the image is drawn
+  const box = await page.locator('[data-viewport-id="vp-0"]').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, 120);
+  await waitFor(page, () => !document.querySelector('[data-testid="error-vp-0"]'));
+  await page.waitForTimeout(300);
+  assert.ok(drawn(await canvasStats(page, 'vp-0')), 'the neighbouring slice is drawn');
+  assert.deepEqual(pageErrors, []);
+});
+
+test('a 2,000-image series: a stack, scrolled end to end, the cache under its cap', { timeout: 300_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  // a small budget for this workstation (16 MiB), so 2,000 images must be evicted as we go
+  await context.addInitScript(() => localStorage.setItem('radris.cacheMiB', '16'));
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await signIn(page, server);
+  await open(page, 'ROBUST^Long');
+  await waitFor(page, () => window.radris?.viewportState?.('vp-0')?.imageId, undefined, 120_000);
+  assert.equal(await page.locator('[data-viewport-id] canvas').count(), 1, 'one stack viewport, no volume');
+  const slider = page.getByLabel('Slice');
+  for (const n of [1, 400, 800, 1200, 1600, 2000, 1000]) {
+    await slider.fill(String(n));
+    await waitFor(page, (i) => window.radris.viewportState('vp-0').imageIndex === i - 1, n, 60_000);
+    const info = await page.evaluate(() => window.radris.cacheInfo());
+    assert.ok(info.bytes <= info.max, `cache ${info.bytes} within ${info.max}`);
+  }
+  // wheel through a run of slices as a reader would
+  const box = await page.locator('[data-viewport-id="vp-0"]').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  for (let i = 0; i < 60; i += 1) await page.mouse.wheel(0, 120);
+  await waitFor(page, () => window.radris.viewportState('vp-0').imageIndex >= 1030, undefined, 60_000);
+  const info = await page.evaluate(() => window.radris.cacheInfo());
+  assert.equal(info.max, 16 * 1024 * 1024);
+  assert.ok(info.bytes <= info.max);
+  assert.match(await page.getByTestId('overlay-vp-0').innerText(), /\/2000/);
+  assert.ok(drawn(await canvasStats(page, 'vp-0')));
+  await page.screenshot({ path: join(artifacts, 'long-series.png') });
+  assert.deepEqual(pageErrors, []);
+});
+
+/** RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret. */
+function totp(secretB32, when = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secretB32.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(when / 1000 / 30)));
+  const h = createHmac('sha1', key).update(counter).digest();
+  const o = h[h.length - 1] & 0xf;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+test('sign-in with a second factor: the code is asked for, a wrong one refused', { timeout: 120_000 }, async () => {
+  // enrol the demo account in TOTP through the API, as its owner would from the settings
+  const login = await fetch(`${server.base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ tenant: 'default', user: 'demo', password: server.password }),
+  });
+  assert.equal(login.status, 200);
+  const cookie = login.headers.get('set-cookie').split(';')[0];
+  const enrol = await (await fetch(`${server.base}/api/v1/auth/totp/enrol`, { method: 'POST', headers: { Cookie: cookie } })).json();
+  const confirm = await fetch(`${server.base}/api/v1/auth/totp/confirm`, {
+    method: 'POST',
+    headers: { Cookie: cookie, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ code: totp(enrol.secret) }),
+  });
+  assert.equal(confirm.status, 200);
+  const { recovery_codes: recovery } = await confirm.json();
+
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(server.base + '/');
+  await page.getByLabel('Organisation').fill('default');
+  await page.getByLabel('User').fill('demo');
+  await page.getByLabel('Password').fill(server.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  // the server says a second factor is needed: the form asks for it
+  const code = page.getByLabel('Authenticator or recovery code');
+  await code.waitFor();
+  assert.match(await page.getByRole('alert').innerText(), /second factor/);
+  await code.fill('000000');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').getByText(/wrong user name, password or code/).waitFor();
+  await code.fill(recovery[0]);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('who').waitFor();
+  assert.match(await page.getByTestId('who').innerText(), /demo\s*@default/);
+  // signing out ends the session on the server too
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  const after = await page.evaluate(() => fetch('/api/v1/whoami').then((r) => r.status));
+  assert.equal(after, 401);
+});
