@@ -174,3 +174,14 @@ export function meanAbsDiff(a, b) {
   for (let i = 0; i < n; i += 1) s += Math.abs(a[i] - b[i]);
   return n ? s / n : 0;
 }
+
+/** Wait until a viewport's canvas shows an image (see `drawn`). */
+export async function waitDrawn(page, viewportId, timeout = 60_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const s = await canvasStats(page, viewportId);
+    if (drawn(s)) return s;
+    if (Date.now() > deadline) throw new Error(`${viewportId} not drawn: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

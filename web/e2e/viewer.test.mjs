@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, canvasGrey, canvasStats, drawn, launchBrowser, meanAbsDiff, signIn, startServer, waitFor, writeArtifact } from './harness.mjs';
+import { artifacts, canvasGrey, canvasStats, drawn, launchBrowser, meanAbsDiff, signIn, startServer, waitDrawn, waitFor, writeArtifact } from './harness.mjs';
 
 // The demo chest CT (radris-dicom synth): 512×512, field of view 380 mm, first pixel centre at
 // x = y = -190 mm; the lungs are centred at x = ±0.38 of the half field, y = 0 → their centres
@@ -60,6 +60,9 @@ test('fresh open timing: first image and MPR-ready volume of the 300-slice CT', 
   await page.getByTestId('mpr').click();
   const ready = await page.waitForFunction(() => window.radris.metrics.volumeReadyAt, undefined, { timeout: 120_000 }).then((h) => h.jsonValue());
   timings.mpr_volume_ready_ms = Math.round(ready - clicked);
+  // and drawn in the sagittal plane
+  await waitDrawn(page, 'mpr-1');
+  timings.mpr_sagittal_drawn_ms = Math.round((await page.evaluate(() => performance.now())) - clicked);
   timings.mpr_volume_ready_ms_from_open = Math.round(ready - opened.clicked);
 });
 
@@ -131,6 +134,42 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
   // the mouse lands on whole screen pixels: allow two pixels' worth
   assert.ok(Math.abs(measured - LUNG_DISTANCE_MM) <= Math.max(1, 2 * mmPerPx), `measured ${measured} mm, expected ${LUNG_DISTANCE_MM} mm (±${(2 * mmPerPx).toFixed(2)})`);
 
+  // an elliptical ROI inside the left lung: the phantom's lung is -850 HU with uniform noise
+  // 20 HU wide (±10: SD 20/√12 = 5.8)
+  await page.locator('button[data-tool="EllipticalROI"]').click();
+  const [e1, e2] = await page.evaluate(
+    ([x, zz]) => [window.radris.toPage('vp-0', [-x - 12, -12, zz]), window.radris.toPage('vp-0', [-x + 12, 12, zz])],
+    [LUNG_X, z],
+  );
+  await page.mouse.move(e1[0], e1[1]);
+  await page.mouse.down();
+  for (let i = 1; i <= 8; i += 1) await page.mouse.move(e1[0] + ((e2[0] - e1[0]) * i) / 8, e1[1] + ((e2[1] - e1[1]) * i) / 8);
+  await page.mouse.up();
+  await list.getByText(/Ellipse:/).waitFor();
+  const roi = /Ellipse:\s*mean (-?[0-9.]+) HU, SD ([0-9.]+), area ([0-9]+)/.exec(await list.innerText());
+  assert.ok(roi, await list.innerText());
+  timings.roi_mean_hu = Number(roi[1]);
+  timings.roi_sd_hu = Number(roi[2]);
+  assert.ok(Math.abs(Number(roi[1]) + 850) < 5, `ROI mean ${roi[1]} HU`);
+  assert.ok(Math.abs(Number(roi[2]) - 20 / Math.sqrt(12)) < 1, `ROI SD ${roi[2]} HU`);
+  assert.ok(Number(roi[3]) > 50, `ROI area ${roi[3]} mm²`);
+
+  // invert, rotate and flip act on the active viewport; reset undoes them
+  await page.getByTitle('Invert (I)').click();
+  await page.getByTitle('Rotate 90°').click();
+  const turned = await page.evaluate(() => window.radris.viewportState('vp-0'));
+  assert.equal(turned.invert, true);
+  assert.equal(turned.rotation % 360, 90);
+  await page.getByTitle('Flip horizontally').click();
+  const flipped = await page.evaluate(() => window.radris.viewportState('vp-0'));
+  assert.equal(flipped.flipHorizontal, true);
+  await page.getByTitle('Reset view').click();
+  const reset = await page.evaluate(() => window.radris.viewportState('vp-0'));
+  assert.equal(reset.rotation % 360, 0);
+  assert.equal(reset.flipHorizontal, false);
+  assert.equal(reset.invert, false);
+  await page.locator('button[data-preset="lung"]').click();
+
   // key image on this slice
   await page.getByTestId('key-image').click();
   await page.getByTestId('key-images').getByText('★ image').waitFor();
@@ -141,6 +180,7 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
   await page.reload();
   await page.getByTestId('measurements').getByText(/Length:/).waitFor({ timeout: 60_000 });
   assert.equal(lengthValue(await page.getByTestId('measurements').innerText()), measured);
+  await page.getByTestId('measurements').getByText(/Ellipse: mean/).waitFor();
   await page.getByTestId('key-images').getByText('★ image').waitFor();
   // and it is drawn again: jump to its slice, the annotation layer has its line
   await page.getByTestId('measurements').getByRole('button', { name: /Length:/ }).click();
@@ -159,11 +199,8 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
     .then((h) => h.jsonValue());
   const m = await page.evaluate(() => ({ ...window.radris.metrics }));
   timings.desktop_mpr_ready_ms_after_click = Math.round(volumeReady - mprClicked);
-  await page.waitForTimeout(500);
-  for (const id of ['mpr-0', 'mpr-1', 'mpr-2']) {
-    const s = await canvasStats(page, id);
-    assert.ok(drawn(s), `${id} drawn: ${JSON.stringify(s)}`);
-  }
+  // each plane drawn (without a GPU the volume is attached once complete: allow a moment)
+  for (const id of ['mpr-0', 'mpr-1', 'mpr-2']) await waitDrawn(page, id);
   assert.ok(m.volumeReadyAt > 0);
   // a 30 mm MIP slab: the viewports say so, and the picture changes (noise maxima brighten it)
   const thin = await canvasGrey(page, 'mpr-0');

@@ -12,6 +12,8 @@ export interface ViewportState {
   voi?: { lower: number; upper: number };
   zoom: number;
   invert: boolean;
+  rotation: number;
+  flipHorizontal: boolean;
   /** volume viewports: slab thickness (mm) and blend mode (0 composite, 1 MIP, 2 MinIP, 3 average) */
   slabThickness?: number;
   blendMode?: number;
@@ -36,6 +38,8 @@ export function viewportState(viewportId: string): ViewportState | undefined {
     voi: props.voiRange ? { ...props.voiRange } : undefined,
     zoom: (vp as { getZoom?: () => number }).getZoom?.() ?? 1,
     invert: !!props.invert,
+    rotation: vp.getViewPresentation().rotation ?? 0,
+    flipHorizontal: !!vp.getCamera().flipHorizontal,
     slabThickness: (vp as { getSlabThickness?: () => number }).getSlabThickness?.(),
     blendMode: (vp as { getBlendMode?: () => number }).getBlendMode?.(),
   };
