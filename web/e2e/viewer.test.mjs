@@ -55,6 +55,12 @@ test('fresh open timing: first image and MPR-ready volume of the 300-slice CT', 
   await signIn(page, server);
   const opened = await openChestCt(page);
   timings.first_image_ms = Math.round(opened.firstImageMs);
+  // progressive: the first image was drawn long before its series had arrived
+  const framesAtFirstImage = await page.evaluate(
+    () => performance.getEntriesByType('resource').filter((e) => e.name.includes('/frames/') && e.responseEnd <= window.radris.metrics.firstImageAt).length,
+  );
+  timings.frames_received_at_first_image = framesAtFirstImage;
+  assert.ok(framesAtFirstImage < 300 / 4, `${framesAtFirstImage} frames before the first image`);
   // a fresh page: nothing of the volume is cached in the browser
   const clicked = await page.evaluate(() => performance.now());
   await page.getByTestId('mpr').click();

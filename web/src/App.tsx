@@ -7,6 +7,7 @@ import { emptySearch, type StudySearch } from './lib/query';
 import { IdleWarning } from './IdleWarning';
 import { Login } from './Login';
 import { StudyList } from './StudyList';
+import { Security } from './Security';
 import { resetMetrics } from './metrics';
 
 // Cornerstone3D is large: the study list loads without it, then fetches it in the background
@@ -28,7 +29,7 @@ export function loadViewer(): Promise<ViewerModule> {
 const DEFAULT_IDLE_S = 15 * 60;
 
 interface Route {
-  page: 'list' | 'viewer';
+  page: 'list' | 'viewer' | 'security';
   studyUid?: string;
   priorUid?: string;
 }
@@ -39,6 +40,7 @@ function parseRoute(): Route {
     const prior = new URLSearchParams(location.search).get('prior') ?? undefined;
     return { page: 'viewer', studyUid: m[1], priorUid: prior && /^[0-9.]+$/.test(prior) ? prior : undefined };
   }
+  if (location.pathname === '/security') return { page: 'security' };
   return { page: 'list' };
 }
 
@@ -117,12 +119,24 @@ export function App() {
         <span className="who" data-testid="who">
           <span className="user">{me.user}</span> <span className="tenant">@{me.tenant}</span>
         </span>
+        <a
+          className="nav"
+          href="/security"
+          onClick={(e) => {
+            e.preventDefault();
+            go('/security');
+          }}
+        >
+          Security
+        </a>
         <button className="sign-out" onClick={() => void signOut()}>
           Sign out
         </button>
       </header>
       <IdleWarning idleTimeoutS={idleS} onExpired={onIdle} />
-      {route.page === 'viewer' && route.studyUid ? (
+      {route.page === 'security' ? (
+        <Security />
+      ) : route.page === 'viewer' && route.studyUid ? (
         viewerModule ? (
           <viewerModule.Viewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={() => go('/')} />
         ) : (

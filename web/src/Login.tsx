@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from 'react';
-import { ApiError, login, type SignedIn } from './lib/api';
+import { ApiError, login, passkeySignIn, type SignedIn } from './lib/api';
 
 export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => void; notice?: string }) {
   const [tenant, setTenant] = useState(() => localStorage.getItem('radris.tenant') ?? 'default');
@@ -7,6 +7,8 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => voi
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
   const [needCode, setNeedCode] = useState(false);
+  /** the server's passkey challenge after a right password (401 with `mfa_ticket`) */
+  const [challenge, setChallenge] = useState<Record<string, unknown>>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
 
@@ -23,10 +25,30 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => voi
     } catch (err) {
       if (err instanceof ApiError) {
         if (/second factor|code/i.test(err.detail) && !code) setNeedCode(true);
+        setChallenge(err.body.mfa_ticket && err.body.webauthn ? err.body : undefined);
         setError(err.status === 429 ? 'Too many attempts: wait a minute and try again.' : err.detail || err.title);
       } else {
         setError('The server cannot be reached.');
       }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const usePasskey = async () => {
+    if (!challenge) return;
+    setBusy(true);
+    setError(undefined);
+    try {
+      const s = await passkeySignIn(challenge);
+      localStorage.setItem('radris.tenant', tenant.trim());
+      localStorage.setItem('radris.user', user.trim());
+      setPassword('');
+      onSignedIn(s);
+    } catch (err) {
+      // the ticket is single use: a new attempt starts from the password
+      setChallenge(undefined);
+      setError(err instanceof ApiError ? err.detail || err.title : `The passkey was not used (${err instanceof Error ? err.message : String(err)}).`);
     } finally {
       setBusy(false);
     }
@@ -49,9 +71,14 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => voi
           Password
           <input name="password" type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="current-password" required />
         </label>
+        {challenge && (
+          <button type="button" className="passkey" onClick={() => void usePasskey()} disabled={busy}>
+            Use your passkey
+          </button>
+        )}
         {needCode && (
           <label>
-            Authenticator or recovery code
+            {challenge ? 'Or an authenticator or recovery code' : 'Authenticator or recovery code'}
             <input name="code" value={code} onChange={(e) => setCode(e.target.value)} autoComplete="one-time-code" inputMode="numeric" autoFocus />
           </label>
         )}

@@ -7,6 +7,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly title: string,
     readonly detail: string,
+    /** the whole problem document, with any extension members (e.g. a passkey challenge) */
+    readonly body: Record<string, unknown> = {},
   ) {
     super(detail ? `${title}: ${detail}` : title);
   }
@@ -80,16 +82,18 @@ export function setUnauthenticatedHandler(f: () => void): void {
 async function problemOf(res: Response): Promise<ApiError> {
   let title = res.statusText || `HTTP ${res.status}`;
   let detail = '';
+  let doc: Record<string, unknown> = {};
   try {
     const body = await res.json();
     if (body && typeof body === 'object') {
+      doc = body;
       title = typeof body.title === 'string' ? body.title : title;
       detail = typeof body.detail === 'string' ? body.detail : '';
     }
   } catch {
     // not a problem document: keep the status line
   }
-  return new ApiError(res.status, title, detail);
+  return new ApiError(res.status, title, detail, doc);
 }
 
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
@@ -156,5 +160,60 @@ export function putAnnotations(studyUid: string, version: number, document: Anno
   return request<AnnotationDoc>(`/api/v1/studies/${encodeURIComponent(studyUid)}/annotations`, {
     method: 'PUT',
     body: JSON.stringify({ version, document }),
+  });
+}
+
+// --- second factors ------------------------------------------------------------------------
+
+export interface TotpEnrolment {
+  secret: string;
+  uri: string;
+}
+
+export function totpEnrol(): Promise<TotpEnrolment> {
+  return request<TotpEnrolment>('/api/v1/auth/totp/enrol', { method: 'POST' });
+}
+
+export function totpConfirm(code: string): Promise<{ recovery_codes: string[] }> {
+  return request('/api/v1/auth/totp/confirm', { method: 'POST', body: JSON.stringify({ code }) });
+}
+
+export interface Passkey {
+  credential_id: string;
+  name: string;
+  algorithm: number;
+  sign_count: number;
+  created_at: number;
+  last_used_at: number;
+}
+
+export function listPasskeys(): Promise<Passkey[]> {
+  return request<Passkey[]>('/api/v1/auth/webauthn/credentials');
+}
+
+export function deletePasskey(id: string): Promise<void> {
+  return request<void>(`/api/v1/auth/webauthn/credentials?credential_id=${encodeURIComponent(id)}`, { method: 'DELETE' });
+}
+
+/** Create a passkey on this device (the browser asks the authenticator) and register it. */
+export async function addPasskey(name: string): Promise<Passkey> {
+  const options = await request<Record<string, unknown>>('/api/v1/auth/webauthn/register/start', { method: 'POST' });
+  const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(options as never);
+  const credential = (await navigator.credentials.create({ publicKey })) as PublicKeyCredential | null;
+  if (!credential) throw new ApiError(400, 'No passkey', 'the authenticator created no credential');
+  return request<Passkey>('/api/v1/auth/webauthn/register/finish', {
+    method: 'POST',
+    body: JSON.stringify({ name, credential: credential.toJSON() }),
+  });
+}
+
+/** Finish a password sign-in with a passkey: `challenge` is the 401 problem document's members. */
+export async function passkeySignIn(challenge: Record<string, unknown>): Promise<SignedIn> {
+  const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(challenge.webauthn as never);
+  const credential = (await navigator.credentials.get({ publicKey })) as PublicKeyCredential | null;
+  if (!credential) throw new ApiError(400, 'No passkey', 'the authenticator gave no assertion');
+  return request<SignedIn>('/api/v1/auth/webauthn/login/finish', {
+    method: 'POST',
+    body: JSON.stringify({ mfa_ticket: challenge.mfa_ticket, credential: credential.toJSON() }),
   });
 }
