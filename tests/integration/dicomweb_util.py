@@ -3,8 +3,24 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import io
 import uuid
 from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+
+def part10(ds: Dataset) -> bytes:
+    """A data set as a Part-10 file (Explicit VR Little Endian), ready to STOW."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def multipart_body(parts: list[bytes], part_type: str = "application/dicom") -> tuple[bytes, str]:

@@ -9,11 +9,11 @@ import time
 
 import pytest
 import requests
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from conftest import Server
-from dicomweb_util import stow
+from dicomweb_util import part10, stow
 
 PASSWORD = "moonlit ferry over quiet harbour"
 EMPTY = {"measurements": [], "keyImages": []}
@@ -33,14 +33,7 @@ def instance(patient: str) -> bytes:
     ds.Modality = "CT"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return part10(ds)
 
 
 def study_uid_of(blob: bytes) -> str:

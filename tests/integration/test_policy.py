@@ -5,17 +5,16 @@ audit records, auditors, policy administration (syntax errors, a custom forbid t
 once, reset) and tenant isolation of policies."""
 from __future__ import annotations
 
-import io
 import time
 
 import pytest
 import requests
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 import dimse
 from conftest import Server, free_port, run_radris
-from dicomweb_util import stow
+from dicomweb_util import part10, stow
 
 PASSWORD = "moonlit ferry over quiet harbour"
 STUDY_UID = "0020000D"
@@ -37,17 +36,6 @@ def instance(patient: str, referring: str, study_uid: str | None = None) -> Data
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
     return ds
-
-
-def part10(ds: Dataset) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 class Env:

@@ -1,7 +1,7 @@
 // The application shell: sign-in, the signed-in user and tenant, idle logoff, and two pages
 // (the study list at `/`, the viewer at `/viewer/<study UID>[?prior=<UID>]`).
 
-import { Suspense, lazy, useCallback, useEffect, useState } from 'react';
+import { Suspense, lazy, useCallback, useEffect, useState, type ReactNode } from 'react';
 import { logout, setUnauthenticatedHandler, whoami, type WhoAmI } from './lib/api';
 import { emptySearch, type StudySearch } from './lib/query';
 import { IdleWarning } from './IdleWarning';
@@ -50,6 +50,22 @@ function savedSearch(): StudySearch {
   } catch {
     return emptySearch;
   }
+}
+
+/** A link that changes the page without reloading the app. */
+function NavLink({ to, go, className, children }: { to: string; go: (path: string) => void; className: string; children: ReactNode }) {
+  return (
+    <a
+      className={className}
+      href={to}
+      onClick={(e) => {
+        e.preventDefault();
+        go(to);
+      }}
+    >
+      {children}
+    </a>
+  );
 }
 
 export function App() {
@@ -106,29 +122,15 @@ export function App() {
   return (
     <div className={`app page-${route.page}`}>
       <header className="app-bar">
-        <a
-          className="brand"
-          href="/"
-          onClick={(e) => {
-            e.preventDefault();
-            go('/');
-          }}
-        >
+        <NavLink className="brand" to="/" go={go}>
           RADRIS
-        </a>
+        </NavLink>
         <span className="who" data-testid="who">
           <span className="user">{me.user}</span> <span className="tenant">@{me.tenant}</span>
         </span>
-        <a
-          className="nav"
-          href="/security"
-          onClick={(e) => {
-            e.preventDefault();
-            go('/security');
-          }}
-        >
+        <NavLink className="nav" to="/security" go={go}>
           Security
-        </a>
+        </NavLink>
         <button className="sign-out" onClick={() => void signOut()}>
           Sign out
         </button>

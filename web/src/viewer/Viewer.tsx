@@ -447,21 +447,20 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
       }
     };
     const targets: EventTarget[] = Object.values(elements.current).filter((x): x is HTMLDivElement => !!x);
-    for (const el of targets) {
-      el.addEventListener(CoreEnums.Events.IMAGE_RENDERED, onRendered);
-      el.addEventListener(CoreEnums.Events.STACK_NEW_IMAGE, onNewImage);
-    }
-    eventTarget.addEventListener(CoreEnums.Events.IMAGE_LOAD_ERROR, onLoadError);
-    eventTarget.addEventListener(CoreEnums.Events.IMAGE_VOLUME_LOADING_COMPLETED, onVolumeLoaded);
-    eventTarget.addEventListener(CoreEnums.Events.IMAGE_VOLUME_MODIFIED, onVolumeModified);
+    const perViewport: [string, EventListener][] = [
+      [CoreEnums.Events.IMAGE_RENDERED, onRendered],
+      [CoreEnums.Events.STACK_NEW_IMAGE, onNewImage],
+    ];
+    const global: [string, EventListener][] = [
+      [CoreEnums.Events.IMAGE_LOAD_ERROR, onLoadError],
+      [CoreEnums.Events.IMAGE_VOLUME_LOADING_COMPLETED, onVolumeLoaded],
+      [CoreEnums.Events.IMAGE_VOLUME_MODIFIED, onVolumeModified],
+    ];
+    for (const el of targets) for (const [name, f] of perViewport) el.addEventListener(name, f);
+    for (const [name, f] of global) eventTarget.addEventListener(name, f);
     return () => {
-      for (const el of targets) {
-        el.removeEventListener(CoreEnums.Events.IMAGE_RENDERED, onRendered);
-        el.removeEventListener(CoreEnums.Events.STACK_NEW_IMAGE, onNewImage);
-      }
-      eventTarget.removeEventListener(CoreEnums.Events.IMAGE_LOAD_ERROR, onLoadError);
-      eventTarget.removeEventListener(CoreEnums.Events.IMAGE_VOLUME_LOADING_COMPLETED, onVolumeLoaded);
-      eventTarget.removeEventListener(CoreEnums.Events.IMAGE_VOLUME_MODIFIED, onVolumeModified);
+      for (const el of targets) for (const [name, f] of perViewport) el.removeEventListener(name, f);
+      for (const [name, f] of global) eventTarget.removeEventListener(name, f);
       if (frame) cancelAnimationFrame(frame);
       if (progressFrame) cancelAnimationFrame(progressFrame);
     };
