@@ -116,6 +116,14 @@ test('a 2,000-image series: a stack, scrolled end to end, the cache under its ca
   assert.match(await page.getByTestId('overlay-vp-0').innerText(), /\/2000/);
   assert.ok(drawn(await canvasStats(page, 'vp-0')));
   await page.screenshot({ path: join(artifacts, 'long-series.png') });
+  // MPR of 2,000 × 128 × 128 × 2 bytes (62 MiB) cannot fit 16 MiB: refused with a reason,
+  // the tab stays usable
+  await page.getByTestId('mpr').click();
+  const refusal = page.getByTestId('error-mpr-0');
+  await refusal.waitFor();
+  assert.match(await refusal.innerText(), /2000 images, 63 MiB\) is larger than this workstation's image memory \(16 MiB\)/);
+  await page.getByRole('button', { name: 'Stack' }).click();
+  await waitFor(page, () => window.radris.viewportState('vp-0')?.imageId);
   assert.deepEqual(pageErrors, []);
 });
 

@@ -4,7 +4,6 @@
 export interface ViewerMetrics {
   openedAt?: number;
   firstImageAt?: number;
-  volumeRequestedAt?: number;
   volumeReadyAt?: number;
   /** when each loading stage of the open study finished (ms since page start) */
   stages: Record<string, number>;
@@ -21,7 +20,6 @@ export function mark(stage: string): void {
 export function resetMetrics(): void {
   metrics.openedAt = performance.now();
   metrics.firstImageAt = undefined;
-  metrics.volumeRequestedAt = undefined;
   metrics.volumeReadyAt = undefined;
   metrics.stages = {};
 }

@@ -47,6 +47,7 @@ import {
   type ViewportSpec,
 } from '../lib/hanging';
 import { fromVoiRange, presetsFor, toVoiRange } from '../lib/presets';
+import { volumeFits } from '../lib/cachePolicy';
 import { ENGINE_ID, MEASURE_TOOLS, MPR_GROUP, NAV_TOOLS, STACK_GROUP, VR_GROUP, cornerstone, cst, isMobile, setPrimaryTool, softwareGl } from './cs';
 import { imageIdOf, loadSeries, locate, type LoadedSeries } from './series';
 import { mark, metrics } from '../metrics';
@@ -303,7 +304,16 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
               }
               svp.render();
             } else {
-              metrics.volumeRequestedAt ??= performance.now();
+              // a volume that cannot fit this workstation's image memory would take the tab down
+              const budget = cache.getMaxCacheSize();
+              if (!volumeFits(s.rows, s.cols, s.imageIds.length, s.bytesPerPixel, budget)) {
+                const mib = (b: number) => Math.round(b / 1048576);
+                setErrors((x) => ({
+                  ...x,
+                  [v.id]: `This series (${s.imageIds.length} images, ${mib(s.rows * s.cols * s.imageIds.length * s.bytesPerPixel)} MiB) is larger than this workstation's image memory (${mib(budget)} MiB): use the stack view.`,
+                }));
+                return;
+              }
               const volume = await volumeLoader.createAndCacheVolume(s.volumeId, { imageIds: s.imageIds });
               if (cancelled) return;
               const streaming = volume as unknown as { load: (done?: () => void) => void };
@@ -386,7 +396,8 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
       const next: Record<string, Overlay> = {};
       for (const id of dirty) {
         const vp = engineViewport(id);
-        if (!vp) continue;
+        // a volume viewport whose volume was refused has no data to describe
+        if (!vp || !vp.getDefaultActor()) continue;
         const props = vp.getProperties() as { voiRange?: { lower: number; upper: number } };
         const wl = props.voiRange ? fromVoiRange(props.voiRange) : undefined;
         const stack = 'setStack' in vp;

@@ -29,7 +29,7 @@ export function toPage(viewportId: string, world: Types.Point3): [number, number
 
 export function viewportState(viewportId: string): ViewportState | undefined {
   const vp = getRenderingEngine(ENGINE_ID)?.getViewport(viewportId) as Types.IStackViewport | Types.IVolumeViewport | undefined;
-  if (!vp) return undefined;
+  if (!vp || !vp.getDefaultActor()) return undefined;
   const props = vp.getProperties() as { voiRange?: { lower: number; upper: number }; invert?: boolean };
   return {
     imageId: vp.getCurrentImageId?.(),

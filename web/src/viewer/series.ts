@@ -13,6 +13,8 @@ export interface LoadedSeries {
   /** rows × columns of the first image */
   rows: number;
   cols: number;
+  /** bytes of one decoded pixel (Bits Allocated / 8) */
+  bytesPerPixel: number;
   /** `${sop}/${frame}` → index in imageIds */
   indexOf: Map<string, number>;
   volumeId: string;
@@ -48,6 +50,7 @@ async function fetchSeries(studyUid: string, seriesUid: string): Promise<LoadedS
     imageIds,
     rows: Number(str(first, '00280010')) || 0,
     cols: Number(str(first, '00280011')) || 0,
+    bytesPerPixel: Math.max(1, (Number(str(first, '00280100')) || 16) / 8),
     indexOf,
     volumeId: `cornerstoneStreamingImageVolume:${seriesUid}`,
   };
