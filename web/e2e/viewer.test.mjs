@@ -176,6 +176,18 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
   assert.equal(reset.invert, false);
   await page.locator('button[data-preset="lung"]').click();
 
+  // cine plays through the slices by itself, and stops
+  const beforeCine = (await page.evaluate(() => window.radris.viewportState('vp-0'))).imageIndex;
+  await page.getByTitle('Cine').click();
+  await waitFor(page, (i) => window.radris.viewportState('vp-0').imageIndex !== i, beforeCine, 30_000);
+  await page.getByTitle('Cine').click();
+  const stopped = (await page.evaluate(() => window.radris.viewportState('vp-0'))).imageIndex;
+  await page.waitForTimeout(500);
+  assert.equal((await page.evaluate(() => window.radris.viewportState('vp-0'))).imageIndex, stopped);
+  // back to the measured slice for the key image
+  await page.getByTestId('measurements').getByRole('button', { name: /Length:/ }).click();
+  await waitFor(page, (i) => window.radris.viewportState('vp-0').imageIndex === i, afterScroll.imageIndex);
+
   // key image on this slice
   await page.getByTestId('key-image').click();
   await page.getByTestId('key-images').getByText('★ image').waitFor();
@@ -192,6 +204,13 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
   await page.getByTestId('measurements').getByRole('button', { name: /Length:/ }).click();
   await waitFor(page, () => document.querySelector('[data-viewport-id="vp-0"] svg [data-annotation-uid], [data-viewport-id="vp-0"] svg line'));
   await page.screenshot({ path: join(artifacts, 'desktop-reloaded.png') });
+
+  // layouts: 2×2 keeps current and prior in the first cells
+  await page.getByTitle('Layout 2×2').click();
+  await waitFor(page, () => document.querySelectorAll('.grid .cell').length === 2 && getComputedStyle(document.querySelector('.grid')).gridTemplateColumns.split(' ').length === 2);
+  await page.getByTitle('Layout 1×1').click();
+  await waitFor(page, () => document.querySelectorAll('.grid .cell').length === 1);
+  await waitDrawn(page, 'vp-0');
 
   // MPR: three planes from the volume, each drawn, crosshairs linking them
   const mprClicked = await page.evaluate(() => {
