@@ -54,6 +54,12 @@ def test_subject_access_export_has_every_instance_and_the_audit_trail(priv):
     # someone reads the study first: that access must show in the extract
     study = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     assert admin.get(f"{srv.dicomweb}/studies/{study}/metadata", timeout=30).status_code == 200
+    # and measures something in the viewer: part of what is held about the patient
+    doc = {"measurements": [{"uid": "m1", "tool": "Length", "summary": "12.5 mm"}], "keyImages": []}
+    writer = srv.session(scope="read,write")
+    put = writer.put(f"http://127.0.0.1:{srv.http_port}/api/v1/studies/{study}/annotations",
+                    json={"version": 0, "document": doc}, timeout=30)
+    assert put.status_code == 200, put.text
     r = admin.get(url(srv, pid, "/export"), timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"] == "application/zip"
@@ -68,6 +74,10 @@ def test_subject_access_export_has_every_instance_and_the_audit_trail(priv):
         assert str(ds.PatientID) == pid
     manifest = json.loads(z.read("manifest.json"))
     assert manifest["patient_id"] == pid and manifest["instances"] == len(files)
+    assert manifest["annotation_documents"] == 1
+    annotations = json.loads(z.read("annotations.json"))
+    assert [(a["study_uid"], a["document"]) for a in annotations] == [(study, doc)]
+    assert annotations[0]["user"] and annotations[0]["version"] == 1
     audit = json.loads(z.read("audit.json"))
     assert any(study in a["resource"] for a in audit)
     # the export itself is audited

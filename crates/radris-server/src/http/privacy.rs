@@ -152,7 +152,7 @@ struct ManifestStudy {
 /// Subject access export: everything stored of one patient as a ZIP.
 #[utoipa::path(get, path = "/api/v1/admin/patients/{patient_id}/export", tag = "privacy",
     params(("patient_id" = String, Path, description = "Patient ID")),
-    responses((status = 200, content_type = "application/zip", description = "ZIP: dicom/…, audit.json, manifest.json"),
+    responses((status = 200, content_type = "application/zip", description = "ZIP: dicom/…, audit.json, annotations.json, manifest.json"),
         (status = 404, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn export_patient(
@@ -172,7 +172,25 @@ pub async fn export_patient(
     let mut instances = Vec::new();
     let mut manifest_studies = Vec::new();
     let mut audit_rows = std::collections::BTreeMap::new();
+    // what viewer users saved about the images (measurements, key images) is personal data too
+    let mut annotations = Vec::new();
     for study in &studies {
+        for (user, doc) in st
+            .archive
+            .index()
+            .annotations_of_study(&p.tenant, study)
+            .await?
+        {
+            let document: serde_json::Value = serde_json::from_str(&doc.document)
+                .map_err(|e| ApiError::internal("reading an annotation document", e))?;
+            annotations.push(serde_json::json!({
+                "study_uid": study,
+                "user": user,
+                "version": doc.version,
+                "updated_at_ms": doc.updated_at,
+                "document": document,
+            }));
+        }
         let found = st
             .archive
             .instances_of(&p.tenant, study, None, None, false)
@@ -211,10 +229,13 @@ pub async fn export_patient(
         "studies": manifest_studies,
         "instances": instances.len(),
         "audit_records": audit_rows.len(),
+        "annotation_documents": annotations.len(),
         "reports": "none stored: structured reporting is not part of this version",
     });
     let audit_json = serde_json::to_vec_pretty(&audit_rows.into_values().collect::<Vec<_>>())
         .map_err(|e| ApiError::internal("encoding the audit extract", e))?;
+    let annotations_json = serde_json::to_vec_pretty(&annotations)
+        .map_err(|e| ApiError::internal("encoding the annotations", e))?;
     let manifest_json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| ApiError::internal("encoding the manifest", e))?;
     let mut readers = Vec::with_capacity(instances.len());
@@ -246,6 +267,8 @@ pub async fn export_patient(
             zip.write_all(&manifest_json)?;
             zip.start_file("audit.json", deflated)?;
             zip.write_all(&audit_json)?;
+            zip.start_file("annotations.json", deflated)?;
+            zip.write_all(&annotations_json)?;
             let mut buf = vec![0u8; 1 << 20];
             for (inst, reader) in readers {
                 zip.start_file(

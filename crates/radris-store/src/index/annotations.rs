@@ -54,6 +54,36 @@ impl Index {
         .transpose()
     }
 
+    /// Every user's document for a study, by user name (the subject access export).
+    pub async fn annotations_of_study(
+        &self,
+        tenant: &TenantId,
+        study_uid: &str,
+    ) -> Result<Vec<(String, AnnotationDoc)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_name, document, version, updated_at FROM annotations \
+             WHERE tenant_id = $1 AND study_uid = $2 ORDER BY user_name",
+        )
+        .bind(tenant.as_str())
+        .bind(study_uid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("reading annotations", e))?;
+        rows.iter()
+            .map(|r| {
+                let e = |e| StoreError::db("reading annotations", e);
+                Ok((
+                    r.try_get(0).map_err(e)?,
+                    AnnotationDoc {
+                        document: r.try_get(1).map_err(e)?,
+                        version: r.try_get(2).map_err(e)?,
+                        updated_at: r.try_get(3).map_err(e)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Save a user's document for a study. `expected`: the version the writer last read,
     /// `None` when it read none (the document must not exist yet). Returns the new version.
     ///
