@@ -530,7 +530,11 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
   const scheduleSave = useCallback(() => {
     if (restoring.current) return;
     window.clearTimeout(saveTimer.current);
-    saveTimer.current = window.setTimeout(() => void save(currentDocument()), 400);
+    saveTimer.current = window.setTimeout(() => {
+      const next = currentDocument();
+      // selecting or hovering an annotation also says "modified": write only real changes
+      if (JSON.stringify(next) !== JSON.stringify(savedDoc.current)) void save(next);
+    }, 400);
   }, [save, currentDocument]);
 
   useEffect(() => {
