@@ -9,11 +9,11 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from conftest import Server
-from dicomweb_util import stow
+from dicomweb_util import part10, stow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,15 +34,7 @@ def tiny_instance(i: int, patient: str, date: str, modality: str = "CT",
     ds.StudyDescription = f"study {i}"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    import io
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return part10(ds)
 
 
 N = 37

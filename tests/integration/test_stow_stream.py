@@ -3,17 +3,16 @@ in memory, and a SIGTERM during an upload lets it finish (graceful shutdown)."""
 from __future__ import annotations
 
 import io
-import os
 import signal
 import threading
 import time
 
 import pydicom
-import requests
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from conftest import Server
+from dicomweb_util import part10
 
 BOUNDARY = "stream-boundary-7d3f"
 
@@ -38,15 +37,8 @@ def big_instance_header(pixel_bytes: int) -> tuple[bytes, str]:
     ds.Columns = 1000
     ds.Rows = 1000
     ds.NumberOfFrames = pixel_bytes // 1_000_000
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
     # Pixel Data (7FE0,0010) OB, explicit VR with 4-byte length
-    head = buf.getvalue() + b"\xe0\x7f\x10\x00OB\x00\x00" + pixel_bytes.to_bytes(4, "little")
+    head = part10(ds) + b"\xe0\x7f\x10\x00OB\x00\x00" + pixel_bytes.to_bytes(4, "little")
     return head, str(ds.SOPInstanceUID)
 
 
@@ -138,13 +130,7 @@ def _instance(study: str | None = None, sop: str | None = None) -> bytes:
     ds.PatientID = "P-STOW"
     ds.PatientName = "Stow^Checks"
     ds.Modality = "OT"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    raw = bytearray(buf.getvalue())
+    raw = bytearray(part10(ds))
     raw[:4] = b"MZ\x90\x00"  # a preamble that would make the file an executable too
     return bytes(raw)
 
