@@ -92,6 +92,61 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Where a filtered listing goes after one batch: done, or on from a cursor.
+enum Step<T> {
+    Done(Page<T>),
+    Next(String),
+}
+
+/// The kept items of successive keyset pages, up to `limit` (see
+/// [`Index::list_studies_where`] for the paging guarantees).
+struct Filtered<T> {
+    items: Vec<T>,
+    scanned: usize,
+    limit: usize,
+}
+
+impl<T> Filtered<T> {
+    fn new(limit: u32) -> Self {
+        Filtered {
+            items: Vec::new(),
+            scanned: 0,
+            limit: limit as usize,
+        }
+    }
+
+    /// Examine one batch: `key` is an item's cursor, `keep` whether the caller gets it.
+    fn take(
+        &mut self,
+        batch: Page<T>,
+        key: impl Fn(&T) -> String,
+        keep: impl Fn(&T) -> bool,
+    ) -> Step<T> {
+        let n = batch.items.len();
+        for (i, item) in batch.items.into_iter().enumerate() {
+            self.scanned += 1;
+            let k = key(&item);
+            if keep(&item) {
+                self.items.push(item);
+            }
+            if self.items.len() >= self.limit || self.scanned >= MAX_FILTER_SCAN {
+                let more = i + 1 < n || batch.next_cursor.is_some();
+                return Step::Done(Page {
+                    items: std::mem::take(&mut self.items),
+                    next_cursor: more.then_some(k),
+                });
+            }
+        }
+        match batch.next_cursor {
+            Some(c) => Step::Next(c),
+            None => Step::Done(Page {
+                items: std::mem::take(&mut self.items),
+                next_cursor: None,
+            }),
+        }
+    }
+}
+
 /// A series of a study.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesSummary {
@@ -461,9 +516,8 @@ impl Index {
         limit: u32,
         keep: &(dyn Fn(&StudyAccess) -> bool + Sync),
     ) -> Result<Page<StudySummary>, StoreError> {
-        let mut items = Vec::new();
+        let mut found = Filtered::new(limit);
         let mut cursor = cursor.map(str::to_owned);
-        let mut scanned = 0usize;
         loop {
             let batch = self
                 .list_studies(
@@ -475,29 +529,9 @@ impl Index {
                     FILTER_BATCH.max(limit),
                 )
                 .await?;
-            let n = batch.items.len();
-            for (i, study) in batch.items.into_iter().enumerate() {
-                scanned += 1;
-                let key = study_cursor(sort, &study);
-                if keep(&study.access()) {
-                    items.push(study);
-                }
-                if items.len() >= limit as usize || scanned >= MAX_FILTER_SCAN {
-                    let more = i + 1 < n || batch.next_cursor.is_some();
-                    return Ok(Page {
-                        items,
-                        next_cursor: more.then_some(key),
-                    });
-                }
-            }
-            match batch.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => {
-                    return Ok(Page {
-                        items,
-                        next_cursor: None,
-                    });
-                }
+            match found.take(batch, |s| study_cursor(sort, s), |s| keep(&s.access())) {
+                Step::Done(page) => return Ok(page),
+                Step::Next(c) => cursor = Some(c),
             }
         }
     }
@@ -513,9 +547,8 @@ impl Index {
         limit: u32,
         visible: &(dyn Fn(&[StudyAccess]) -> bool + Sync),
     ) -> Result<Page<PatientSummary>, StoreError> {
-        let mut items = Vec::new();
+        let mut found = Filtered::new(limit);
         let mut cursor = cursor.map(str::to_owned);
-        let mut scanned = 0usize;
         loop {
             let batch = self
                 .list_patients(tenant, name, cursor.as_deref(), FILTER_BATCH.max(limit))
@@ -546,33 +579,21 @@ impl Index {
                     studies.entry(a.patient_id.clone()).or_default().push(a);
                 }
             }
-            let n = batch.items.len();
-            for (i, patient) in batch.items.into_iter().enumerate() {
-                scanned += 1;
-                let key = encode_cursor(std::slice::from_ref(&patient.patient_id));
-                let theirs = studies
-                    .get(&patient.patient_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                if visible(theirs) {
-                    items.push(patient);
-                }
-                if items.len() >= limit as usize || scanned >= MAX_FILTER_SCAN {
-                    let more = i + 1 < n || batch.next_cursor.is_some();
-                    return Ok(Page {
-                        items,
-                        next_cursor: more.then_some(key),
-                    });
-                }
-            }
-            match batch.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => {
-                    return Ok(Page {
-                        items,
-                        next_cursor: None,
-                    });
-                }
+            let step = found.take(
+                batch,
+                |p| encode_cursor(std::slice::from_ref(&p.patient_id)),
+                |p| {
+                    visible(
+                        studies
+                            .get(&p.patient_id)
+                            .map(Vec::as_slice)
+                            .unwrap_or_default(),
+                    )
+                },
+            );
+            match step {
+                Step::Done(page) => return Ok(page),
+                Step::Next(c) => cursor = Some(c),
             }
         }
     }
@@ -697,5 +718,59 @@ mod tests {
         assert_eq!(decode_cursor(&c, 2).unwrap(), vec!["20200101", "1.2.3"]);
         assert!(decode_cursor(&c, 3).is_err());
         assert!(decode_cursor("zz", 1).is_err());
+    }
+
+    fn page(items: std::ops::Range<u32>, next: Option<&str>) -> Page<u32> {
+        Page {
+            items: items.collect(),
+            next_cursor: next.map(str::to_owned),
+        }
+    }
+
+    fn done(step: Step<u32>) -> Page<u32> {
+        match step {
+            Step::Done(p) => p,
+            Step::Next(c) => panic!("expected a page, got the cursor {c}"),
+        }
+    }
+
+    #[test]
+    fn filtered_paging_keeps_the_cursor_of_the_last_examined_item() {
+        let key = |x: &u32| x.to_string();
+        let even = |x: &u32| x.is_multiple_of(2);
+        // the limit is reached inside a batch: the cursor is the last item looked at
+        let mut f = Filtered::new(3);
+        let p = done(f.take(page(0..10, Some("9")), key, even));
+        assert_eq!(p.items, vec![0, 2, 4]);
+        assert_eq!(p.next_cursor.as_deref(), Some("4"));
+        // a batch without enough goes on from its cursor, then the last batch ends the listing
+        let mut f = Filtered::new(3);
+        match f.take(page(0..3, Some("2")), key, even) {
+            Step::Next(c) => assert_eq!(c, "2"),
+            Step::Done(_) => panic!("two kept of three wanted: go on"),
+        }
+        let p = done(f.take(page(3..6, None), key, even));
+        assert_eq!(p.items, vec![0, 2, 4]);
+        assert_eq!(p.next_cursor.as_deref(), Some("4"));
+        let mut f = Filtered::new(5);
+        let p = done(f.take(page(0..4, None), key, even));
+        assert_eq!((p.items, p.next_cursor), (vec![0, 2], None));
+        // the limit met on a batch's last item: a cursor only if the listing goes on
+        let mut f = Filtered::new(1);
+        let p = done(f.take(page(0..1, None), key, even));
+        assert_eq!((p.items, p.next_cursor), (vec![0], None));
+    }
+
+    #[test]
+    fn filtered_paging_stops_after_the_scan_budget() {
+        let mut f = Filtered::new(10);
+        let batch = Page {
+            items: (0..MAX_FILTER_SCAN as u32 + 5).collect(),
+            next_cursor: None,
+        };
+        let p = done(f.take(batch, |x| x.to_string(), |_| false));
+        assert!(p.items.is_empty());
+        // nothing kept, but the caller may ask again from where the scan stopped
+        assert_eq!(p.next_cursor, Some((MAX_FILTER_SCAN - 1).to_string()));
     }
 }
