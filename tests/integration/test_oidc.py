@@ -272,3 +272,15 @@ def test_audit_records(env):
     assert any(e["actor"] == "user:alice" and e["outcome"] == "success" for e in log)
     # nothing of a token or secret in the log
     assert "eyJ" not in details and idp.client_secret not in details
+
+
+def test_sign_in_methods_say_whether_single_sign_on_is_offered(env, server):
+    _, _, base = env
+    r = requests.get(f"{base}/api/v1/auth/methods", timeout=10)
+    assert r.status_code == 200
+    assert r.json() == {"password": True, "oidc": True, "oidc_tenant": "other"}
+    # a server without [oidc]: the sign-in form must not offer a link that cannot work
+    r = requests.get(f"http://127.0.0.1:{server.http_port}/api/v1/auth/methods", timeout=10)
+    assert r.json() == {"password": True, "oidc": False}
+    assert requests.get(f"http://127.0.0.1:{server.http_port}/api/v1/auth/oidc/login",
+                        timeout=10, allow_redirects=False).status_code == 404

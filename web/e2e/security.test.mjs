@@ -50,6 +50,11 @@ test('idle logoff: a warning two minutes ahead, then signed out', { timeout: 120
   t.after(() => context.close().catch(() => {}));
   const page = await context.newPage();
   await page.clock.install();
+  // no identity provider is configured: the form offers no single sign-on link
+  await page.goto(base + '/');
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  await page.waitForLoadState('networkidle');
+  assert.equal(await page.getByText('Single sign-on').count(), 0);
   await signIn(page, { ...server, base });
   await page.clock.fastForward('13:30');
   const warning = page.getByRole('alertdialog');

@@ -1,5 +1,5 @@
-import { useState, type FormEvent } from 'react';
-import { ApiError, login, passkeySignIn, type SignedIn } from './lib/api';
+import { useEffect, useState, type FormEvent } from 'react';
+import { ApiError, login, passkeySignIn, signInMethods, type SignedIn } from './lib/api';
 
 export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => void; notice?: string }) {
   const [tenant, setTenant] = useState(() => localStorage.getItem('radris.tenant') ?? 'default');
@@ -11,6 +11,12 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => voi
   const [challenge, setChallenge] = useState<Record<string, unknown>>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  const [sso, setSso] = useState(false);
+  useEffect(() => {
+    signInMethods()
+      .then((m) => setSso(m.oidc))
+      .catch(() => setSso(false));
+  }, []);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -90,9 +96,11 @@ export function Login({ onSignedIn, notice }: { onSignedIn: (s: SignedIn) => voi
         <button type="submit" disabled={busy}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
-        <p className="muted small">
-          Single sign-on: <a href="/api/v1/auth/oidc/login">sign in with your organisation</a>
-        </p>
+        {sso && (
+          <p className="muted small">
+            Single sign-on: <a href="/api/v1/auth/oidc/login">sign in with your organisation</a>
+          </p>
+        )}
       </form>
     </main>
   );

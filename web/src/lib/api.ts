@@ -114,6 +114,11 @@ export function login(tenant: string, user: string, password: string, code?: str
   });
 }
 
+/** What the sign-in form may offer (public). */
+export function signInMethods(): Promise<{ password: boolean; oidc: boolean; oidc_tenant?: string }> {
+  return request('/api/v1/auth/methods');
+}
+
 export function logout(): Promise<void> {
   return request<void>('/api/v1/auth/logout', { method: 'POST' });
 }

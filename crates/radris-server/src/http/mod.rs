@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     let sign_in = Router::new()
         .route("/api/v1/auth/login", axum::routing::post(session::login))
         .route("/api/v1/auth/logout", axum::routing::post(session::logout))
+        .route("/api/v1/auth/methods", get(oidc::methods))
         .route("/api/v1/auth/oidc/login", get(oidc::login))
         .route("/api/v1/auth/oidc/callback", get(oidc::callback))
         .route(

@@ -110,6 +110,29 @@ fn clear_binding() -> HeaderValue {
     )
 }
 
+/// How people can sign in here; public, so the sign-in form offers only what works.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SignInMethods {
+    /// Password (then a passkey or TOTP code when the account has one).
+    password: bool,
+    /// Single sign-on at an identity provider: `GET /api/v1/auth/oidc/login`.
+    oidc: bool,
+    /// The tenant single sign-on admits into, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc_tenant: Option<String>,
+}
+
+/// The sign-in methods this server offers (no credentials needed, nothing about accounts).
+#[utoipa::path(get, path = "/api/v1/auth/methods", tag = "auth",
+    responses((status = 200, body = SignInMethods)))]
+pub async fn methods(State(st): State<AppState>) -> axum::Json<SignInMethods> {
+    axum::Json(SignInMethods {
+        password: true,
+        oidc: st.oidc.is_some(),
+        oidc_tenant: st.oidc.as_ref().map(|o| o.tenant().as_str().to_owned()),
+    })
+}
+
 /// Start a sign-in at the identity provider (a browser navigation, not an API call).
 pub async fn login(
     State(st): State<AppState>,

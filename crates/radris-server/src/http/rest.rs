@@ -724,7 +724,7 @@ impl Modify for BearerAuth {
         description = "REST API of the RADRIS archive. DICOMweb (QIDO-RS, WADO-RS, STOW-RS) is served under /dicom-web as PS3.18 specifies. Errors are RFC 9457 problem documents. Authenticate with `Authorization: Bearer <token>` (`radris admin token create`).",
         license(name = "Apache-2.0")
     ),
-    paths(super::session::login, super::session::logout, super::webauthn::login_finish),
+    paths(super::session::login, super::session::logout, super::webauthn::login_finish, super::oidc::methods),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     tags(
