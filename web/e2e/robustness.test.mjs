@@ -59,7 +59,9 @@ after(async () => {
 async function open(page, name) {
   await page.getByLabel('Patient name').fill(name);
   await page.getByRole('button', { name: 'Search' }).click();
-  await page.getByTestId('open-study').first().click();
+  // the row of this patient (the list before the search answers holds other studies)
+  const [family, given] = name.split('^');
+  await page.getByTestId('open-study').filter({ hasText: `${family.toUpperCase()}, ${given}` }).first().click();
 }
 
 test('a frame that fails to decode: a clear message, the rest keeps working', { timeout: 300_000 }, async () => {
