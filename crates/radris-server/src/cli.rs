@@ -786,40 +786,18 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::RotateMaster { archive } => {
             let cfg = load_config(&archive)?;
             radris_auth::keys::rotate_master_key(&cfg.data_dir)?;
-            rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
-                let n = archive.data_keys().rewrap_all().await?;
-                cli_audit(
-                    &cfg,
-                    &archive,
-                    &TenantId::default_tenant(),
-                    "admin.keys.rotate-master",
-                    "master key".into(),
-                    format!("{n} data keys re-wrapped"),
-                )
-                .await?;
-                println!("master key rotated; {n} data keys re-wrapped");
-                anyhow::Ok(())
-            })?;
+            let n = rt.block_on(rewrap_data_keys(
+                &cfg,
+                "admin.keys.rotate-master",
+                "master key",
+            ))?;
+            println!("master key rotated; {n} data keys re-wrapped");
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Rewrap { archive } => {
             let cfg = load_config(&archive)?;
-            rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
-                let n = archive.data_keys().rewrap_all().await?;
-                cli_audit(
-                    &cfg,
-                    &archive,
-                    &TenantId::default_tenant(),
-                    "admin.keys.rewrap",
-                    "data keys".into(),
-                    format!("{n} re-wrapped"),
-                )
-                .await?;
-                println!("{n} data keys re-wrapped");
-                anyhow::Ok(())
-            })?;
+            let n = rt.block_on(rewrap_data_keys(&cfg, "admin.keys.rewrap", "data keys"))?;
+            println!("{n} data keys re-wrapped");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -922,6 +900,23 @@ async fn demo_token(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Re
     write_secret_file(&path, &secret)?;
     tracing::info!(path = %path.display(), "demo API token created (Authorization: Bearer …)");
     Ok(())
+}
+
+/// Re-wrap every data key under the current master key, audited as `action` on `resource`;
+/// returns how many were re-wrapped.
+async fn rewrap_data_keys(cfg: &Config, action: &str, resource: &str) -> anyhow::Result<usize> {
+    let archive = attach_archive(cfg).await?;
+    let n = archive.data_keys().rewrap_all().await?;
+    cli_audit(
+        cfg,
+        &archive,
+        &TenantId::default_tenant(),
+        action,
+        resource.into(),
+        format!("{n} data keys re-wrapped"),
+    )
+    .await?;
+    Ok(n)
 }
 
 /// A new file readable by its owner only (0600) holding `secret` and a newline, synced.

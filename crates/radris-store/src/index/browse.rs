@@ -556,28 +556,8 @@ impl Index {
             let ids: Vec<String> = batch.items.iter().map(|p| p.patient_id.clone()).collect();
             let mut studies: std::collections::HashMap<String, Vec<StudyAccess>> =
                 std::collections::HashMap::new();
-            for chunk in ids.chunks(200) {
-                let mut sql = Sql {
-                    text: ACCESS_SELECT.to_owned(),
-                    ..Sql::default()
-                };
-                let t = sql.arg(tenant.as_str());
-                let list: Vec<String> = chunk.iter().map(|id| sql.arg(id.clone())).collect();
-                sql.text.push_str(&format!(
-                    " WHERE st.tenant_id = {t} AND st.patient_id IN ({})",
-                    list.join(", ")
-                ));
-                let rows = bind_all(
-                    sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
-                    &sql.args,
-                )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err("studies of patients"))?;
-                for r in &rows {
-                    let a = access_row(r)?;
-                    studies.entry(a.patient_id.clone()).or_default().push(a);
-                }
+            for a in self.access_where_in(tenant, "st.patient_id", &ids).await? {
+                studies.entry(a.patient_id.clone()).or_default().push(a);
             }
             let step = found.take(
                 batch,
@@ -652,22 +632,24 @@ impl Index {
         row.as_ref().map(access_row).transpose()
     }
 
-    /// The authorisation attributes of several studies of a tenant (those it has).
-    pub async fn study_access_many(
+    /// The authorisation attributes of the tenant's studies whose `column` (a trusted column
+    /// name) is one of `values`, queried 200 values at a time.
+    async fn access_where_in(
         &self,
         tenant: &TenantId,
-        study_uids: &[String],
+        column: &str,
+        values: &[String],
     ) -> Result<Vec<StudyAccess>, StoreError> {
-        let mut out = Vec::with_capacity(study_uids.len());
-        for chunk in study_uids.chunks(200) {
+        let mut out = Vec::new();
+        for chunk in values.chunks(200) {
             let mut sql = Sql {
                 text: ACCESS_SELECT.to_owned(),
                 ..Sql::default()
             };
             let t = sql.arg(tenant.as_str());
-            let list: Vec<String> = chunk.iter().map(|u| sql.arg(u.clone())).collect();
+            let list: Vec<String> = chunk.iter().map(|v| sql.arg(v.clone())).collect();
             sql.text.push_str(&format!(
-                " WHERE st.tenant_id = {t} AND st.study_uid IN ({})",
+                " WHERE st.tenant_id = {t} AND {column} IN ({})",
                 list.join(", ")
             ));
             let rows = bind_all(
@@ -682,6 +664,16 @@ impl Index {
             }
         }
         Ok(out)
+    }
+
+    /// The authorisation attributes of several studies of a tenant (those it has).
+    pub async fn study_access_many(
+        &self,
+        tenant: &TenantId,
+        study_uids: &[String],
+    ) -> Result<Vec<StudyAccess>, StoreError> {
+        self.access_where_in(tenant, "st.study_uid", study_uids)
+            .await
     }
 
     /// Record the site a study was acquired at, unless it already has one (the first site to
