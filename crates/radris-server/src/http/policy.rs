@@ -127,6 +127,19 @@ fn audit(s: &AppState, p: &Principal, authz: &Authz, action: &str, detail: serde
     });
 }
 
+/// The policies in force for a tenant, as the admin routes answer them.
+async fn in_force(
+    s: &AppState,
+    tenant: &radris_core::TenantId,
+) -> Result<Json<Policies>, ApiError> {
+    let doc = s
+        .policy
+        .policies(tenant)
+        .await
+        .map_err(|e| policy_error("reading the policies", e))?;
+    Ok(Json(doc.into()))
+}
+
 /// The tenant's authorisation policies.
 #[utoipa::path(get, path = "/api/v1/admin/policies", tag = "admin",
     responses((status = 200, body = Policies), (status = 403, body = Problem)),
@@ -135,12 +148,7 @@ pub async fn get_policies(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Policies>, ApiError> {
-    let doc = s
-        .policy
-        .policies(&p.tenant)
-        .await
-        .map_err(|e| policy_error("reading the policies", e))?;
-    Ok(Json(doc.into()))
+    in_force(&s, &p.tenant).await
 }
 
 /// Replace the tenant's policies (`text/plain` Cedar, or JSON `{"text": …}`). They take
@@ -171,12 +179,7 @@ pub async fn put_policies(
         "auth.policy.set",
         serde_json::json!({ "version": version.number, "bytes": text.len() }),
     );
-    let doc = s
-        .policy
-        .policies(&p.tenant)
-        .await
-        .map_err(|e| policy_error("reading the policies", e))?;
-    Ok(Json(doc.into()))
+    in_force(&s, &p.tenant).await
 }
 
 /// Check a policy text against the schema without storing it. Always 200: `valid` says
@@ -234,12 +237,7 @@ pub async fn reset_policies(
         "auth.policy.reset",
         serde_json::json!({ "version": version.number }),
     );
-    let doc = s
-        .policy
-        .policies(&p.tenant)
-        .await
-        .map_err(|e| policy_error("reading the policies", e))?;
-    Ok(Json(doc.into()))
+    in_force(&s, &p.tenant).await
 }
 
 /// Changes to an account; absent fields stay as they are.
