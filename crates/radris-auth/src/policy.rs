@@ -105,10 +105,24 @@ pub enum Action {
     Audit,
     /// Open a break-glass grant.
     BreakGlass,
+    /// See the RIS: patients, orders, schedules, worklists.
+    ViewWorkflow,
+    /// Register patients and place, change or cancel orders.
+    OrderEntry,
+    /// Book appointments, run the auto-scheduler, register arrivals and exam progress.
+    Schedule,
+    /// Work the reconciliation queue; merge and link patient records.
+    Reconcile,
+    /// Claim reading cases and move them through preliminary, final and amended.
+    ReadCase,
+    /// Configure the RIS: procedure catalogue, resources, shifts, routing rules.
+    ConfigureWorkflow,
+    /// See the RIS analytics dashboard.
+    Analytics,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 14] = [
         Action::Read,
         Action::Write,
         Action::Delete,
@@ -116,6 +130,13 @@ impl Action {
         Action::Admin,
         Action::Audit,
         Action::BreakGlass,
+        Action::ViewWorkflow,
+        Action::OrderEntry,
+        Action::Schedule,
+        Action::Reconcile,
+        Action::ReadCase,
+        Action::ConfigureWorkflow,
+        Action::Analytics,
     ];
 
     /// The Cedar action id (`Radris::Action::"<id>"`).
@@ -128,6 +149,13 @@ impl Action {
             Action::Admin => "admin",
             Action::Audit => "audit",
             Action::BreakGlass => "breakGlass",
+            Action::ViewWorkflow => "viewWorkflow",
+            Action::OrderEntry => "orderEntry",
+            Action::Schedule => "schedule",
+            Action::Reconcile => "reconcile",
+            Action::ReadCase => "readCase",
+            Action::ConfigureWorkflow => "configureWorkflow",
+            Action::Analytics => "analytics",
         }
     }
 
@@ -148,6 +176,13 @@ impl Action {
             Action::Admin => 4,
             Action::Audit => 5,
             Action::BreakGlass => 6,
+            Action::ViewWorkflow => 7,
+            Action::OrderEntry => 8,
+            Action::Schedule => 9,
+            Action::Reconcile => 10,
+            Action::ReadCase => 11,
+            Action::ConfigureWorkflow => 12,
+            Action::Analytics => 13,
         }
     }
 }

@@ -39,7 +39,8 @@ pub fn scopes_of_roles(roles: &str) -> Scopes {
         match r {
             "admin" => s.extend([Scope::Read, Scope::Write, Scope::Delete, Scope::Admin]),
             "radiologist" | "technologist" | "service" => s.extend([Scope::Read, Scope::Write]),
-            "referring" => s.push(Scope::Read),
+            // referring physicians place orders (write); Cedar keeps them off study writes
+            "referring" => s.extend([Scope::Read, Scope::Write]),
             "auditor" => s.push(Scope::Admin),
             _ => {}
         }

@@ -303,6 +303,11 @@ pub struct RemoteAeConfig {
     /// through it, for site-scoped authorisation policies.
     #[serde(default)]
     pub site: Option<String>,
+    /// Send this AE its Storage Commitment results (N-EVENT-REPORT) on a new association
+    /// that we open to its host and port, instead of on the association that asked for the
+    /// commitment (PS3.4 J.3.3). Needs `host` and `port`.
+    #[serde(default)]
+    pub storage_commitment_new_association: bool,
 }
 
 fn default_tenant_name() -> String {
@@ -336,6 +341,9 @@ pub struct RemoteAe {
     pub ae_title: AeTitle,
     pub tenant: TenantId,
     pub address: Option<(String, u16)>,
+    /// Storage Commitment results go to this AE on a new association (see
+    /// [`RemoteAeConfig::storage_commitment_new_association`]).
+    pub storage_commitment_new_association: bool,
 }
 
 /// The AE and tenant tables after validation, as the DIMSE service uses them.
@@ -368,6 +376,13 @@ impl AeDirectory {
             .iter()
             .find(|r| &r.ae_title == ae && &r.tenant == tenant)
             .and_then(|r| r.address.clone())
+    }
+
+    /// The remote AE entry of a calling AE within its tenant, if it is declared.
+    pub fn remote(&self, tenant: &TenantId, ae: &AeTitle) -> Option<&RemoteAe> {
+        self.remotes
+            .iter()
+            .find(|r| &r.ae_title == ae && &r.tenant == tenant)
     }
 }
 
@@ -416,10 +431,16 @@ impl Config {
                     )));
                 }
             };
+            if r.storage_commitment_new_association && address.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "remote AE {ae_title}: storage_commitment_new_association needs host and port"
+                )));
+            }
             remotes.push(RemoteAe {
                 ae_title,
                 tenant,
                 address,
+                storage_commitment_new_association: r.storage_commitment_new_association,
             });
         }
         Ok(AeDirectory {
@@ -478,6 +499,42 @@ mod tests {
             dir.move_destination(&TenantId::parse("other").unwrap(), &m),
             None
         );
+    }
+
+    #[test]
+    fn storage_commitment_on_a_new_association() {
+        let cfg = Config::from_toml(
+            r#"
+            [[remote_aes]]
+            ae_title = "MODALITY1"
+            host = "10.0.0.5"
+            port = 104
+            storage_commitment_new_association = true
+            [[remote_aes]]
+            ae_title = "MODALITY2"
+            "#,
+        )
+        .unwrap();
+        let dir = cfg.ae_directory().unwrap();
+        let default = TenantId::default_tenant();
+        let m1 = AeTitle::parse("MODALITY1").unwrap();
+        let m2 = AeTitle::parse("MODALITY2").unwrap();
+        assert!(
+            dir.remote(&default, &m1)
+                .unwrap()
+                .storage_commitment_new_association
+        );
+        assert!(
+            !dir.remote(&default, &m2)
+                .unwrap()
+                .storage_commitment_new_association
+        );
+        // a new association needs somewhere to go
+        let cfg = Config::from_toml(
+            "[[remote_aes]]\nae_title = \"X\"\nstorage_commitment_new_association = true\n",
+        )
+        .unwrap();
+        assert!(cfg.ae_directory().is_err());
     }
 
     #[test]

@@ -19,6 +19,29 @@ pub enum Event {
     },
     /// A study, series or instance was deleted.
     Deleted { tenant: TenantId, uid: Uid },
+    /// An order of the RIS changed state (`from`/`to` are the workflow state names:
+    /// `ordered`, `scheduled`, `arrived`, `in_progress`, `images_complete`, `preliminary`,
+    /// `final`, `amended`, `cancelled`).
+    OrderChanged {
+        tenant: TenantId,
+        order_id: String,
+        accession: String,
+        from: String,
+        to: String,
+    },
+    /// A reading case was routed (`user` empty: to the group's common list).
+    ReadingAssigned {
+        tenant: TenantId,
+        order_id: String,
+        user: String,
+        group: String,
+    },
+    /// A STAT case stayed unread longer than the tenant allows.
+    StatEscalated {
+        tenant: TenantId,
+        order_id: String,
+        accession: String,
+    },
 }
 
 /// A broadcast bus of [`Event`]s. Slow subscribers lose old events (they see a `Lagged`

@@ -29,6 +29,7 @@ pub mod pixel;
 pub mod query;
 pub mod synth;
 pub mod wire;
+pub mod worklist;
 
 pub use dicom_core::{Tag, VR};
 pub use dicom_object::InMemDicomObject;

@@ -25,6 +25,19 @@ pub mod command {
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
+    pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
+    pub const N_EVENT_REPORT_RSP: u16 = 0x8100;
+    pub const N_SET_RQ: u16 = 0x0120;
+    pub const N_SET_RSP: u16 = 0x8120;
+    pub const N_ACTION_RQ: u16 = 0x0130;
+    pub const N_ACTION_RSP: u16 = 0x8130;
+    pub const N_CREATE_RQ: u16 = 0x0140;
+    pub const N_CREATE_RSP: u16 = 0x8140;
+
+    /// Whether a command field is a response (PS3.7 E.1: responses have bit 15 set).
+    pub fn is_response(field: u16) -> bool {
+        field & 0x8000 != 0
+    }
 }
 
 /// Status codes we send (PS3.4 annexes B, C; PS3.7 C).
@@ -41,6 +54,17 @@ pub mod status {
     pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
     pub const NOT_AUTHORIZED: u16 = 0x0124;
     pub const PROCESSING_FAILURE: u16 = 0x0110;
+    /// C-services: "Refused: SOP Class not supported" (PS3.7 C.5.x).
+    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+    /// N-services (PS3.7 C.4): failures with their standard meanings.
+    pub const INVALID_ATTRIBUTE_VALUE: u16 = 0x0106;
+    pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
+    pub const NO_SUCH_SOP_INSTANCE: u16 = 0x0112;
+    pub const INVALID_OBJECT_INSTANCE: u16 = 0x0117;
+    pub const NO_SUCH_SOP_CLASS: u16 = 0x0118;
+    pub const CLASS_INSTANCE_CONFLICT: u16 = 0x0119;
+    pub const MISSING_ATTRIBUTE: u16 = 0x0120;
+    pub const NO_SUCH_ACTION: u16 = 0x0123;
 
     /// Whether a status ends a multi-response operation unsuccessfully or successfully
     /// (anything but Pending).
@@ -418,6 +442,23 @@ pub fn pdu_name(pdu: &Pdu) -> &'static str {
         Pdu::ReleaseRP => "A-RELEASE-RP",
         Pdu::AbortRQ { .. } => "A-ABORT",
     }
+}
+
+/// An N-EVENT-REPORT-RQ command (PS3.7 10.3.1) announcing a data set.
+pub fn event_report_request(
+    sop_class: &str,
+    sop_instance: &str,
+    message_id: u16,
+    event_type: u16,
+) -> InMemDicomObject {
+    command_set(vec![
+        el_ui(tags::AFFECTED_SOP_CLASS_UID, sop_class),
+        el_u16(tags::COMMAND_FIELD, command::N_EVENT_REPORT_RQ),
+        el_u16(tags::MESSAGE_ID, message_id),
+        el_u16(tags::COMMAND_DATA_SET_TYPE, 0x0000),
+        el_ui(tags::AFFECTED_SOP_INSTANCE_UID, sop_instance),
+        el_u16(tags::EVENT_TYPE_ID, event_type),
+    ])
 }
 
 /// A response command for a request.

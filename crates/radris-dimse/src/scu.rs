@@ -602,6 +602,47 @@ pub fn get(
     }
 }
 
+/// Send a Storage Commitment result (PS3.4 J.3.3) to the AE that asked for it, on a new
+/// association that we open: the Storage Commitment Push Model context is proposed with an
+/// SCP/SCU Role Selection item for the SCP role only (we, the requestor, act as the
+/// commitment SCP; PS3.4 J.3.3 and PS3.7 D.3.3.4). A peer that ignores role selection still
+/// gets the report: the default roles are answered without a role item, and the N-EVENT-REPORT
+/// goes out on the accepted context either way. Returns the peer's N-EVENT-REPORT-RSP status.
+pub fn report_storage_commitment(
+    opts: &ScuOptions,
+    event_type: u16,
+    report: &InMemDicomObject,
+) -> Result<u16, DimseError> {
+    let class = uids::STORAGE_COMMITMENT_PUSH_MODEL;
+    let builder = ClientAssociationOptions::new()
+        .with_presentation_context(class, NATIVE_TS.to_vec())
+        .with_role_selection(class, false, true);
+    let mut assoc = establish(opts, builder)?;
+    let pc = match accepted_context(&assoc, class) {
+        Ok(pc) => pc,
+        Err(e) => {
+            let _ = assoc.release();
+            return Err(e);
+        }
+    };
+    let cmd = crate::message::event_report_request(
+        class,
+        uids::STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE,
+        1,
+        event_type,
+    );
+    let data = encode_dataset(report, pc.transfer_syntax.trim_end_matches('\0'))?;
+    send_message(&mut assoc, pc.id, &cmd, Some(&data))?;
+    let rsp = read_message(&mut assoc)?;
+    let _ = assoc.release();
+    match rsp.command_field() {
+        Some(command::N_EVENT_REPORT_RSP) => Ok(rsp.status().unwrap_or(status::PROCESSING_FAILURE)),
+        other => Err(DimseError::Protocol(format!(
+            "expected N-EVENT-REPORT-RSP, got command {other:?}"
+        ))),
+    }
+}
+
 /// Unused import guard for dicom_value in some cfgs.
 #[allow(dead_code)]
 fn _value_macro_in_scope() -> PrimitiveValue {

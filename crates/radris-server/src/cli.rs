@@ -479,6 +479,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     load_demo(&archive).await?;
                     demo_token(&cfg, &archive).await?;
                     demo_user(&cfg, &archive).await?;
+                    demo_day(&cfg, &archive).await?;
                 }
                 crate::serve::serve(cfg, archive, crate::serve::shutdown_signal()).await
             })?;
@@ -501,7 +502,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(async {
                 let archive = attach_archive(&cfg).await?;
-                load_demo(&archive).await
+                load_demo(&archive).await?;
+                demo_day(&cfg, &archive).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -955,12 +957,64 @@ async fn demo_user(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Res
     }
     let password = radris_auth::password::generate(USER, 20)?;
     write_secret_file(&path, &password)?;
-    if let Err(e) = users.create(&tenant, USER, &password, "radiologist").await {
+    if let Err(e) = users
+        .create(&tenant, USER, &password, "radiologist,technologist")
+        .await
+    {
         // no account behind the file: the next start tries again
         let _ = std::fs::remove_file(&path);
         return Err(e).context("creating the demo user");
     }
     tracing::info!(path = %path.display(), user = USER, tenant = %tenant, "demo user created (sign in at /)");
+    Ok(())
+}
+
+/// The radiologists of the demo department and their subspecialties (`demo` is the web
+/// app's demo account).
+const DEMO_READERS: &[(&str, &[&str])] = &[
+    ("demo", &["chest", "neuro", "body", "emergency"]),
+    ("dr.ahmed", &["neuro", "msk"]),
+    ("dr.berg", &["body", "msk", "nuclear"]),
+    ("dr.chen", &["chest", "emergency"]),
+];
+
+/// The RIS side of the demo: a department's day around the demo studies (once per data
+/// directory; audited like any other work).
+async fn demo_day(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Result<()> {
+    let signer = radris_auth::keys::audit_signing_key(&cfg.data_dir)?;
+    let log = radris_auth::AuditLog::start(archive.index().pool().clone(), Some(signer)).await?;
+    let ris = radris_ris::Ris::new(
+        archive.index().clone(),
+        archive.events().clone(),
+        Arc::new(log.clone()),
+    );
+    let studies: Vec<radris_ris::demo::DemoStudy> = radris_dicom::synth::demo_studies()
+        .iter()
+        .map(|s| radris_ris::demo::DemoStudy {
+            study_uid: s.study_uid(),
+            patient_id: s.patient_id.clone(),
+            patient_name: s.patient_name.clone(),
+            birth_date: s.birth_date.clone(),
+            sex: s.sex.clone(),
+            accession: s.accession.clone(),
+            description: s.description.clone(),
+        })
+        .collect();
+    let seeded = radris_ris::demo::seed_demo_day(
+        &ris,
+        &TenantId::default_tenant(),
+        &studies,
+        DEMO_READERS,
+        radris_ris::model::Time::now(),
+    )
+    .await
+    .context("seeding the demo department's day")?;
+    log.flush().await;
+    if seeded {
+        tracing::info!(
+            "demo RIS day created: CT01 and MR01 scheduled, cases on the reading worklists"
+        );
+    }
     Ok(())
 }
 

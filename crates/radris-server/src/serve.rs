@@ -94,6 +94,13 @@ pub async fn serve(
     let metrics = crate::http::install_metrics()?;
     let listener = TcpListener::bind(cfg.dicom_listen)
         .with_context(|| format!("binding DICOM port {}", cfg.dicom_listen))?;
+    let ris = radris_ris::Ris::new(
+        archive.index().clone(),
+        archive.events().clone(),
+        audit.clone(),
+    );
+    let workflow_stop = tokio_util::sync::CancellationToken::new();
+    let workflow_tasks = start_workflow_tasks(&ris, &archive, workflow_stop.clone());
     let ctx = Arc::new(
         ScpContext::new(
             archive.clone(),
@@ -101,7 +108,11 @@ pub async fn serve(
             directory,
             cfg.dimse.clone(),
         )
-        .with_audit(audit.clone()),
+        .with_audit(audit.clone())
+        .with_workflow(Arc::new(radris_ris::DimseBridge::new(
+            ris.clone(),
+            tokio::runtime::Handle::current(),
+        ))),
     );
     let dimse = scp::start(listener, ctx.clone())?;
     let dimse_tls = match cfg.tls.dicom_listen {
@@ -174,6 +185,7 @@ pub async fn serve(
         tls: http_tls.is_some(),
         deid_key: Arc::new(deid_key),
         policy,
+        ris,
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -222,6 +234,10 @@ pub async fn serve(
     match tokio::time::timeout(Duration::from_secs(10), http).await {
         Ok(r) => r??,
         Err(_) => tracing::warn!("HTTP did not drain in 10 s"),
+    }
+    workflow_stop.cancel();
+    for t in workflow_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     audit_log.flush().await;
     if let Some(f) = forwarder {
@@ -294,4 +310,92 @@ fn stamp_sites_of_remote_aes(cfg: &Config, archive: &Archive) {
             }
         }
     });
+}
+
+/// The RIS's background work: reconcile studies as their images arrive (off the event bus;
+/// once per study; a lagging subscriber sweeps the studies received meanwhile) and escalate
+/// STAT cases left unread (every 30 s).
+fn start_workflow_tasks(
+    ris: &radris_ris::Ris,
+    archive: &Archive,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use radris_core::events::Event;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = archive.events().subscribe();
+    let reconciler = ris.clone();
+    let stop1 = stop.clone();
+    let reconcile = tokio::spawn(async move {
+        // studies imported while the server was down
+        if let Err(e) = reconciler.reconcile_recent(24 * 3600 * 1000).await {
+            tracing::warn!(error = %e, "reconciliation of recent studies failed");
+        }
+        // recently reconciled studies: one look per study, not one per instance
+        let mut seen: std::collections::VecDeque<(String, String)> =
+            std::collections::VecDeque::with_capacity(4096);
+        loop {
+            let event = tokio::select! {
+                _ = stop1.cancelled() => return,
+                e = events.recv() => e,
+            };
+            let (tenant, study) = match event {
+                Ok(Event::InstanceStored {
+                    tenant, study_uid, ..
+                }) => (tenant, study_uid.as_str().to_owned()),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "reconciliation lagged behind ingest; sweeping recent studies"
+                    );
+                    seen.clear();
+                    if let Err(e) = reconciler.reconcile_recent(60 * 60 * 1000).await {
+                        tracing::warn!(error = %e, "reconciliation sweep failed");
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let key = (tenant.as_str().to_owned(), study.clone());
+            if seen.contains(&key) {
+                continue;
+            }
+            if seen.len() == 4096 {
+                seen.pop_front();
+            }
+            seen.push_back(key);
+            match reconciler.reconcile_study(&tenant, &study).await {
+                Ok(outcome) => tracing::debug!(study = %study, ?outcome, "reconciled"),
+                Err(e) => tracing::warn!(study = %study, error = %e, "reconciliation failed"),
+            }
+        }
+    });
+    let escalator = ris.clone();
+    let escalate = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let tenants = match escalator.tenants().await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "STAT escalation: listing tenants failed");
+                    continue;
+                }
+            };
+            for t in tenants {
+                match escalator
+                    .escalate_overdue(&t, radris_ris::model::Time::now())
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(tenant = %t, cases = n, "STAT cases escalated"),
+                    Err(e) => tracing::warn!(tenant = %t, error = %e, "STAT escalation failed"),
+                }
+            }
+        }
+    });
+    vec![reconcile, escalate]
 }

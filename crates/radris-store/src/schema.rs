@@ -264,4 +264,160 @@ CREATE TABLE annotations (
     PRIMARY KEY (tenant_id, study_uid, user_name)
 )
 "#,
+    // 13: tables owned by radris-ris: the RIS. Times in milliseconds since the Unix epoch,
+    // 0 = not yet. Patients are the RIS's demographic records (merged_into: '' or the id of
+    // the record a duplicate was merged into); orders carry one column per workflow milestone
+    // (for turnaround analytics) and their reading assignment; appointments are the
+    // scheduled procedure steps the modality worklist answers from.
+    r#"
+CREATE TABLE ris_patients (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    name TEXT NOT NULL,
+    name_norm TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL,
+    merged_into TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX ris_patients_ident ON ris_patients (tenant_id, patient_id, issuer);
+CREATE INDEX ris_patients_name ON ris_patients (tenant_id, name_norm);
+CREATE TABLE ris_patient_links (
+    tenant_id TEXT NOT NULL,
+    a TEXT NOT NULL,
+    b TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, a, b)
+);
+CREATE TABLE ris_procedures (
+    tenant_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    scheme TEXT NOT NULL,
+    name TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    body_part TEXT NOT NULL,
+    duration_min BIGINT NOT NULL,
+    preparation TEXT NOT NULL,
+    subspecialty TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, code)
+);
+CREATE TABLE ris_orders (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    accession TEXT NOT NULL,
+    patient TEXT NOT NULL,
+    procedure_code TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    referring TEXT NOT NULL,
+    referring_norm TEXT NOT NULL,
+    ordered_by TEXT NOT NULL,
+    state TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    site TEXT NOT NULL,
+    assigned_to TEXT NOT NULL,
+    assigned_group TEXT NOT NULL,
+    assignment_reason TEXT NOT NULL,
+    claimed_by TEXT NOT NULL,
+    escalated_at BIGINT NOT NULL,
+    ordered_at BIGINT NOT NULL,
+    scheduled_at BIGINT NOT NULL,
+    arrived_at BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    images_at BIGINT NOT NULL,
+    preliminary_at BIGINT NOT NULL,
+    final_at BIGINT NOT NULL,
+    preliminary_by TEXT NOT NULL,
+    final_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX ris_orders_accession ON ris_orders (tenant_id, accession);
+CREATE INDEX ris_orders_state ON ris_orders (tenant_id, state, ordered_at);
+CREATE INDEX ris_orders_patient ON ris_orders (tenant_id, patient);
+CREATE INDEX ris_orders_study ON ris_orders (tenant_id, study_uid);
+CREATE TABLE ris_order_history (
+    tenant_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, order_id, seq)
+);
+CREATE TABLE ris_resources (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    ae_title TEXT NOT NULL,
+    station_name TEXT NOT NULL,
+    site TEXT NOT NULL,
+    subspecialties TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    open_from BIGINT NOT NULL,
+    open_to BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE ris_shifts (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX ris_shifts_time ON ris_shifts (tenant_id, starts_at);
+CREATE TABLE ris_appointments (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX ris_appointments_step ON ris_appointments (tenant_id, step_id);
+CREATE INDEX ris_appointments_time ON ris_appointments (tenant_id, resource_id, starts_at);
+CREATE INDEX ris_appointments_order ON ris_appointments (tenant_id, order_id);
+CREATE TABLE ris_mpps (
+    tenant_id TEXT NOT NULL,
+    mpps_uid TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    station_ae TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    detail_json TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, mpps_uid)
+);
+CREATE TABLE ris_unmatched (
+    tenant_id TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    resolved_at BIGINT NOT NULL,
+    resolved_by TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, study_uid)
+);
+CREATE TABLE ris_settings (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+)
+"#,
 ];

@@ -3,6 +3,11 @@
 //! Flow of a C-STORE: the command PDV names the SOP instance → the archive opens a staging
 //! file → each data PDV is appended as it arrives → on the last fragment the archive parses,
 //! fsyncs, indexes (group commit) and publishes → only then the success status goes out.
+//!
+//! Scheduled workflow ([`workflow`], [`commitment`]): Modality Worklist C-FIND and MPPS
+//! N-CREATE/N-SET go to the RIS through [`ScpContext::with_workflow`]; Storage Commitment
+//! N-ACTION is answered from the archive, its N-EVENT-REPORT sent on the same association or,
+//! for AEs configured so, on a new one after the requesting association ends.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,9 +31,12 @@ use radris_core::audit::{Audit, AuditRecord, NoAudit, Outcome};
 use radris_core::config::{AeDirectory, DimseLimits};
 use radris_core::{AeTitle, TenantId};
 use radris_dicom::query::{FindQuery, QueryLevel};
+use radris_dicom::worklist::ModalityWorkflow;
 use radris_store::{Archive, Ingest, IngestHint, StoreError};
 
+mod commitment;
 mod query;
+mod workflow;
 
 use crate::DimseError;
 use crate::message::{
@@ -44,6 +52,8 @@ pub struct ScpContext {
     pub limits: DimseLimits,
     /// Where associations, stores and queries are audited.
     pub audit: Audit,
+    /// The RIS behind Modality Worklist and MPPS; without it those SOP classes are refused.
+    pub workflow: Option<Arc<dyn ModalityWorkflow>>,
     active: AtomicUsize,
 }
 
@@ -60,6 +70,7 @@ impl ScpContext {
             directory: Arc::new(directory),
             limits,
             audit: Arc::new(NoAudit),
+            workflow: None,
             active: AtomicUsize::new(0),
         }
     }
@@ -67,6 +78,12 @@ impl ScpContext {
     /// Audit into `audit` (the default audits nothing).
     pub fn with_audit(mut self, audit: Audit) -> Self {
         self.audit = audit;
+        self
+    }
+
+    /// Serve Modality Worklist C-FIND and MPPS N-CREATE/N-SET from `workflow` (the RIS).
+    pub fn with_workflow(mut self, workflow: Arc<dyn ModalityWorkflow>) -> Self {
+        self.workflow = Some(workflow);
         self
     }
 
@@ -432,9 +449,13 @@ fn serve_association<S: DimseStream>(
         next_message_id: 1,
         stored: BTreeMap::new(),
         refused: 0,
+        commitment: Default::default(),
     };
     let ended = session.run(&mut assoc);
     session.audit_stores();
+    // Storage Commitment results owed on a new association go out now that the requestor
+    // has released (or the association broke)
+    session.deliver_commitment_reports();
     match ended {
         Ok(()) | Err(DimseError::Released) => tracing::debug!("association released"),
         Err(DimseError::Aborted) => tracing::info!("association aborted by the peer"),
@@ -458,7 +479,8 @@ enum State {
     },
     /// Receiving a C-STORE data set into the archive.
     Store(Box<StoreInProgress>),
-    /// Receiving the identifier of C-FIND/C-GET/C-MOVE.
+    /// Receiving the identifier of C-FIND/C-GET/C-MOVE, the data set of N-CREATE/N-SET/
+    /// N-ACTION, or a data set we only swallow (an unsupported request, a response).
     Identifier {
         pc_id: u8,
         command: InMemDicomObject,
@@ -480,6 +502,10 @@ struct StoreInProgress {
 /// Largest identifier (C-FIND/GET/MOVE data set) we accept.
 const MAX_IDENTIFIER_BYTES: usize = 1 << 20;
 
+/// Largest N-service data set we accept: a Storage Commitment request for a study of tens of
+/// thousands of instances is a few MiB.
+const MAX_N_DATASET_BYTES: usize = 32 << 20;
+
 struct Session<'a> {
     ctx: &'a ScpContext,
     tenant: TenantId,
@@ -490,6 +516,8 @@ struct Session<'a> {
     /// Instances stored on this association per study, for the audit record at its end.
     stored: BTreeMap<String, u64>,
     refused: u64,
+    /// Storage Commitment results sent and not yet confirmed, or owed on a new association.
+    commitment: commitment::Deliveries,
 }
 
 fn store_error_status(e: &StoreError) -> u16 {
@@ -618,8 +646,16 @@ impl Session<'_> {
                 PDataValueType::Data,
             ) if p == pc_id => {
                 bytes.extend_from_slice(&data);
-                if bytes.len() > MAX_IDENTIFIER_BYTES {
-                    return Err(DimseError::Protocol("identifier larger than 1 MiB".into()));
+                let limit = match get_u16(&command, tags::COMMAND_FIELD) {
+                    Some(command::N_ACTION_RQ | command::N_CREATE_RQ | command::N_SET_RQ) => {
+                        MAX_N_DATASET_BYTES
+                    }
+                    _ => MAX_IDENTIFIER_BYTES,
+                };
+                if bytes.len() > limit {
+                    return Err(DimseError::Protocol(format!(
+                        "data set larger than {limit} bytes"
+                    )));
                 }
                 if is_last {
                     self.on_identifier(assoc, pc_id, command, bytes)?;
@@ -716,6 +752,30 @@ impl Session<'_> {
                 Ok(())
             }
             command::C_CANCEL_RQ => Ok(()), // nothing in progress to cancel between messages
+            command::N_CREATE_RQ | command::N_SET_RQ | command::N_ACTION_RQ if has_data => {
+                self.state = State::Identifier {
+                    pc_id,
+                    command: cmd,
+                    bytes: Vec::new(),
+                };
+                Ok(())
+            }
+            command::N_CREATE_RQ | command::N_SET_RQ | command::N_ACTION_RQ => {
+                self.on_normalized(assoc, pc_id, &cmd, None)
+            }
+            // a response to a request we sent (N-EVENT-REPORT-RSP): handled, never answered
+            response if command::is_response(response) => {
+                if has_data {
+                    self.state = State::Identifier {
+                        pc_id,
+                        command: cmd,
+                        bytes: Vec::new(),
+                    };
+                } else {
+                    self.on_response(&cmd);
+                }
+                Ok(())
+            }
             other => {
                 tracing::warn!(
                     command = format!("{other:#06X}"),
@@ -808,6 +868,20 @@ impl Session<'_> {
         let field = get_u16(&cmd, tags::COMMAND_FIELD).unwrap_or(0);
         let message_id = get_u16(&cmd, tags::MESSAGE_ID).unwrap_or(0);
         let sop_class = get_str(&cmd, tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
+        if command::is_response(field) {
+            self.on_response(&cmd); // its data set is not needed
+            return Ok(());
+        }
+        if matches!(
+            field,
+            command::N_CREATE_RQ | command::N_SET_RQ | command::N_ACTION_RQ
+        ) {
+            return self.on_normalized(assoc, pc_id, &cmd, Some(bytes));
+        }
+        if field == command::C_FIND_RQ && sop_class == uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND
+        {
+            return self.worklist_find(assoc, pc_id, message_id, &sop_class, &bytes);
+        }
         let rsp_field = field | 0x8000;
         let fail = |assoc: &mut ServerAssociation<S>, code: u16, why: &str| {
             tracing::warn!(

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod privacy;
 pub mod problem;
 pub mod rest;
+pub mod ris;
 pub mod session;
 pub mod webapp;
 pub mod webauthn;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub deid_key: Arc<[u8; 32]>,
     /// Cedar authorisation: per-tenant policies and break-glass grants (see `auth.rs`).
     pub policy: radris_auth::policy::PolicyEngine,
+    /// The RIS (orders, scheduling, worklists) on the same index.
+    pub ris: radris_ris::Ris,
 }
 
 /// Install the Prometheus recorder once per process.
@@ -86,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let (api, openapi) = rest::routes().split_for_parts();
     let api = api
+        .merge(ris::routes())
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX),
         ))

@@ -11,11 +11,13 @@
 
 mod annotations;
 mod browse;
+mod correct;
 mod privacy;
 mod sql;
 mod write;
 
 pub use annotations::AnnotationDoc;
+pub use correct::PatientIdentity;
 pub use privacy::LegalHold;
 
 pub use browse::{
@@ -169,7 +171,7 @@ impl Index {
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later gets
     /// SQLITE_BUSY at once, without waiting, when another writer (the audit log) is active.
-    async fn begin_write<'c>(
+    pub async fn begin_write<'c>(
         &self,
         conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
     ) -> Result<sqlx::Transaction<'c, sqlx::Any>, StoreError> {

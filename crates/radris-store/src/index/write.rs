@@ -260,7 +260,19 @@ pub(super) async fn recompute(
         .await
         .map_err(db("drop empty study"))?;
     }
-    for p in patients.keys() {
+    recount_patients(conn, tenant, patients.keys()).await
+}
+
+/// Recount the studies, series and instances of these patients; drop those left without a
+/// study.
+pub(super) async fn recount_patients<'a>(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    patients: impl IntoIterator<Item = &'a String>,
+) -> Result<(), StoreError> {
+    let t = tenant.as_str();
+    let db = |what: &'static str| move |e| StoreError::db(what, e);
+    for p in patients {
         sqlx::query(
             "UPDATE patients SET \
              num_studies = (SELECT COUNT(*) FROM studies WHERE tenant_id = $1 AND patient_id = $2), \
