@@ -544,3 +544,29 @@ def test_roles_and_tenants(ris):
                if st and st.Status in (0xFF00, 0xFF01)]
     assoc.release()
     assert results == []
+
+
+def test_auto_scheduler_books_a_batch_stat_first_without_overlaps(ris):
+    env = ris
+    patient = new_patient(env, "E2E-AUTO", "Auto^Alex")
+    prios = ("routine", "routine", "stat", "urgent", "routine")
+    ids = [new_order(env, patient, priority=p)["id"] for p in prios]
+    day = TODAY + dt.timedelta(days=1)
+    r = env.tech.post(env.url("/schedule/auto"), json={
+        "order_ids": ids + ["no-such-order"], "from": f"{day.isoformat()}T00:00:00Z",
+        "to": f"{(day + dt.timedelta(days=1)).isoformat()}T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert sorted(a["order_id"] for a in out["placed"]) == sorted(ids), out
+    assert [u["order_id"] for u in out["unplaced"]] == ["no-such-order"], out["unplaced"]
+    for key in ("utilisation", "mean_wait_min", "stat_mean_wait_min", "objective"):
+        assert key in out["metrics"] and key in out["first_fit"], out
+    placed = sorted(out["placed"], key=lambda a: a["starts_at"])
+    assert placed[0]["priority"] == "stat", placed
+    for a, b in zip(placed, placed[1:]):
+        assert a["ends_at"] <= b["starts_at"], (a, b)
+    for oid in ids:
+        assert env.order(env.tech, oid)["state"] == "scheduled"
+    # the same batch again: nothing left in state ordered
+    r = env.tech.post(env.url("/schedule/auto"), json={"order_ids": ids})
+    assert r.status_code == 200 and r.json()["placed"] == [], r.text

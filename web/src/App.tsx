@@ -1,7 +1,9 @@
-// The application shell: sign-in, the signed-in user and tenant, idle logoff, and two pages
-// (the study list at `/`, the viewer at `/viewer/<study UID>[?prior=<UID>]`).
+// The application shell: sign-in, the signed-in user and tenant, idle logoff, and the pages:
+// the study list at `/`, the viewer at `/viewer/<study UID>[?prior=<UID>]`, the security
+// settings at `/security`, and the RIS pages (`/orders`, `/schedule`, `/tech`, `/reading`,
+// `/reconciliation`, `/dashboard`), loaded on demand.
 
-import { Suspense, lazy, useCallback, useEffect, useState, type ReactNode } from 'react';
+import { Suspense, lazy, useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { logout, setUnauthenticatedHandler, whoami, type WhoAmI } from './lib/api';
 import { emptySearch, type StudySearch } from './lib/query';
 import { IdleWarning } from './IdleWarning';
@@ -9,6 +11,7 @@ import { Login } from './Login';
 import { StudyList } from './StudyList';
 import { Security } from './Security';
 import { resetMetrics } from './metrics';
+import type { RisPageName } from './ris/RisPage';
 
 // Cornerstone3D is large: the study list loads without it, then fetches it in the background
 // (StudyList's prewarm). Once loaded, the viewer is rendered directly: going through Suspense
@@ -25,11 +28,24 @@ export function loadViewer(): Promise<ViewerModule> {
   return viewerImport();
 }
 
+// The RIS pages are a chunk of their own, fetched when one is first shown.
+const LazyRis = lazy(() => import('./ris/RisPage').then((m) => ({ default: m.RisPage })));
+
+/** The RIS pages by path, in the top bar's order. */
+const RIS_PAGES: { page: RisPageName; path: string; label: string }[] = [
+  { page: 'orders', path: '/orders', label: 'Orders' },
+  { page: 'schedule', path: '/schedule', label: 'Schedule' },
+  { page: 'tech', path: '/tech', label: 'Technologist' },
+  { page: 'reading', path: '/reading', label: 'Reading' },
+  { page: 'reconciliation', path: '/reconciliation', label: 'Reconciliation' },
+  { page: 'dashboard', path: '/dashboard', label: 'Dashboard' },
+];
+
 /** The server's idle timeout (the sign-in answer tells it; 15 minutes by default). */
 const DEFAULT_IDLE_S = 15 * 60;
 
 interface Route {
-  page: 'list' | 'viewer' | 'security';
+  page: 'list' | 'viewer' | 'security' | RisPageName;
   studyUid?: string;
   priorUid?: string;
 }
@@ -41,6 +57,9 @@ function parseRoute(): Route {
     return { page: 'viewer', studyUid: m[1], priorUid: prior && /^[0-9.]+$/.test(prior) ? prior : undefined };
   }
   if (location.pathname === '/security') return { page: 'security' };
+  const path = location.pathname.replace(/\/+$/, '');
+  const ris = RIS_PAGES.find((p) => p.path === path);
+  if (ris) return { page: ris.page };
   return { page: 'list' };
 }
 
@@ -53,11 +72,12 @@ function savedSearch(): StudySearch {
 }
 
 /** A link that changes the page without reloading the app. */
-function NavLink({ to, go, className, children }: { to: string; go: (path: string) => void; className: string; children: ReactNode }) {
+function NavLink({ to, go, className, children, current }: { to: string; go: (path: string) => void; className: string; children: ReactNode; current?: boolean }) {
   return (
     <a
       className={className}
       href={to}
+      aria-current={current ? 'page' : undefined}
       onClick={(e) => {
         e.preventDefault();
         go(to);
@@ -87,10 +107,14 @@ export function App() {
     return () => window.removeEventListener('popstate', onPop);
   }, []);
 
+  /** where the viewer's Close returns to: the page that opened it */
+  const returnTo = useRef('/');
   const go = useCallback((path: string) => {
+    if (path.startsWith('/viewer/') && !location.pathname.startsWith('/viewer/')) returnTo.current = location.pathname + location.search;
     history.pushState(null, '', path);
     setRoute(parseRoute());
   }, []);
+  const closeViewer = useCallback(() => go(returnTo.current), [go]);
 
   const signOut = useCallback(async (why?: string) => {
     try {
@@ -125,10 +149,20 @@ export function App() {
         <NavLink className="brand" to="/" go={go}>
           RADRIS
         </NavLink>
+        <nav className="main-nav" aria-label="Pages">
+          <NavLink className="nav" to="/" go={go} current={route.page === 'list'}>
+            Studies
+          </NavLink>
+          {RIS_PAGES.map((p) => (
+            <NavLink key={p.page} className="nav" to={p.path} go={go} current={route.page === p.page}>
+              {p.label}
+            </NavLink>
+          ))}
+        </nav>
         <span className="who" data-testid="who">
           <span className="user">{me.user}</span> <span className="tenant">@{me.tenant}</span>
         </span>
-        <NavLink className="nav" to="/security" go={go}>
+        <NavLink className="nav" to="/security" go={go} current={route.page === 'security'}>
           Security
         </NavLink>
         <button className="sign-out" onClick={() => void signOut()}>
@@ -138,12 +172,16 @@ export function App() {
       <IdleWarning idleTimeoutS={idleS} onExpired={onIdle} />
       {route.page === 'security' ? (
         <Security />
+      ) : RIS_PAGES.some((p) => p.page === route.page) ? (
+        <Suspense fallback={<div className="loading">Loading…</div>}>
+          <LazyRis page={route.page as RisPageName} user={me.user} go={go} />
+        </Suspense>
       ) : route.page === 'viewer' && route.studyUid ? (
         viewerModule ? (
-          <viewerModule.Viewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={() => go('/')} />
+          <viewerModule.Viewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={closeViewer} />
         ) : (
           <Suspense fallback={<div className="loading">Loading the viewer…</div>}>
-            <LazyViewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={() => go('/')} />
+            <LazyViewer key={`${route.studyUid}/${route.priorUid ?? ''}`} studyUid={route.studyUid} priorUid={route.priorUid} onClose={closeViewer} />
           </Suspense>
         )
       ) : (

@@ -164,6 +164,21 @@ pub enum WorkflowError {
     Internal(String),
 }
 
+impl WorkflowError {
+    /// The explanation without the kind's prefix (for a DIMSE Error Comment, which holds 64
+    /// characters).
+    pub fn detail(&self) -> &str {
+        match self {
+            WorkflowError::Invalid(m)
+            | WorkflowError::UnknownStep(m)
+            | WorkflowError::NoSuchInstance(m)
+            | WorkflowError::Duplicate(m)
+            | WorkflowError::InvalidState(m)
+            | WorkflowError::Internal(m) => m,
+        }
+    }
+}
+
 /// What the DIMSE worklist and MPPS services need from the RIS. Called on association
 /// threads: implementations may block (briefly) on their own runtime.
 pub trait ModalityWorkflow: Send + Sync {
@@ -484,8 +499,8 @@ fn key(obj: &InMemDicomObject, spec: &KeySpec) -> Result<Matcher, WorkflowError>
         return Err(invalid(format!("{} is too long", spec.name)));
     }
     match spec.vr {
-        VR::DA => check_range_key(spec.name, &raw, is_date, "a date (YYYYMMDD)")?,
-        VR::TM => check_range_key(spec.name, &raw, is_time, "a time (HHMMSS)")?,
+        VR::DA => check_range_key(spec.name, &raw, is_date, "date", "YYYYMMDD")?,
+        VR::TM => check_range_key(spec.name, &raw, is_time, "time", "HHMMSS")?,
         _ => {}
     }
     Ok(Matcher::parse(spec.vr, &raw))
@@ -498,6 +513,7 @@ fn check_range_key(
     raw: &str,
     valid: fn(&str) -> bool,
     what: &str,
+    format: &str,
 ) -> Result<(), WorkflowError> {
     let v = raw.trim_matches([' ', '\0']);
     if v.is_empty() || v == "*" {
@@ -515,8 +531,9 @@ fn check_range_key(
     if ok {
         Ok(())
     } else {
+        // the most telling part first: DIMSE cuts the Error Comment at 64 characters
         Err(invalid(format!(
-            "{name} {:?} is not {what} or a range of them",
+            "{name} {:?}: bad {what} (want {format} or a range)",
             shown(v)
         )))
     }
@@ -668,8 +685,7 @@ fn fill(
     let mut out = InMemDicomObject::new_empty();
     for elem in requested.iter() {
         let tag = elem.tag();
-        if tag == tags::SPECIFIC_CHARACTER_SET || tag.group() == 0x0002 || tag.group() == 0x0000
-        {
+        if tag == tags::SPECIFIC_CHARACTER_SET || tag.group() == 0x0002 || tag.group() == 0x0000 {
             continue;
         }
         let asked_item = match elem.value() {
@@ -682,7 +698,13 @@ fn fill(
                 out.put(text_element(tag, vr, v));
             }
             Some(Source::Step) => {
-                let sub = sub_item(asked_item.flatten(), &STEP_KEYS, Level::Step, item, non_ascii);
+                let sub = sub_item(
+                    asked_item.flatten(),
+                    &STEP_KEYS,
+                    Level::Step,
+                    item,
+                    non_ascii,
+                );
                 out.put(sequence(tag, vec![sub]));
             }
             Some(Source::Code) => {
@@ -803,7 +825,10 @@ impl Mpps {
             if let Some(d) = &d
                 && !is_date(d)
             {
-                return Err(invalid(format!("{what} date {:?} is not YYYYMMDD", shown(d))));
+                return Err(invalid(format!(
+                    "{what} date {:?} is not YYYYMMDD",
+                    shown(d)
+                )));
             }
             if let Some(t) = &t
                 && !is_time(t)
@@ -895,9 +920,7 @@ fn opt_text(obj: &InMemDicomObject, tag: Tag) -> Result<Option<String>, Workflow
             }
             Ok((!v.is_empty()).then(|| v.to_owned()))
         }
-        _ => Err(invalid(format!(
-            "{tag} is a sequence; a value is expected"
-        ))),
+        _ => Err(invalid(format!("{tag} is a sequence; a value is expected"))),
     }
 }
 
@@ -915,17 +938,16 @@ mod tests {
     }
 
     /// An identifier: top-level keys, and `step` keys inside one SPS item (no item if `None`).
-    fn identifier(
-        top: &[(Tag, VR, &str)],
-        step: Option<&[(Tag, VR, &str)]>,
-    ) -> InMemDicomObject {
-        let mut obj = InMemDicomObject::from_element_iter(
-            top.iter().map(|(t, vr, v)| el(*t, *vr, v)),
-        );
+    fn identifier(top: &[(Tag, VR, &str)], step: Option<&[(Tag, VR, &str)]>) -> InMemDicomObject {
+        let mut obj =
+            InMemDicomObject::from_element_iter(top.iter().map(|(t, vr, v)| el(*t, *vr, v)));
         if let Some(step) = step {
             let item =
                 InMemDicomObject::from_element_iter(step.iter().map(|(t, vr, v)| el(*t, *vr, v)));
-            obj.put(sequence(tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE, vec![item]));
+            obj.put(sequence(
+                tags::SCHEDULED_PROCEDURE_STEP_SEQUENCE,
+                vec![item],
+            ));
         }
         obj
     }
@@ -941,7 +963,11 @@ mod tests {
             study_uid: "1.2.3.4".into(),
             requested_procedure_id: "RP001".into(),
             requested_procedure_description: "CT chest".into(),
-            procedure_code: ("CTCHEST".into(), "99RADRIS".into(), "CT of the chest".into()),
+            procedure_code: (
+                "CTCHEST".into(),
+                "99RADRIS".into(),
+                "CT of the chest".into(),
+            ),
             priority: "ROUTINE".into(),
             referring_physician: "Ref^Doc".into(),
             reason: "cough".into(),
@@ -983,7 +1009,10 @@ mod tests {
         check_match(InMemDicomObject::new_empty(), true);
         check_match(
             identifier(
-                &[(tags::PATIENT_NAME, VR::PN, ""), (tags::PATIENT_ID, VR::LO, "")],
+                &[
+                    (tags::PATIENT_NAME, VR::PN, ""),
+                    (tags::PATIENT_ID, VR::LO, ""),
+                ],
                 Some(&[]),
             ),
             true,
@@ -992,9 +1021,18 @@ mod tests {
 
     #[test]
     fn top_level_keys() {
-        check_match(identifier(&[(tags::PATIENT_ID, VR::LO, "P001")], None), true);
-        check_match(identifier(&[(tags::PATIENT_ID, VR::LO, "P002")], None), false);
-        check_match(identifier(&[(tags::ACCESSION_NUMBER, VR::SH, "ACC*")], None), true);
+        check_match(
+            identifier(&[(tags::PATIENT_ID, VR::LO, "P001")], None),
+            true,
+        );
+        check_match(
+            identifier(&[(tags::PATIENT_ID, VR::LO, "P002")], None),
+            false,
+        );
+        check_match(
+            identifier(&[(tags::ACCESSION_NUMBER, VR::SH, "ACC*")], None),
+            true,
+        );
         check_match(
             identifier(&[(tags::REQUESTED_PROCEDURE_ID, VR::SH, "RP00?")], None),
             true,
@@ -1007,24 +1045,52 @@ mod tests {
 
     #[test]
     fn person_names_ignore_case_and_trailing_components() {
-        check_match(identifier(&[(tags::PATIENT_NAME, VR::PN, "müller*")], None), true);
-        check_match(identifier(&[(tags::PATIENT_NAME, VR::PN, "MÜLLER^ANNA^^")], None), true);
-        check_match(identifier(&[(tags::PATIENT_NAME, VR::PN, "Meier*")], None), false);
         check_match(
-            step(&[(tags::SCHEDULED_PERFORMING_PHYSICIAN_NAME, VR::PN, "tech^tom")]),
+            identifier(&[(tags::PATIENT_NAME, VR::PN, "müller*")], None),
+            true,
+        );
+        check_match(
+            identifier(&[(tags::PATIENT_NAME, VR::PN, "MÜLLER^ANNA^^")], None),
+            true,
+        );
+        check_match(
+            identifier(&[(tags::PATIENT_NAME, VR::PN, "Meier*")], None),
+            false,
+        );
+        check_match(
+            step(&[(
+                tags::SCHEDULED_PERFORMING_PHYSICIAN_NAME,
+                VR::PN,
+                "tech^tom",
+            )]),
             true,
         );
     }
 
     #[test]
     fn step_keys() {
-        check_match(step(&[(tags::SCHEDULED_STATION_AE_TITLE, VR::AE, "CT1")]), true);
-        check_match(step(&[(tags::SCHEDULED_STATION_AE_TITLE, VR::AE, "MR1")]), false);
-        check_match(step(&[(tags::SCHEDULED_STATION_AE_TITLE, VR::AE, "MR1\\CT1")]), true);
+        check_match(
+            step(&[(tags::SCHEDULED_STATION_AE_TITLE, VR::AE, "CT1")]),
+            true,
+        );
+        check_match(
+            step(&[(tags::SCHEDULED_STATION_AE_TITLE, VR::AE, "MR1")]),
+            false,
+        );
+        check_match(
+            step(&[(tags::SCHEDULED_STATION_AE_TITLE, VR::AE, "MR1\\CT1")]),
+            true,
+        );
         check_match(step(&[(tags::MODALITY, VR::CS, "CT")]), true);
         check_match(step(&[(tags::MODALITY, VR::CS, "MR")]), false);
-        check_match(step(&[(tags::SCHEDULED_PROCEDURE_STEP_STATUS, VR::CS, "SCHEDULED")]), true);
-        check_match(step(&[(tags::SCHEDULED_PROCEDURE_STEP_ID, VR::SH, "SPS002")]), false);
+        check_match(
+            step(&[(tags::SCHEDULED_PROCEDURE_STEP_STATUS, VR::CS, "SCHEDULED")]),
+            true,
+        );
+        check_match(
+            step(&[(tags::SCHEDULED_PROCEDURE_STEP_ID, VR::SH, "SPS002")]),
+            false,
+        );
     }
 
     #[test]
@@ -1044,14 +1110,25 @@ mod tests {
         check_match(step(&[(t, VR::TM, "09")]), true);
         check_match(step(&[(t, VR::TM, "0930")]), true);
         check_match(step(&[(t, VR::TM, "0931")]), false);
-        check_match(step(&[(d, VR::DA, "20240315"), (t, VR::TM, "1000-1200")]), false);
+        check_match(
+            step(&[(d, VR::DA, "20240315"), (t, VR::TM, "1000-1200")]),
+            false,
+        );
     }
 
     #[test]
     fn malformed_keys_are_refused() {
         let d = tags::SCHEDULED_PROCEDURE_STEP_START_DATE;
         let t = tags::SCHEDULED_PROCEDURE_STEP_START_TIME;
-        for bad in ["2024-03-15", "20241315", "2024031", "today", "2024*", "-", "20240301-x"] {
+        for bad in [
+            "2024-03-15",
+            "20241315",
+            "2024031",
+            "today",
+            "2024*",
+            "-",
+            "20240301-x",
+        ] {
             check_invalid(step(&[(d, VR::DA, bad)]), "ScheduledProcedureStepStartDate");
         }
         for bad in ["25", "0960", "9:30", "093000.1234567", "1000-2500", "12*"] {
@@ -1066,7 +1143,10 @@ mod tests {
         check_invalid(two, "2 items");
         // a sequence where a value is expected
         let mut seq_for_value = InMemDicomObject::new_empty();
-        seq_for_value.put(sequence(tags::PATIENT_ID, vec![InMemDicomObject::new_empty()]));
+        seq_for_value.put(sequence(
+            tags::PATIENT_ID,
+            vec![InMemDicomObject::new_empty()],
+        ));
         check_invalid(seq_for_value, "a value is expected");
         // and the other way round
         check_invalid(
@@ -1081,8 +1161,12 @@ mod tests {
     }
 
     fn str_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-        obj.get(tag)
-            .map(|e| e.value().to_str().map(|s| s.into_owned()).unwrap_or_default())
+        obj.get(tag).map(|e| {
+            e.value()
+                .to_str()
+                .map(|s| s.into_owned())
+                .unwrap_or_default()
+        })
     }
 
     #[test]
@@ -1131,9 +1215,15 @@ mod tests {
             str_of(&rsp, tags::SPECIFIC_CHARACTER_SET).as_deref(),
             Some("ISO_IR 192")
         );
-        assert_eq!(str_of(&rsp, tags::PATIENT_NAME).as_deref(), Some("Müller^Anna"));
+        assert_eq!(
+            str_of(&rsp, tags::PATIENT_NAME).as_deref(),
+            Some("Müller^Anna")
+        );
         assert_eq!(str_of(&rsp, tags::PATIENT_WEIGHT).as_deref(), Some(""));
-        assert_eq!(str_of(&rsp, tags::REQUESTED_PROCEDURE_PRIORITY).as_deref(), Some("ROUTINE"));
+        assert_eq!(
+            str_of(&rsp, tags::REQUESTED_PROCEDURE_PRIORITY).as_deref(),
+            Some("ROUTINE")
+        );
         let code = &rsp
             .get(tags::REQUESTED_PROCEDURE_CODE_SEQUENCE)
             .and_then(|e| e.items())
@@ -1153,7 +1243,10 @@ mod tests {
                 tags::SCHEDULED_STATION_NAME
             ]
         );
-        assert_eq!(str_of(sps, tags::SCHEDULED_STATION_NAME).as_deref(), Some("CT room 1"));
+        assert_eq!(
+            str_of(sps, tags::SCHEDULED_STATION_NAME).as_deref(),
+            Some("CT room 1")
+        );
     }
 
     #[test]
@@ -1173,7 +1266,10 @@ mod tests {
             .unwrap()[0];
         assert_eq!(sps.iter().count(), STEP_KEYS.len());
         assert_eq!(str_of(sps, tags::PRE_MEDICATION).as_deref(), Some("none"));
-        assert_eq!(str_of(sps, tags::SCHEDULED_PROCEDURE_STEP_LOCATION).as_deref(), Some("ROOM1"));
+        assert_eq!(
+            str_of(sps, tags::SCHEDULED_PROCEDURE_STEP_LOCATION).as_deref(),
+            Some("ROOM1")
+        );
         // no procedure code: a zero-length protocol code sequence
         assert_eq!(
             sps.get(tags::SCHEDULED_PROTOCOL_CODE_SEQUENCE)
@@ -1191,7 +1287,11 @@ mod tests {
     fn describe_names_the_keys() {
         let q = WorklistQuery::from_identifier(&step(&[
             (tags::MODALITY, VR::CS, "CT"),
-            (tags::SCHEDULED_PROCEDURE_STEP_START_DATE, VR::DA, "20240301-20240331"),
+            (
+                tags::SCHEDULED_PROCEDURE_STEP_START_DATE,
+                VR::DA,
+                "20240301-20240331",
+            ),
         ]))
         .unwrap();
         assert_eq!(
@@ -1206,9 +1306,17 @@ mod tests {
             el(tags::PATIENT_ID, VR::LO, "P001"),
             el(tags::PERFORMED_STATION_AE_TITLE, VR::AE, "CT1"),
             el(tags::MODALITY, VR::CS, "CT"),
-            el(tags::PERFORMED_PROCEDURE_STEP_START_DATE, VR::DA, "20240315"),
+            el(
+                tags::PERFORMED_PROCEDURE_STEP_START_DATE,
+                VR::DA,
+                "20240315",
+            ),
             el(tags::PERFORMED_PROCEDURE_STEP_START_TIME, VR::TM, "093512"),
-            el(tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION, VR::LO, "CT chest"),
+            el(
+                tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION,
+                VR::LO,
+                "CT chest",
+            ),
         ]);
         obj.put(sequence(
             tags::SCHEDULED_STEP_ATTRIBUTES_SEQUENCE,
@@ -1246,7 +1354,11 @@ mod tests {
     #[test]
     fn mpps_set_data_set_with_series_and_discontinuation() {
         let mut obj = InMemDicomObject::from_element_iter([
-            el(tags::PERFORMED_PROCEDURE_STEP_STATUS, VR::CS, "DISCONTINUED"),
+            el(
+                tags::PERFORMED_PROCEDURE_STEP_STATUS,
+                VR::CS,
+                "DISCONTINUED",
+            ),
             el(tags::PERFORMED_PROCEDURE_STEP_END_DATE, VR::DA, "20240315"),
             el(tags::PERFORMED_PROCEDURE_STEP_END_TIME, VR::TM, "094000"),
             el(tags::MODALITY, VR::CS, "CT"),
@@ -1255,12 +1367,20 @@ mod tests {
             tags::PERFORMED_PROCEDURE_STEP_DISCONTINUATION_REASON_CODE_SEQUENCE,
             vec![InMemDicomObject::from_element_iter([
                 el(tags::CODE_VALUE, VR::SH, "110514"),
-                el(tags::CODE_MEANING, VR::LO, "Incorrect worklist entry selected"),
+                el(
+                    tags::CODE_MEANING,
+                    VR::LO,
+                    "Incorrect worklist entry selected",
+                ),
             ])],
         ));
         let image = |uid: &str| {
             InMemDicomObject::from_element_iter([
-                el(tags::REFERENCED_SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+                el(
+                    tags::REFERENCED_SOP_CLASS_UID,
+                    VR::UI,
+                    "1.2.840.10008.5.1.4.1.1.2",
+                ),
                 el(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid),
             ])
         };
@@ -1314,7 +1434,11 @@ mod tests {
             ));
         }
         let mut bad_date = mpps_dataset("IN PROGRESS");
-        bad_date.put(el(tags::PERFORMED_PROCEDURE_STEP_START_DATE, VR::DA, "2024-03-15"));
+        bad_date.put(el(
+            tags::PERFORMED_PROCEDURE_STEP_START_DATE,
+            VR::DA,
+            "2024-03-15",
+        ));
         assert!(matches!(
             Mpps::from_dataset(&bad_date),
             Err(WorkflowError::Invalid(_))

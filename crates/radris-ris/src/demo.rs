@@ -288,11 +288,25 @@ pub async fn seed_demo_day(
                     },
                     reason: st.description.to_lowercase(),
                     referring_physician: "Hansen^Kari".into(),
-                    accession: Some(st.accession.clone()),
+                    // the PET-CT's order got another accession number than the modality
+                    // sent: the study waits in the reconciliation queue
+                    accession: (i != 5).then(|| st.accession.clone()),
                 },
                 &sys,
             )
             .await?;
+        if i == 5 {
+            ris.seed_past(
+                tenant,
+                &o.id,
+                &o.study_uid,
+                &[OrderState::InProgress],
+                "",
+                now.0 - DAY,
+            )
+            .await?;
+            continue;
+        }
         // reported: the baseline a year ago, and the head CT; preliminary: the MR; the
         // rest (the chest CT follow-up, the CR, the PET-CT) wait on reading worklists
         let path: &[OrderState] = match i {
@@ -490,7 +504,7 @@ impl Ris {
         start: i64,
     ) -> Result<(), RisError> {
         let sys = Actor::system();
-        let who = Actor::user(reader, "local");
+        let mut who = Actor::user(reader, "local");
         let mut conn = self.conn().await?;
         sqlx::query("UPDATE ris_orders SET study_uid = $1, state = 'scheduled' WHERE tenant_id = $2 AND id = $3")
             .bind(study_uid)
@@ -502,7 +516,11 @@ impl Ris {
         drop(conn);
         for st in path {
             if matches!(st, OrderState::Preliminary) {
-                self.route_order(tenant, order_id).await?;
+                // the radiologist routing chose reads it (the given one when nobody was)
+                let assigned = self.order(tenant, order_id, false).await?.assigned_to;
+                if !assigned.is_empty() {
+                    who = Actor::user(&assigned, "local");
+                }
                 self.claim(tenant, order_id, &who).await?;
             }
             let actor = if matches!(st, OrderState::Preliminary | OrderState::Final) {

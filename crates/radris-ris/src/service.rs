@@ -454,6 +454,11 @@ impl Ris {
                 to,
                 OrderState::Preliminary | OrderState::Final | OrderState::Amended
             ) {
+                // an illegal move says so before the claim is looked at
+                order_in(c, &tenant2, order_id)
+                    .await?
+                    .state
+                    .transition(to)?;
                 reading::require_claim(c, &tenant2, order_id, &actor2).await?;
             }
             Ris::transition_in(c, fx, &tenant2, order_id, to, &actor2, detail).await?;

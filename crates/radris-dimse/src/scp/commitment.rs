@@ -161,7 +161,8 @@ fn parse_request(data: Option<&InMemDicomObject>) -> Result<(String, Vec<Referen
             .map(|s| s.trim_matches([' ', '\0']).to_owned())
             .filter(|s| !s.is_empty())
     };
-    let transaction = text(data, tags::TRANSACTION_UID).ok_or_else(|| missing("Transaction UID"))?;
+    let transaction =
+        text(data, tags::TRANSACTION_UID).ok_or_else(|| missing("Transaction UID"))?;
     Uid::parse(&transaction).map_err(|e| invalid(format!("Transaction UID: {e}")))?;
     let elem = data
         .get(tags::REFERENCED_SOP_SEQUENCE)
@@ -177,8 +178,12 @@ fn parse_request(data: Option<&InMemDicomObject>) -> Result<(String, Vec<Referen
     let mut refs = Vec::with_capacity(items.len());
     for (n, item) in items.iter().enumerate() {
         let uid = |tag, what: &str| {
-            let v = text(item, tag)
-                .ok_or_else(|| (status::MISSING_ATTRIBUTE, format!("item {}: {what} missing", n + 1)))?;
+            let v = text(item, tag).ok_or_else(|| {
+                (
+                    status::MISSING_ATTRIBUTE,
+                    format!("item {}: {what} missing", n + 1),
+                )
+            })?;
             Uid::parse(&v).map_err(|e| invalid(format!("item {}: {what}: {e}", n + 1)))?;
             Ok::<_, Refusal>(v)
         };
@@ -379,11 +384,7 @@ impl Session<'_> {
         let field = get_u16(cmd, tags::COMMAND_FIELD).unwrap_or(0);
         let id = get_u16(cmd, tags::MESSAGE_ID_BEING_RESPONDED_TO).unwrap_or(0);
         let code = get_u16(cmd, tags::STATUS).unwrap_or(status::PROCESSING_FAILURE);
-        let pending = self
-            .commitment
-            .awaiting
-            .iter()
-            .position(|(m, _)| *m == id);
+        let pending = self.commitment.awaiting.iter().position(|(m, _)| *m == id);
         match (field, pending) {
             (command::N_EVENT_REPORT_RSP, Some(i)) => {
                 let (_, report) = self.commitment.awaiting.remove(i);
@@ -474,7 +475,10 @@ impl Delivery {
             std::thread::sleep(*wait);
             match scu::report_storage_commitment(&opts, self.report.event_type(), &dataset) {
                 Ok(code) if code == status::SUCCESS || code & 0xF000 == 0xB000 => {
-                    tracing::info!(attempt, "storage commitment result delivered on a new association");
+                    tracing::info!(
+                        attempt,
+                        "storage commitment result delivered on a new association"
+                    );
                     metrics::counter!("radris_dimse_storage_commitment_reports_total", "outcome" => "delivered", "association" => "new").increment(1);
                     self.audit(
                         Outcome::Success,
@@ -484,7 +488,10 @@ impl Delivery {
                 }
                 Ok(code) => {
                     // an answer, not a transport failure: sending again would not change it
-                    tracing::warn!(status = format!("{code:#06X}"), "storage commitment result refused by the requestor");
+                    tracing::warn!(
+                        status = format!("{code:#06X}"),
+                        "storage commitment result refused by the requestor"
+                    );
                     metrics::counter!("radris_dimse_storage_commitment_reports_total", "outcome" => "refused", "association" => "new").increment(1);
                     self.audit(
                         Outcome::Failure,
@@ -562,7 +569,10 @@ mod tests {
 
     #[test]
     fn request_validation() {
-        let ok = request(Some("1.2.3"), vec![reference("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4")]);
+        let ok = request(
+            Some("1.2.3"),
+            vec![reference("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4")],
+        );
         let (t, refs) = parse_request(Some(&ok)).unwrap();
         assert_eq!(t, "1.2.3");
         assert_eq!(refs.len(), 1);
@@ -577,7 +587,10 @@ mod tests {
             status::MISSING_ATTRIBUTE
         );
         assert_eq!(
-            code(Some(&request(Some("not a uid"), vec![reference("1.2", "1.3")]))),
+            code(Some(&request(
+                Some("not a uid"),
+                vec![reference("1.2", "1.3")]
+            ))),
             status::INVALID_ATTRIBUTE_VALUE
         );
         assert_eq!(
@@ -598,7 +611,12 @@ mod tests {
             ("1.4".into(), ("9.9".into(), false)),
         ]
         .into();
-        let refs = vec![r("9.9", "1.1"), r("9.8", "1.2"), r("9.9", "1.3"), r("9.9", "1.4")];
+        let refs = vec![
+            r("9.9", "1.1"),
+            r("9.8", "1.2"),
+            r("9.9", "1.3"),
+            r("9.9", "1.4"),
+        ];
         let (committed, failed) = judge(refs.clone(), Some(&held));
         assert_eq!(committed, vec![r("9.9", "1.1")]);
         assert_eq!(
@@ -619,14 +637,30 @@ mod tests {
         };
         assert_eq!(report.event_type(), 2);
         let ds = report.dataset("RADRIS");
-        let ok = ds.get(tags::REFERENCED_SOP_SEQUENCE).and_then(|e| e.items()).unwrap();
+        let ok = ds
+            .get(tags::REFERENCED_SOP_SEQUENCE)
+            .and_then(|e| e.items())
+            .unwrap();
         assert_eq!(
-            ok[0].get(tags::RETRIEVE_AE_TITLE).unwrap().value().to_str().unwrap(),
+            ok[0]
+                .get(tags::RETRIEVE_AE_TITLE)
+                .unwrap()
+                .value()
+                .to_str()
+                .unwrap(),
             "RADRIS"
         );
-        let bad = ds.get(tags::FAILED_SOP_SEQUENCE).and_then(|e| e.items()).unwrap();
+        let bad = ds
+            .get(tags::FAILED_SOP_SEQUENCE)
+            .and_then(|e| e.items())
+            .unwrap();
         assert_eq!(
-            bad[0].get(tags::FAILURE_REASON).unwrap().value().to_int::<u16>().unwrap(),
+            bad[0]
+                .get(tags::FAILURE_REASON)
+                .unwrap()
+                .value()
+                .to_int::<u16>()
+                .unwrap(),
             0x0112
         );
         let all = Report {
@@ -634,6 +668,10 @@ mod tests {
             ..report
         };
         assert_eq!(all.event_type(), 1);
-        assert!(all.dataset("RADRIS").get(tags::FAILED_SOP_SEQUENCE).is_none());
+        assert!(
+            all.dataset("RADRIS")
+                .get(tags::FAILED_SOP_SEQUENCE)
+                .is_none()
+        );
     }
 }

@@ -878,7 +878,8 @@ impl Session<'_> {
         ) {
             return self.on_normalized(assoc, pc_id, &cmd, Some(bytes));
         }
-        if field == command::C_FIND_RQ && sop_class == uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND
+        if field == command::C_FIND_RQ
+            && sop_class == uids::MODALITY_WORKLIST_INFORMATION_MODEL_FIND
         {
             return self.worklist_find(assoc, pc_id, message_id, &sop_class, &bytes);
         }

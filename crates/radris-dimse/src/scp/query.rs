@@ -397,7 +397,9 @@ fn counters_of(level: QueryLevel, row: &FindRow) -> Counters {
 /// Whether the requestor sent C-CANCEL-RQ, checked between responses without blocking
 /// (PS3.7 §9.3.2.3). Anything else arriving mid-operation is a protocol error: we do not
 /// negotiate asynchronous operations.
-fn cancel_requested<S: DimseStream>(assoc: &mut ServerAssociation<S>) -> Result<bool, DimseError> {
+pub(super) fn cancel_requested<S: DimseStream>(
+    assoc: &mut ServerAssociation<S>,
+) -> Result<bool, DimseError> {
     // Over TLS this peeks at the raw socket: a record waiting there is, in practice, the
     // C-CANCEL (TLS 1.3 clients send no other records mid-association).
     let stream = assoc.inner_stream().tcp();

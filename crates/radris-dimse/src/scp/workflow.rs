@@ -18,11 +18,12 @@ use radris_core::Uid;
 use radris_core::audit::Outcome;
 use radris_dicom::worklist::{Mpps, MppsStatus, WorkflowError, WorklistQuery};
 
+use super::query::cancel_requested;
 use super::{DimseStream, Session, transfer_syntax_of};
 use crate::DimseError;
 use crate::message::{
-    command, decode_dataset, el_str, el_ui, encode_dataset, get_str, get_u16, read_message,
-    response, send_message, status,
+    command, decode_dataset, el_str, el_ui, encode_dataset, get_str, get_u16, response,
+    send_message, status,
 };
 
 /// The status a [`WorkflowError`] answers an MPPS request with (PS3.4 F.7.2.1.3).
@@ -83,7 +84,10 @@ impl Session<'_> {
         let field = get_u16(cmd, tags::COMMAND_FIELD).unwrap_or(0);
         let message_id = get_u16(cmd, tags::MESSAGE_ID).unwrap_or(0);
         let (class_tag, instance_tag) = if field == command::N_CREATE_RQ {
-            (tags::AFFECTED_SOP_CLASS_UID, tags::AFFECTED_SOP_INSTANCE_UID)
+            (
+                tags::AFFECTED_SOP_CLASS_UID,
+                tags::AFFECTED_SOP_INSTANCE_UID,
+            )
         } else {
             (
                 tags::REQUESTED_SOP_CLASS_UID,
@@ -189,7 +193,7 @@ impl Session<'_> {
                     "modality worklist".into(),
                     e.to_string(),
                 );
-                return answer(assoc, status::DATASET_MISMATCH, Some(&e.to_string()));
+                return answer(assoc, status::DATASET_MISMATCH, Some(&comment(&e)));
             }
         };
         let items = match workflow.worklist(&self.tenant, &self.calling, &query) {
@@ -206,7 +210,7 @@ impl Session<'_> {
                     "modality worklist".into(),
                     format!("{} ({e})", query.describe()),
                 );
-                return answer(assoc, code, Some(&e.to_string()));
+                return answer(assoc, code, Some(&comment(&e)));
             }
         };
         tracing::debug!(matches = items.len(), "Modality Worklist C-FIND");
@@ -386,7 +390,16 @@ impl Session<'_> {
 
 /// Status and comment of a refused MPPS request.
 fn failure(e: &WorkflowError) -> (u16, String) {
-    (mpps_status(e), e.to_string())
+    (mpps_status(e), comment(e))
+}
+
+/// The Error Comment for a refusal: an invalid request explains itself; the other kinds keep
+/// their prefix ("unknown scheduled procedure step: …"), which says what went wrong.
+fn comment(e: &WorkflowError) -> String {
+    match e {
+        WorkflowError::Invalid(m) => m.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// What an N-service response needs from its request.
@@ -438,31 +451,6 @@ impl NRequest {
             extra,
         );
         send_message(assoc, self.pc_id, &rsp, None)
-    }
-}
-
-/// Whether the requestor sent C-CANCEL-RQ, checked between responses without blocking
-/// (PS3.7 §9.3.2.3); anything else arriving mid-operation is a protocol error. The same
-/// check as C-FIND's in `query.rs`.
-fn cancel_requested<S: DimseStream>(assoc: &mut ServerAssociation<S>) -> Result<bool, DimseError> {
-    let stream = assoc.inner_stream().tcp();
-    stream.set_nonblocking(true)?;
-    let mut probe = [0u8; 1];
-    let peeked = stream.peek(&mut probe);
-    stream.set_nonblocking(false)?;
-    match peeked {
-        Ok(0) => Err(DimseError::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the requestor closed the connection",
-        ))),
-        Ok(_) => match read_message(assoc)?.command_field() {
-            Some(command::C_CANCEL_RQ) => Ok(true),
-            other => Err(DimseError::Protocol(format!(
-                "command {other:?} arrived while a worklist query was answered"
-            ))),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -18,19 +18,27 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
+import os
+if os.environ.get("STGCMT_DEBUG"):
+    from pynetdicom import debug_logger
+    debug_logger()
 
 mode, host, port, calling, called, listen_port, refs = sys.argv[1:8]
 port, listen_port = int(port), int(listen_port)
 
 received = threading.Event()
 lines = []
+incoming = []
 
 
 def on_event_report(event):
     ds = event.event_information
     req = event.request
     lines.append(f"event={req.EventTypeID} transaction={ds.TransactionUID}")
-    lines.append(f"from={event.assoc.requestor.ae_title} same={event.assoc is assoc}")
+    same = event.assoc is assoc
+    peer = event.assoc.acceptor if same else event.assoc.requestor
+    lines.append(f"from={peer.ae_title} same={same}")
+    incoming.append(event.assoc)
     for item in ds.get("ReferencedSOPSequence", []):
         lines.append(f"ok={item.ReferencedSOPInstanceUID} ae={item.get('RetrieveAETitle', '')}")
     for item in ds.get("FailedSOPSequence", []):
@@ -39,7 +47,7 @@ def on_event_report(event):
         for cx in event.assoc.accepted_contexts:
             lines.append(f"roles as_scu={cx.as_scu} as_scp={cx.as_scp}")
     received.set()
-    return 0x0000
+    return 0x0000, None
 
 
 handlers = [(evt.EVT_N_EVENT_REPORT, on_event_report)]
@@ -77,6 +85,9 @@ if mode == "same":
 elif mode == "new":
     assoc.release()
     received.wait(20)
+    # let the sender have its N-EVENT-REPORT-RSP and release before we stop listening
+    for other in incoming:
+        other.join(10)
 else:
     assoc.release()
 if server is not None:
