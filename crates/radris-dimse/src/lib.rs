@@ -1,6 +1,8 @@
 //! DIMSE services of RADRIS on dicom-ul: the service class provider ([`scp`]: C-ECHO,
-//! C-STORE, C-FIND, C-MOVE, C-GET) and the service class user ([`scu`]) that C-MOVE and the
-//! `radris dicom` admin commands use.
+//! C-STORE, C-FIND, C-MOVE, C-GET; Modality Worklist C-FIND and MPPS N-CREATE/N-SET through a
+//! `radris_dicom::worklist::ModalityWorkflow`; Storage Commitment N-ACTION with its
+//! N-EVENT-REPORT on the same or a new association) and the service class user ([`scu`]) that
+//! C-MOVE, commitment reports and the `radris dicom` admin commands use.
 //!
 //! Associations run one per thread on the blocking dicom-ul API (PDUs are read straight into
 //! the staging file, so a large instance never sits in memory); index calls cross into the

@@ -222,7 +222,7 @@ fn requests_conform_to_the_schema() {
             }
         }
     }
-    assert_eq!(base.defaults.len(), 9);
+    assert_eq!(base.defaults.len(), 14);
 }
 
 #[tokio::test]
@@ -532,7 +532,7 @@ async fn invalid_policies_are_refused_and_the_old_ones_stay() {
         assert_eq!(doc.version.number, 1);
         assert_eq!(doc.text, custom);
         assert!(!doc.is_default);
-        assert_eq!(engine.validate(&n, &custom).unwrap(), 10);
+        assert_eq!(engine.validate(&n, &custom).unwrap(), 15);
     }
 }
 
@@ -663,4 +663,43 @@ async fn authorize_throughput() {
         n as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / n as f64
     );
+}
+
+#[tokio::test]
+async fn ris_actions_follow_the_roles() {
+    use Action::*;
+    let ris = [
+        ViewWorkflow,
+        OrderEntry,
+        Schedule,
+        Reconcile,
+        ReadCase,
+        ConfigureWorkflow,
+        Analytics,
+    ];
+    let expect: &[(&str, &[Action])] = &[
+        ("admin", &ris),
+        (
+            "technologist",
+            &[ViewWorkflow, OrderEntry, Schedule, Reconcile],
+        ),
+        ("radiologist", &[ViewWorkflow, ReadCase, Analytics]),
+        ("referring", &[ViewWorkflow, OrderEntry]),
+        ("auditor", &[Analytics]),
+        ("service", &[]),
+    ];
+    for (engine, _index, _dir) in engines("ris_actions").await {
+        let tenant = Resource::Tenant(north());
+        for (role, allowed) in expect {
+            let s = subject(&north(), "u", role);
+            for action in ris {
+                let d = decide(&engine, &s, action, &tenant);
+                assert_eq!(d.allowed, allowed.contains(&action), "{role} {action}");
+            }
+        }
+        // never across tenants
+        let other = Resource::Tenant(TenantId::parse("south").unwrap());
+        let admin = subject(&north(), "a", "admin");
+        assert!(!decide(&engine, &admin, ViewWorkflow, &other).allowed);
+    }
 }
