@@ -85,6 +85,19 @@ port = {other_port}
 """
 
 
+def cookie_session(api: str, user: str, password: str, tenant: str = "default"):
+    """A requests session signed in with a password (the session cookie, sent by hand:
+    requests does not send Secure cookies over plain http)."""
+    import requests
+    r = requests.post(f"{api}/auth/login",
+                      json={"tenant": tenant, "user": user, "password": password})
+    assert r.status_code == 200, r.text
+    secret = r.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    s = requests.Session()
+    s.headers["Cookie"] = f"radris_session={secret}"
+    return s
+
+
 class Server:
     """A RADRIS (or, for debugging, Orthanc) server process on a data dir."""
 

@@ -12,7 +12,7 @@ import requests
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from conftest import Server
+from conftest import Server, cookie_session
 from dicomweb_util import part10, stow
 
 PASSWORD = "moonlit ferry over quiet harbour"
@@ -68,15 +68,8 @@ class Env:
         self.study = {name: study_uid_of(b) for name, b in self.blobs.items()}
         self.cookie = {u: self.login(u) for u in ("alice", "bob")}
 
-    def login(self, user: str) -> requests.Session:
-        r = requests.post(f"{self.api}/auth/login",
-                          json={"tenant": "default", "user": user, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        secret = r.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
-        s = requests.Session()
-        # requests does not send Secure cookies over plain http: send it by hand
-        s.headers["Cookie"] = f"radris_session={secret}"
-        return s
+    def login(self, user: str, tenant: str = "default") -> requests.Session:
+        return cookie_session(self.api, user, PASSWORD, tenant)
 
     def bearer(self, user: str, scope: str = "read,write", tenant: str = "default"):
         s = requests.Session()

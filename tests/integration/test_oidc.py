@@ -137,7 +137,8 @@ def test_sign_in_makes_account_and_session(env):
     r = sign_in(base, idp)
     assert r.status_code == 303, r.text
     who = whoami(base, cookie_of(r, "radris_session")).json()
-    assert who["user"] == "u-2" and who["scopes"] == ["read"]
+    # (the default role, referring, reads and places orders; Cedar keeps it off study writes)
+    assert who["user"] == "u-2" and sorted(who["scopes"]) == ["read", "write"]
     # logout ends the session like a password one
     assert requests.post(f"{base}/api/v1/auth/logout",
                          cookies={"radris_session": session}).status_code == 204

@@ -24,7 +24,7 @@ from pynetdicom.sop_class import (ModalityPerformedProcedureStep, ModalityWorkli
                                   StorageCommitmentPushModel)
 
 import dimse
-from conftest import Server, dcmtk_env, free_port
+from conftest import Server, cookie_session, dcmtk_env, free_port
 
 PASSWORD = "quiet lanterns over the harbour"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -54,13 +54,7 @@ class Ris:
         self.carl = self.login("carl")
 
     def login(self, user: str, tenant: str = "default") -> requests.Session:
-        r = requests.post(f"{self.api}/auth/login",
-                          json={"tenant": tenant, "user": user, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        secret = r.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
-        s = requests.Session()
-        s.headers["Cookie"] = f"radris_session={secret}"
-        return s
+        return cookie_session(self.api, user, PASSWORD, tenant)
 
     def url(self, path: str) -> str:
         return f"{self.api}/ris{path}"

@@ -43,6 +43,28 @@ pub struct AuditRecord {
     pub source: String,
 }
 
+impl AuditRecord {
+    /// A successful action of `actor` in `tenant`.
+    pub fn success(
+        tenant: &str,
+        actor: &str,
+        action: &str,
+        resource: String,
+        detail: String,
+        source: &str,
+    ) -> Self {
+        AuditRecord {
+            tenant: tenant.to_owned(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            outcome: Outcome::Success,
+            resource,
+            detail,
+            source: source.to_owned(),
+        }
+    }
+}
+
 /// Where audit records go. Implementations must not block for long: they are called on
 /// request paths and DIMSE threads.
 pub trait AuditSink: Send + Sync {

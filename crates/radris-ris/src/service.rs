@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use radris_core::TenantId;
-use radris_core::audit::{Audit, AuditRecord, Outcome};
+use radris_core::audit::{Audit, AuditRecord};
 use radris_core::events::{Event, EventBus};
 use radris_store::{Index, StoreError};
 use sqlx::any::AnyRow;
@@ -149,15 +149,14 @@ impl Effects {
         resource: String,
         detail: String,
     ) {
-        self.records.push(AuditRecord {
-            tenant: tenant.as_str().to_owned(),
-            actor: actor.actor.clone(),
-            action: action.to_owned(),
-            outcome: Outcome::Success,
+        self.records.push(AuditRecord::success(
+            tenant.as_str(),
+            &actor.actor,
+            action,
             resource,
             detail,
-            source: actor.source.clone(),
-        });
+            &actor.source,
+        ));
     }
 
     pub(crate) fn event(&mut self, e: Event) {
@@ -527,21 +526,38 @@ impl Ris {
     }
 }
 
+/// The row a `SELECT … WHERE tenant_id = $1 AND id = $2`-shaped query finds, or
+/// `NotFound(what id)`.
+pub(crate) async fn fetch_by_id(
+    conn: &mut AnyConnection,
+    sql: String,
+    tenant: &TenantId,
+    id: &str,
+    what: &'static str,
+) -> Result<AnyRow, RisError> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(RisError::db(what))?
+        .ok_or_else(|| RisError::NotFound(format!("{what} {id}")))
+}
+
 /// One order inside a connection or transaction.
 pub(crate) async fn order_in(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     id: &str,
 ) -> Result<Order, RisError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{ORDER_SELECT} WHERE o.tenant_id = $1 AND o.id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(RisError::db("order"))?
-    .ok_or_else(|| RisError::NotFound(format!("order {id}")))?;
+    let row = fetch_by_id(
+        conn,
+        format!("{ORDER_SELECT} WHERE o.tenant_id = $1 AND o.id = $2"),
+        tenant,
+        id,
+        "order",
+    )
+    .await?;
     order_row(&row)
 }
 

@@ -73,15 +73,14 @@ pub(crate) async fn patient_in(
     tenant: &TenantId,
     id: &str,
 ) -> Result<Patient, RisError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{PATIENT_SELECT} WHERE tenant_id = $1 AND id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(RisError::db("patient"))?
-    .ok_or_else(|| RisError::NotFound(format!("patient {id}")))?;
+    let row = super::fetch_by_id(
+        conn,
+        format!("{PATIENT_SELECT} WHERE tenant_id = $1 AND id = $2"),
+        tenant,
+        id,
+        "patient",
+    )
+    .await?;
     let mut p = patient_row(&row)?;
     let links = sqlx::query(
         "SELECT b AS other FROM ris_patient_links WHERE tenant_id = $1 AND a = $2 \

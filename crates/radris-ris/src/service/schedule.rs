@@ -85,15 +85,14 @@ pub(crate) async fn resource_in(
     tenant: &TenantId,
     id: &str,
 ) -> Result<Resource, RisError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{RESOURCE_SELECT} WHERE tenant_id = $1 AND id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(RisError::db("resource"))?
-    .ok_or_else(|| RisError::NotFound(format!("resource {id}")))?;
+    let row = super::fetch_by_id(
+        conn,
+        format!("{RESOURCE_SELECT} WHERE tenant_id = $1 AND id = $2"),
+        tenant,
+        id,
+        "resource",
+    )
+    .await?;
     resource_row(&row)
 }
 
@@ -102,15 +101,14 @@ pub(crate) async fn appointment_in(
     tenant: &TenantId,
     id: &str,
 ) -> Result<Appointment, RisError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{APPOINTMENT_SELECT} WHERE a.tenant_id = $1 AND a.id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(RisError::db("appointment"))?
-    .ok_or_else(|| RisError::NotFound(format!("appointment {id}")))?;
+    let row = super::fetch_by_id(
+        conn,
+        format!("{APPOINTMENT_SELECT} WHERE a.tenant_id = $1 AND a.id = $2"),
+        tenant,
+        id,
+        "appointment",
+    )
+    .await?;
     appointment_row(&row)
 }
 
