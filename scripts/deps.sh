@@ -3,7 +3,8 @@
 # dcmtk (independent DIMSE clients), PostgreSQL (second index backend), cmake and a C++
 # compiler (CharLS, the JPEG-LS codec of radris-dicom, is built from source), Python clients
 # and pydicom's pixel plugins (reference decoder for the pixel corpus test); Chromium, Node.js
-# and the web app's npm packages (its unit and browser tests).
+# and the web app's npm packages (its unit and browser tests); dicom3tools (dciodvfy, the
+# structured report validator) and poppler-utils (pdftotext, for the PDF reports).
 set -euo pipefail
 need_apt=()
 command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
@@ -14,6 +15,8 @@ command -v c++ >/dev/null || need_apt+=(g++)
 command -v openssl >/dev/null || need_apt+=(openssl)   # test certificates (TLS tests)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)       # the web app's browser tests (no browser download)
 command -v node >/dev/null || need_apt+=(nodejs npm)  # building and unit-testing the web app
+command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)  # validating the structured reports we write
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)  # reading back the PDF reports
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -146,6 +146,12 @@ pub fn audit_signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, A
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
+/// The Ed25519 key that signs radiology reports (created on first use, `keys/report-signing.key`).
+pub fn report_signing_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey, AuthError> {
+    let (seed, _) = key_file(data_dir, "report-signing.key")?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
 /// Read a 32-byte key kept as hex in `<data dir>/keys/<name>`, or create it (random, mode
 /// 0600, fsynced) when absent. Returns the key and whether it was just created.
 fn key_file(data_dir: &Path, name: &str) -> Result<([u8; 32], bool), AuthError> {

@@ -10,6 +10,8 @@
 //! * [`pixel`]: the pixel pipeline: frames as stored, decoded frames, transcoding to Explicit VR
 //!   Little Endian or JPEG Baseline, rendering to PNG/JPEG (WADO-RS frames/rendered/thumbnail).
 //! * [`query`]: C-FIND/QIDO identifiers parsed into typed matching keys (PS3.4 C.2.2.2).
+//! * [`sr`]: radiology reports as DICOM Structured Reports (Comprehensive SR after TID 1500,
+//!   Basic Text SR after TID 2000) and their narrative and measurements read back.
 //! * [`synth`]: the synthetic study generator behind `radris demo` and `radris generate`.
 //!
 //! This crate knows nothing about SQL, HTTP or DIMSE.
@@ -27,6 +29,7 @@ pub mod deid;
 pub mod part10;
 pub mod pixel;
 pub mod query;
+pub mod sr;
 pub mod synth;
 pub mod wire;
 pub mod worklist;

@@ -16,6 +16,18 @@ use crate::routing::Rule;
 use crate::service::{Actor, Ris, RisError};
 use crate::workflow::OrderState;
 
+/// A demo order left claimed with its images complete, for the report module to write,
+/// sign (`status`: `final` or `preliminary`) and store.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub order_id: String,
+    pub reader: String,
+    pub status: String,
+    pub description: String,
+    pub findings: String,
+    pub impression: String,
+}
+
 /// An archived demo study, for the order behind it.
 #[derive(Debug, Clone)]
 pub struct DemoStudy {
@@ -76,10 +88,11 @@ pub async fn seed_demo_day(
     studies: &[DemoStudy],
     readers: &[(&str, &[&str])],
     now: Time,
-) -> Result<bool, RisError> {
+) -> Result<Option<Vec<DemoReport>>, RisError> {
     if !ris.procedures(tenant).await?.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
+    let mut to_report = Vec::new();
     let sys = Actor::system();
     for p in [
         procedure("CTCH", "CT chest", "CT", "CHEST", 20, "", "chest"),
@@ -302,40 +315,55 @@ pub async fn seed_demo_day(
                 &o.study_uid,
                 &[OrderState::InProgress],
                 "",
+                false,
                 now.0 - DAY,
             )
             .await?;
             continue;
         }
-        // reported: the baseline a year ago, and the head CT; preliminary: the MR; the
-        // rest (the chest CT follow-up, the CR, the PET-CT) wait on reading worklists
-        let path: &[OrderState] = match i {
-            1 | 2 => &[
-                OrderState::InProgress,
-                OrderState::ImagesComplete,
-                OrderState::Preliminary,
-                OrderState::Final,
-            ],
-            3 => &[
-                OrderState::InProgress,
-                OrderState::ImagesComplete,
-                OrderState::Preliminary,
-            ],
-            _ => &[OrderState::InProgress, OrderState::ImagesComplete],
-        };
+        // reported (their signed reports come from the report module): the baseline a year
+        // ago and the head CT final, the MR preliminary; the rest (the chest CT follow-up,
+        // the CR) wait on reading worklists
         let reader = readers
             .get(i % readers.len().max(1))
             .map(|r| r.0)
             .unwrap_or("");
-        ris.seed_past(
-            tenant,
-            &o.id,
-            &st.study_uid,
-            path,
-            reader,
-            now.0 - (6 - i as i64) * DAY / 2,
-        )
-        .await?;
+        let report = matches!(i, 1..=3);
+        let holder = ris
+            .seed_past(
+                tenant,
+                &o.id,
+                &st.study_uid,
+                &[OrderState::InProgress, OrderState::ImagesComplete],
+                reader,
+                report,
+                now.0 - (6 - i as i64) * DAY / 2,
+            )
+            .await?;
+        if report {
+            let (findings, impression) = match i {
+                1 => (
+                    "Three solid pulmonary nodules, the largest 6 mm in the right upper lobe. No lymphadenopathy. No pleural effusion.",
+                    "Pulmonary nodules up to 6 mm: follow-up CT in 12 months.",
+                ),
+                2 => (
+                    "No intracranial haemorrhage, mass effect or midline shift. Grey-white differentiation preserved.",
+                    "No acute intracranial abnormality.",
+                ),
+                _ => (
+                    "No acute infarct on diffusion. No mass. Scattered small T2 hyperintensities in the white matter.",
+                    "Mild small-vessel disease. Final report to follow.",
+                ),
+            };
+            to_report.push(DemoReport {
+                order_id: o.id.clone(),
+                reader: holder,
+                status: if i == 3 { "preliminary" } else { "final" }.into(),
+                description: st.description.clone(),
+                findings: findings.into(),
+                impression: impression.into(),
+            });
+        }
     }
 
     // today: new patients, orders and appointments on CT 1 and MR 1 in every state
@@ -487,13 +515,14 @@ pub async fn seed_demo_day(
             _ => {}
         }
     }
-    Ok(true)
+    Ok(Some(to_report))
 }
 
 impl Ris {
-    /// Demo only: walk an order along `path` (linked to an archived study), claiming it for
-    /// `reader` before reporting, then date its milestones from `start` on (minutes apart as
-    /// a department would see them).
+    /// Demo only: walk an order along `path` (linked to an archived study); with `claim`,
+    /// the radiologist routing chose (else `reader`) claims it. Then date its milestones from
+    /// `start` on (minutes apart as a department would see them). Returns who holds it.
+    #[allow(clippy::too_many_arguments)]
     async fn seed_past(
         &self,
         tenant: &TenantId,
@@ -501,10 +530,10 @@ impl Ris {
         study_uid: &str,
         path: &[OrderState],
         reader: &str,
+        claim: bool,
         start: i64,
-    ) -> Result<(), RisError> {
+    ) -> Result<String, RisError> {
         let sys = Actor::system();
-        let mut who = Actor::user(reader, "local");
         let mut conn = self.conn().await?;
         sqlx::query("UPDATE ris_orders SET study_uid = $1, state = 'scheduled' WHERE tenant_id = $2 AND id = $3")
             .bind(study_uid)
@@ -515,20 +544,18 @@ impl Ris {
             .map_err(RisError::db("demo order"))?;
         drop(conn);
         for st in path {
-            if matches!(st, OrderState::Preliminary) {
-                // the radiologist routing chose reads it (the given one when nobody was)
-                let assigned = self.order(tenant, order_id, false).await?.assigned_to;
-                if !assigned.is_empty() {
-                    who = Actor::user(&assigned, "local");
-                }
-                self.claim(tenant, order_id, &who).await?;
-            }
-            let actor = if matches!(st, OrderState::Preliminary | OrderState::Final) {
-                &who
+            self.transition(tenant, order_id, *st, &sys, "demo history")
+                .await?;
+        }
+        let mut holder = String::new();
+        if claim {
+            let assigned = self.order(tenant, order_id, false).await?.assigned_to;
+            holder = if assigned.is_empty() {
+                reader.to_owned()
             } else {
-                &sys
+                assigned
             };
-            self.transition(tenant, order_id, *st, actor, "demo history")
+            self.claim(tenant, order_id, &Actor::user(&holder, "local"))
                 .await?;
         }
         let at = |m: i64| start + m * MIN;
@@ -551,6 +578,6 @@ impl Ris {
         .execute(&mut *conn)
         .await
         .map_err(RisError::db("demo times"))?;
-        Ok(())
+        Ok(holder)
     }
 }

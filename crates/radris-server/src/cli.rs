@@ -1000,21 +1000,32 @@ async fn demo_day(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Resu
             description: s.description.clone(),
         })
         .collect();
+    let tenant = TenantId::default_tenant();
     let seeded = radris_ris::demo::seed_demo_day(
         &ris,
-        &TenantId::default_tenant(),
+        &tenant,
         &studies,
         DEMO_READERS,
         radris_ris::model::Time::now(),
     )
     .await
     .context("seeding the demo department's day")?;
-    log.flush().await;
-    if seeded {
+    if let Some(cases) = seeded {
+        let reports = radris_report::service::Reports::new(
+            archive.index().clone(),
+            ris.clone(),
+            Arc::new(log.clone()),
+            Arc::new(radris_auth::keys::report_signing_key(&cfg.data_dir)?),
+        );
+        let signed = radris_report::demo::seed_reports(&reports, archive, &tenant, &cases)
+            .await
+            .context("signing the demo reports")?;
         tracing::info!(
-            "demo RIS day created: CT01 and MR01 scheduled, cases on the reading worklists"
+            reports = signed,
+            "demo RIS day created: CT01 and MR01 scheduled, cases on the reading worklists, reports signed and stored as SR"
         );
     }
+    log.flush().await;
     Ok(())
 }
 

@@ -171,6 +171,12 @@ pub async fn serve(
             "the web application is not built (npm --prefix web ci && npm --prefix web run build)"
         ),
     }
+    let reports = radris_report::service::Reports::new(
+        archive.index().clone(),
+        ris.clone(),
+        audit.clone(),
+        Arc::new(radris_auth::keys::report_signing_key(&cfg.data_dir)?),
+    );
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
@@ -185,6 +191,7 @@ pub async fn serve(
         tls: http_tls.is_some(),
         deid_key: Arc::new(deid_key),
         policy,
+        reports,
         ris,
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -420,4 +420,67 @@ CREATE TABLE ris_settings (
     PRIMARY KEY (tenant_id, name)
 )
 "#,
+    // 14: tables owned by radris-report: report templates (IHE MRRT XHTML, versioned per
+    // tenant), reports (one per order; the working content of a draft), the immutable signed
+    // versions (canonical JSON, its SHA-256 and Ed25519 signature), and peer reviews.
+    r#"
+CREATE TABLE report_templates (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    title TEXT NOT NULL,
+    xhtml TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id, version)
+);
+CREATE TABLE reports (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    template_version BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    draft_json TEXT NOT NULL,
+    draft_rev BIGINT NOT NULL,
+    signed_versions BIGINT NOT NULL,
+    author TEXT NOT NULL,
+    critical TEXT NOT NULL,
+    critical_at BIGINT NOT NULL,
+    critical_ack_by TEXT NOT NULL,
+    critical_ack_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX reports_order ON reports (tenant_id, order_id);
+CREATE TABLE report_versions (
+    tenant_id TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    canonical TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    signed_at BIGINT NOT NULL,
+    sr_sop_uid TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, report_id, version)
+);
+CREATE TABLE peer_reviews (
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    score BIGINT NOT NULL,
+    significance TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    followup TEXT NOT NULL,
+    assigned_at BIGINT NOT NULL,
+    reviewed_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX peer_reviews_reviewer ON peer_reviews (tenant_id, reviewer, reviewed_at)
+"#,
 ];

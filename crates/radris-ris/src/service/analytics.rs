@@ -134,7 +134,7 @@ impl Ris {
         let days = ((to.0 - from.0) as f64 / 86_400_000.0).max(0.0);
         let mut utilisation = Vec::new();
         for r in sqlx::query(
-            "SELECT r.id, r.name, r.open_from, r.open_to, COALESCE(SUM(CASE WHEN a.id IS NULL THEN 0 ELSE a.ends_at - a.starts_at END), 0) AS booked \
+            "SELECT r.id, r.name, r.open_from, r.open_to, CAST(COALESCE(SUM(CASE WHEN a.id IS NULL THEN 0 ELSE a.ends_at - a.starts_at END), 0) AS BIGINT) AS booked \
              FROM ris_resources r LEFT JOIN ris_appointments a ON a.tenant_id = r.tenant_id AND a.resource_id = r.id \
              AND a.state IN ('booked', 'arrived', 'in_progress', 'completed') AND a.starts_at >= $1 AND a.starts_at < $2 \
              WHERE r.tenant_id = $3 AND r.kind = 'modality' GROUP BY r.id, r.name, r.open_from, r.open_to ORDER BY r.name",

@@ -352,6 +352,9 @@ pub fn target(method: &Method, route: &str) -> Target {
         r if r.starts_with("/api/v1/studies/{study_uid}") => {
             Target::Study(action, StudyBy::Study("study_uid"))
         }
+        r if r == "/api/v1/reports" || r.starts_with("/api/v1/reports/") => Target::Tenant(
+            super::reports::action_of(method, r.strip_prefix("/api/v1/reports").unwrap_or("")),
+        ),
         r if r.starts_with("/api/v1/ris/") => {
             Target::Tenant(super::ris::action_of(method, &r["/api/v1/ris".len()..]))
         }

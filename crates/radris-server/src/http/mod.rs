@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod policy;
 pub mod privacy;
 pub mod problem;
+pub mod reports;
 pub mod rest;
 pub mod ris;
 pub mod session;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub policy: radris_auth::policy::PolicyEngine,
     /// The RIS (orders, scheduling, worklists) on the same index.
     pub ris: radris_ris::Ris,
+    /// Reports (templates, drafts, signed versions) on the same index.
+    pub reports: radris_report::service::Reports,
 }
 
 /// Install the Prometheus recorder once per process.
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = rest::routes().split_for_parts();
     let api = api
         .merge(ris::routes())
+        .merge(reports::routes())
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX),
         ))

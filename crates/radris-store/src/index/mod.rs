@@ -351,6 +351,25 @@ impl Index {
         Ok((out, more))
     }
 
+    /// One stored instance of the tenant, by SOP Instance UID.
+    pub async fn instance(
+        &self,
+        tenant: &TenantId,
+        sop_uid: &str,
+    ) -> Result<Option<StoredInstance>, StoreError> {
+        let row = sqlx::query(
+            "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
+             i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256 FROM instances i \
+             WHERE i.tenant_id = $1 AND i.sop_uid = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(sop_uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("instance", e))?;
+        row.as_ref().map(stored_instance).transpose()
+    }
+
     /// The instances of a study (optionally narrowed to a series and an instance), in series
     /// and instance-number order, with their stored DICOM JSON headers when asked.
     pub async fn instances_of(
