@@ -82,6 +82,20 @@ def env(tmp_path_factory):
     srv.stop()
 
 
+def png_logo() -> str:
+    """A 40×20 dark-blue PNG, base64."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + bytes([10, 30, 90]) * 40 for _ in range(20))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 20, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
 def index_sql(srv: Server, statement: str) -> None:
     """Run a statement on the server's index behind its back (SQLite file or PostgreSQL)."""
     url = srv.env.get("RADRIS_DATABASE_URL")
@@ -235,7 +249,13 @@ def test_a_report_is_written_signed_verified_amended_and_stored(env, tmp_path):
         errors = [line for line in (cp.stdout + cp.stderr).splitlines() if line.startswith("Error")]
         assert not errors, cp.stdout + cp.stderr
 
-    # the PDF
+    # the PDF, with the tenant's institution name and logo
+    problem(env.admin.put(f"{env.api}/reports/branding", json={
+        "institution": "St Elsewhere Radiology", "logo_png": "bm90IGEgcG5n"}), 422)
+    r = env.admin.put(f"{env.api}/reports/branding", json={
+        "institution": "St Elsewhere Radiology", "logo_png": png_logo()})
+    assert r.status_code == 200, r.text
+    problem(alice.put(f"{env.api}/reports/branding", json={"institution": "x"}), 403)
     r = alice.get(f"{env.api}/reports/{rep['id']}/pdf")
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/pdf", r.text[:200]
     pdf = tmp_path / "report.pdf"
@@ -244,6 +264,7 @@ def test_a_report_is_written_signed_verified_amended_and_stored(env, tmp_path):
         text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
         assert "Report^Rita" in text or "Report, Rita" in text or "Rita" in text, text
         assert "Lungs are clear" in text and "Addendum" in text, text
+        assert "St Elsewhere Radiology" in text, text
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True)
         assert list(tmp_path.glob("page*.png"))
@@ -266,6 +287,9 @@ def test_a_report_is_written_signed_verified_amended_and_stored(env, tmp_path):
     r = bob.post(f"{env.api}/reports/peer-reviews/{mine[0]['id']}",
                  json={"score": 2, "significance": "a", "comment": "minor"})
     assert r.status_code == 200, r.text
+    r = bob.post(f"{env.api}/reports/peer-reviews/{mine[0]['id']}/followup",
+                 json={"text": "discussed with the author"})
+    assert r.status_code == 200 and r.json()["followup"] == "discussed with the author", r.text
     q = alice.get(f"{env.api}/reports/quality").json()
     assert q["by_score"].get("2a") == 1 and q["critical_acknowledged"] == 1, q
 

@@ -38,6 +38,10 @@ pub struct Quality {
     pub critical_acknowledged: i64,
     pub critical_mean_communication_min: Option<f64>,
     pub reports_signed: i64,
+    /// Mean minutes from images complete to the final signature, over finally reported orders.
+    pub images_to_final_mean_min: Option<f64>,
+    /// Mean minutes from images complete to the preliminary signature, where there was one.
+    pub images_to_preliminary_mean_min: Option<f64>,
 }
 
 fn iso(ms: i64) -> Option<String> {
@@ -231,6 +235,61 @@ impl Reports {
             .ok_or_else(|| ReportError::NotFound(format!("review {id}")))
     }
 
+    /// Record the follow-up of a discrepancy (scores 2 and 3): what was done about it (the
+    /// author informed, the clinician called, an addendum written). Admins and the reviewer.
+    pub async fn follow_up(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        text: &str,
+        actor: &Actor,
+    ) -> Result<PeerReview, ReportError> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 4096 {
+            return Err(ReportError::Invalid(
+                "the follow-up is 1 to 4096 characters".into(),
+            ));
+        }
+        let mut conn = self.index().pool().acquire().await.map_err(db("acquire"))?;
+        let row = sqlx::query("SELECT reviewer, score, reviewed_at FROM peer_reviews WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("review"))?
+            .ok_or_else(|| ReportError::NotFound(format!("review {id}")))?;
+        let (score, reviewed): (i64, i64) = (
+            row.try_get("score").map_err(db("review"))?,
+            row.try_get("reviewed_at").map_err(db("review"))?,
+        );
+        if reviewed == 0 || score < 2 {
+            return Err(ReportError::Conflict(
+                "only a scored discrepancy (2 or 3) has a follow-up".into(),
+            ));
+        }
+        sqlx::query("UPDATE peer_reviews SET followup = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(text)
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("follow-up"))?;
+        let reviewer: String = row.try_get("reviewer").map_err(db("review"))?;
+        drop(conn);
+        self.audit_pub(
+            tenant,
+            actor,
+            "report.peer.followup",
+            format!("review {id}"),
+            text.to_owned(),
+        );
+        self.peer_reviews(tenant, &reviewer)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ReportError::NotFound(format!("review {id}")))
+    }
+
     /// The quality figures.
     pub async fn quality(&self, tenant: &TenantId) -> Result<Quality, ReportError> {
         let mut conn = self.index().pool().acquire().await.map_err(db("acquire"))?;
@@ -283,7 +342,34 @@ impl Reports {
                 .map_err(db("signed"))?
                 .try_get("n")
                 .map_err(db("signed"))?;
+        let mut to_final = Vec::new();
+        let mut to_prelim = Vec::new();
+        for r in sqlx::query(
+            "SELECT o.images_at, o.preliminary_at, o.final_at FROM ris_orders o \
+             JOIN reports r ON r.tenant_id = o.tenant_id AND r.order_id = o.id \
+             WHERE o.tenant_id = $1 AND o.images_at > 0",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("turnaround"))?
+        {
+            let (images, prelim, fin): (i64, i64, i64) = (
+                r.try_get("images_at").map_err(db("turnaround"))?,
+                r.try_get("preliminary_at").map_err(db("turnaround"))?,
+                r.try_get("final_at").map_err(db("turnaround"))?,
+            );
+            if fin >= images && fin > 0 {
+                to_final.push((fin - images) as f64 / 60_000.0);
+            }
+            if prelim >= images && prelim > 0 {
+                to_prelim.push((prelim - images) as f64 / 60_000.0);
+            }
+        }
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         Ok(Quality {
+            images_to_final_mean_min: mean(&to_final),
+            images_to_preliminary_mean_min: mean(&to_prelim),
             reviews_done: done,
             reviews_pending: pending,
             by_score,

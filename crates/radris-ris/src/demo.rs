@@ -324,8 +324,13 @@ pub async fn seed_demo_day(
         // reported (their signed reports come from the report module): the baseline a year
         // ago and the head CT final, the MR preliminary; the rest (the chest CT follow-up,
         // the CR) wait on reading worklists
+        // the reports are signed by colleagues of the demo user (so that it has reports
+        // of others to peer review): the first other radiologist with the subspecialty
+        let wanted = if i == 1 { "chest" } else { "neuro" };
         let reader = readers
-            .get(i % readers.len().max(1))
+            .iter()
+            .find(|(user, subs)| *user != "demo" && subs.contains(&wanted))
+            .or_else(|| readers.first())
             .map(|r| r.0)
             .unwrap_or("");
         let report = matches!(i, 1..=3);
@@ -520,7 +525,7 @@ pub async fn seed_demo_day(
 
 impl Ris {
     /// Demo only: walk an order along `path` (linked to an archived study); with `claim`,
-    /// the radiologist routing chose (else `reader`) claims it. Then date its milestones from
+    /// `reader` claims it. Then date its milestones from
     /// `start` on (minutes apart as a department would see them). Returns who holds it.
     #[allow(clippy::too_many_arguments)]
     async fn seed_past(
@@ -549,12 +554,7 @@ impl Ris {
         }
         let mut holder = String::new();
         if claim {
-            let assigned = self.order(tenant, order_id, false).await?.assigned_to;
-            holder = if assigned.is_empty() {
-                reader.to_owned()
-            } else {
-                assigned
-            };
+            holder = reader.to_owned();
             self.claim(tenant, order_id, &Actor::user(&holder, "local"))
                 .await?;
         }

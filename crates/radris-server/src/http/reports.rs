@@ -27,6 +27,7 @@ pub fn action_of(method: &axum::http::Method, route: &str) -> Action {
     match route {
         "/templates/{id}" if !read => Action::ConfigureWorkflow,
         "/quality" => Action::Analytics,
+        "/branding" if !read => Action::ConfigureWorkflow,
         "/{id}/critical/ack" => Action::OrderEntry,
         _ if read => Action::ViewWorkflow,
         _ => Action::ReadCase,
@@ -57,6 +58,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/reports/peer-reviews/assign", post(assign_reviews))
         .route("/api/v1/reports/peer-reviews/{id}", post(score_review))
         .route("/api/v1/reports/quality", get(quality))
+        .route(
+            "/api/v1/reports/peer-reviews/{id}/followup",
+            post(follow_up),
+        )
+        .route("/api/v1/reports/branding", get(branding).put(put_branding))
 }
 
 /// A report failure as a problem document.
@@ -472,4 +478,66 @@ async fn quality(
     Extension(p): Extension<Principal>,
 ) -> R<radris_report::peer::Quality> {
     Ok(Json(st.reports.quality(&p.tenant).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowUpBody {
+    text: String,
+}
+
+async fn follow_up(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(a): Extension<Authz>,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<FollowUpBody>,
+) -> R<radris_report::peer::PeerReview> {
+    Ok(Json(
+        st.reports
+            .follow_up(&p.tenant, &id, &b.text, &actor(&p, &a))
+            .await?,
+    ))
+}
+
+async fn branding(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> R<serde_json::Value> {
+    use base64::Engine;
+    let (institution, logo) = st.reports.branding(&p.tenant).await?;
+    Ok(Json(serde_json::json!({
+        "institution": institution,
+        "logo_png": logo.map(|l| base64::engine::general_purpose::STANDARD.encode(l)),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BrandingBody {
+    institution: String,
+    /// The logo as base64 PNG; absent: the logo stays as it is.
+    #[serde(default)]
+    logo_png: Option<String>,
+}
+
+async fn put_branding(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(a): Extension<Authz>,
+    ApiJson(b): ApiJson<BrandingBody>,
+) -> R<serde_json::Value> {
+    use base64::Engine;
+    let logo = b
+        .logo_png
+        .as_deref()
+        .map(|l| base64::engine::general_purpose::STANDARD.decode(l.trim()))
+        .transpose()
+        .map_err(|e| ReportError::Invalid(format!("logo_png is not base64: {e}")))?;
+    st.reports
+        .set_branding(&p.tenant, &b.institution, logo.as_deref(), &actor(&p, &a))
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "institution": b.institution.trim() }),
+    ))
 }
