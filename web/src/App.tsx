@@ -1,7 +1,8 @@
 // The application shell: sign-in, the signed-in user and tenant, idle logoff, and the pages:
 // the study list at `/`, the viewer at `/viewer/<study UID>[?prior=<UID>]`, the security
-// settings at `/security`, and the RIS pages (`/orders`, `/schedule`, `/tech`, `/reading`,
-// `/reconciliation`, `/dashboard`), loaded on demand.
+// settings at `/security`, the RIS pages (`/orders`, `/schedule`, `/tech`, `/reading`,
+// `/reconciliation`, `/dashboard`), the quality-assurance page at `/qa` (peer review, quality
+// figures) and the report editor at `/report/<order id>`, loaded on demand.
 
 import { Suspense, lazy, useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
 import { logout, setUnauthenticatedHandler, whoami, type WhoAmI } from './lib/api';
@@ -30,6 +31,10 @@ export function loadViewer(): Promise<ViewerModule> {
 
 // The RIS pages are a chunk of their own, fetched when one is first shown.
 const LazyRis = lazy(() => import('./ris/RisPage').then((m) => ({ default: m.RisPage })));
+// The report editor likewise.
+const LazyReport = lazy(() => import('./report/ReportPage').then((m) => ({ default: m.ReportPage })));
+// And the quality-assurance page.
+const LazyQa = lazy(() => import('./qa/QaPage').then((m) => ({ default: m.QaPage })));
 
 /** The RIS pages by path, in the top bar's order. */
 const RIS_PAGES: { page: RisPageName; path: string; label: string }[] = [
@@ -45,9 +50,10 @@ const RIS_PAGES: { page: RisPageName; path: string; label: string }[] = [
 const DEFAULT_IDLE_S = 15 * 60;
 
 interface Route {
-  page: 'list' | 'viewer' | 'security' | RisPageName;
+  page: 'list' | 'viewer' | 'security' | 'report' | 'qa' | RisPageName;
   studyUid?: string;
   priorUid?: string;
+  orderId?: string;
 }
 
 function parseRoute(): Route {
@@ -57,6 +63,15 @@ function parseRoute(): Route {
     return { page: 'viewer', studyUid: m[1], priorUid: prior && /^[0-9.]+$/.test(prior) ? prior : undefined };
   }
   if (location.pathname === '/security') return { page: 'security' };
+  if (/^\/qa\/?$/.test(location.pathname)) return { page: 'qa' };
+  const r = /^\/report\/([^/]+)\/?$/.exec(location.pathname);
+  if (r) {
+    try {
+      return { page: 'report', orderId: decodeURIComponent(r[1]) };
+    } catch {
+      return { page: 'list' };
+    }
+  }
   const path = location.pathname.replace(/\/+$/, '');
   const ris = RIS_PAGES.find((p) => p.path === path);
   if (ris) return { page: ris.page };
@@ -158,6 +173,9 @@ export function App() {
               {p.label}
             </NavLink>
           ))}
+          <NavLink className="nav" to="/qa" go={go} current={route.page === 'qa'}>
+            QA
+          </NavLink>
         </nav>
         <span className="who" data-testid="who">
           <span className="user">{me.user}</span> <span className="tenant">@{me.tenant}</span>
@@ -172,6 +190,14 @@ export function App() {
       <IdleWarning idleTimeoutS={idleS} onExpired={onIdle} />
       {route.page === 'security' ? (
         <Security />
+      ) : route.page === 'report' && route.orderId ? (
+        <Suspense fallback={<div className="loading">Loading…</div>}>
+          <LazyReport key={route.orderId} orderId={route.orderId} user={me.user} go={go} />
+        </Suspense>
+      ) : route.page === 'qa' ? (
+        <Suspense fallback={<div className="loading">Loading…</div>}>
+          <LazyQa user={me.user} go={go} />
+        </Suspense>
       ) : RIS_PAGES.some((p) => p.page === route.page) ? (
         <Suspense fallback={<div className="loading">Loading…</div>}>
           <LazyRis page={route.page as RisPageName} user={me.user} go={go} />

@@ -96,13 +96,22 @@ async function problemOf(res: Response): Promise<ApiError> {
   return new ApiError(res.status, title, detail, doc);
 }
 
-export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+/**
+ * The answer itself (for bodies that are not JSON: a template's XHTML, a rendered fragment),
+ * after the same checks as `request`: a problem document becomes an ApiError.
+ */
+export async function requestResponse(path: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   if (!headers.has('Accept')) headers.set('Accept', 'application/json');
   if (init.body && !headers.has('Content-Type')) headers.set('Content-Type', 'application/json');
   const res = await fetch(path, { ...init, headers, credentials: 'same-origin' });
   if (res.status === 401 && !path.startsWith('/api/v1/auth/')) onUnauthenticated();
   if (!res.ok) throw await problemOf(res);
+  return res;
+}
+
+export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const res = await requestResponse(path, init);
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
 }

@@ -1,6 +1,6 @@
 // The radiologist's reading worklist: mine, a group's or all cases, filtered, in the server's
-// order (escalated first, then priority, then oldest); claim and unclaim, open the images,
-// and move the claimed case to preliminary and final.
+// order (escalated first, then priority, then oldest); claim and unclaim, open the images and
+// the report editor, and move the claimed case to preliminary and final.
 
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { ApiError } from '../lib/api';
@@ -235,6 +235,11 @@ export function Reading({ user, go }: PageProps) {
                   {o.study_uid && (
                     <button className="link" onClick={() => go(`/viewer/${o.study_uid}`)} aria-label={`Open ${o.accession}`}>
                       Open
+                    </button>
+                  )}
+                  {o.study_uid && (
+                    <button className="link" onClick={() => go(`/report/${encodeURIComponent(o.id)}`)} aria-label={`Report ${o.accession}`}>
+                      Report
                     </button>
                   )}
                   {mine && o.state === 'images_complete' && (
