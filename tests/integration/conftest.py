@@ -98,6 +98,18 @@ def cookie_session(api: str, user: str, password: str, tenant: str = "default"):
     return s
 
 
+#: The department the RIS and report tests work in: user → roles.
+DEPARTMENT = {"tech": "technologist", "alice": "radiologist", "bob": "radiologist",
+              "carl": "referring"}
+
+
+def create_users(admin, api: str, password: str, users: dict[str, str] = DEPARTMENT) -> None:
+    """Create accounts (user → comma-separated roles) through the admin API."""
+    for user, roles in users.items():
+        r = admin.put(f"{api}/admin/users/{user}", json={"password": password, "roles": roles})
+        assert r.status_code in (200, 201), r.text
+
+
 class Server:
     """A RADRIS (or, for debugging, Orthanc) server process on a data dir."""
 

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 import requests
 
-from conftest import Server, cookie_session
+from conftest import Server, cookie_session, create_users
 from dicomweb_util import split_multipart
 
 PASSWORD = "amber fields under a quiet sky"
@@ -24,11 +24,7 @@ class Env:
         self.srv = srv
         self.api = f"http://127.0.0.1:{srv.http_port}/api/v1"
         self.admin = srv.session(scope="read,write,delete,admin")
-        for user, roles in (("tech", "technologist"), ("alice", "radiologist"),
-                            ("bob", "radiologist"), ("carl", "referring")):
-            r = self.admin.put(f"{self.api}/admin/users/{user}",
-                               json={"password": PASSWORD, "roles": roles})
-            assert r.status_code in (200, 201), r.text
+        create_users(self.admin, self.api, PASSWORD)
         self.s = {u: self.login(u) for u in ("tech", "alice", "bob", "carl")}
         a = self.admin
         r = a.put(f"{self.api}/ris/procedures/CTCH", json={

@@ -24,7 +24,7 @@ from pynetdicom.sop_class import (ModalityPerformedProcedureStep, ModalityWorkli
                                   StorageCommitmentPushModel)
 
 import dimse
-from conftest import Server, cookie_session, dcmtk_env, free_port
+from conftest import Server, cookie_session, create_users, dcmtk_env, free_port
 
 PASSWORD = "quiet lanterns over the harbour"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -43,11 +43,7 @@ class Ris:
         self.commit_port = commit_port
         self.api = f"http://127.0.0.1:{srv.http_port}/api/v1"
         self.admin = srv.session(scope="read,write,delete,admin")
-        for user, roles in (("tech", "technologist"), ("alice", "radiologist"),
-                            ("bob", "radiologist"), ("carl", "referring")):
-            r = self.admin.put(f"{self.api}/admin/users/{user}",
-                               json={"password": PASSWORD, "roles": roles})
-            assert r.status_code in (200, 201), r.text
+        create_users(self.admin, self.api, PASSWORD)
         self.tech = self.login("tech")
         self.alice = self.login("alice")
         self.bob = self.login("bob")

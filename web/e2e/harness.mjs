@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { after, before } from 'node:test';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const webDir = resolve(here, '..');
@@ -92,6 +93,25 @@ export async function startServer() {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One `radris serve --demo` and one browser for a test file: started before its tests,
+ * closed after them (`beforeClose` runs first, e.g. to write timings). Read `env.server` and
+ * `env.browser` inside the tests.
+ */
+export function useDemoServer(beforeClose) {
+  const env = {};
+  before(async () => {
+    env.server = await startServer();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await beforeClose?.();
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
 
 export async function launchBrowser() {

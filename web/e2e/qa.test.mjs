@@ -5,26 +5,15 @@
 // quality figures' chart with a bar for "2b" and the numbers in tables; the report link opens
 // the report. Screenshots: web/e2e-artifacts/qa.png (and qa-review.png, the scoring form).
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, launchBrowser, signIn, startServer, writeArtifact } from './harness.mjs';
+import { artifacts, signIn, useDemoServer, writeArtifact } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useDemoServer();
 
 test('QA: draw reports to review, score one 2b, see it done and in the quality figures', { timeout: 300_000 }, async (t) => {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: 'UTC' });
+  const context = await env.browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: 'UTC' });
   t.after(() => context.close().catch(() => {}));
   const page = await context.newPage();
   const pageErrors = [];
@@ -34,9 +23,9 @@ test('QA: draw reports to review, score one 2b, see it done and in the quality f
     if (r.url().includes('/api/v1/') && r.status() >= 500) failures.push(`${r.status()} ${r.url()}`);
   });
   t.after(async () => {
-    if (failures.length || pageErrors.length) writeArtifact('qa-failures.json', { failures, pageErrors, log: server.log().slice(-20_000) });
+    if (failures.length || pageErrors.length) writeArtifact('qa-failures.json', { failures, pageErrors, log: env.server.log().slice(-20_000) });
   });
-  await signIn(page, server);
+  await signIn(page, env.server);
 
   // --- the page, from the top bar ---
   await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'QA', exact: true }).click();

@@ -6,23 +6,12 @@
 // text; the PDF link answers application/pdf; a critical result is flagged; an addendum is
 // signed as amended. Screenshots go to web/e2e-artifacts/report-*.png.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, launchBrowser, signIn, startServer, waitFor, writeArtifact } from './harness.mjs';
+import { artifacts, signIn, useDemoServer, waitFor, writeArtifact } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useDemoServer();
 
 const shot = (page, name) => page.screenshot({ path: join(artifacts, `report-${name}.png`), fullPage: true });
 
@@ -71,7 +60,7 @@ async function waitSaved(page) {
 async function signAs(page, button, status) {
   await page.getByRole('button', { name: button, exact: true }).click();
   const dialog = page.getByRole('dialog');
-  await dialog.getByLabel('Password', { exact: true }).fill(server.password);
+  await dialog.getByLabel('Password', { exact: true }).fill(env.server.password);
   await dialog.getByRole('button', { name: 'Sign', exact: true }).click();
   await waitFor(
     page,
@@ -82,7 +71,7 @@ async function signAs(page, button, status) {
 }
 
 test('report: start from a template, autosave, sign final, verify, read-only, addendum, PDF', { timeout: 300_000 }, async (t) => {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: 'UTC' });
+  const context = await env.browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: 'UTC' });
   t.after(() => context.close().catch(() => {}));
   // a stand-in for the browser's speech recognition (headless Chromium has none): the
   // microphone button appears and its words land in the focused text field
@@ -109,9 +98,9 @@ test('report: start from a template, autosave, sign final, verify, read-only, ad
     if ((r.url().includes('/api/v1/reports') || r.url().includes('/report')) && r.status() >= 500) failures.push(`${r.status()} ${r.url()}`);
   });
   t.after(async () => {
-    if (failures.length || pageErrors.length) writeArtifact('report-failures.json', { failures, pageErrors, log: server.log().slice(-20_000) });
+    if (failures.length || pageErrors.length) writeArtifact('report-failures.json', { failures, pageErrors, log: env.server.log().slice(-20_000) });
   });
-  await signIn(page, server);
+  await signIn(page, env.server);
 
   // --- claim a demo case with images on the reading worklist, open its report ---
   await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Reading', exact: true }).click();
@@ -158,7 +147,7 @@ test('report: start from a template, autosave, sign final, verify, read-only, ad
   await page.getByRole('button', { name: 'Dictate', exact: true }).waitFor();
   // the viewer's saved measurements and key images of the study
   const studyUid = await page.locator('main[data-study-uid]').getAttribute('data-study-uid');
-  const annotations = `${server.base}/api/v1/studies/${studyUid}/annotations`;
+  const annotations = `${env.server.base}/api/v1/studies/${studyUid}/annotations`;
   const current = await (await page.request.get(annotations)).json();
   const put = await page.request.put(annotations, {
     data: {
@@ -226,7 +215,7 @@ test('report: start from a template, autosave, sign final, verify, read-only, ad
 
   // --- the PDF ---
   const href = await page.getByRole('link', { name: 'PDF', exact: true }).getAttribute('href');
-  const pdf = await page.request.get(new URL(href, server.base).toString());
+  const pdf = await page.request.get(new URL(href, env.server.base).toString());
   assert.equal(pdf.status(), 200);
   assert.match(pdf.headers()['content-type'] ?? '', /^application\/pdf/);
   assert.equal((await pdf.body()).subarray(0, 5).toString('latin1'), '%PDF-');

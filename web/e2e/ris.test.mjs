@@ -5,23 +5,12 @@
 // worklist; claim a demo case, find it under Mine, unclaim it; the reconciliation queue and
 // the dashboard's charts render. Screenshots of each page go to web/e2e-artifacts/.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, launchBrowser, signIn, startServer, waitFor, writeArtifact } from './harness.mjs';
+import { artifacts, signIn, useDemoServer, waitFor, writeArtifact } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useDemoServer();
 
 const shot = (page, name) => page.screenshot({ path: join(artifacts, `ris-${name}.png`), fullPage: true });
 
@@ -39,7 +28,7 @@ async function optionValue(select, text) {
 
 test('RIS: order entry, booking and its conflict, arrival, reading, reconciliation, dashboard', { timeout: 300_000 }, async (t) => {
   // UTC like the server, so the calendar's day and hours are the server's
-  const context = await browser.newContext({ viewport: { width: 1440, height: 960 }, timezoneId: 'UTC' });
+  const context = await env.browser.newContext({ viewport: { width: 1440, height: 960 }, timezoneId: 'UTC' });
   t.after(() => context.close().catch(() => {}));
   const page = await context.newPage();
   const pageErrors = [];
@@ -51,7 +40,7 @@ test('RIS: order entry, booking and its conflict, arrival, reading, reconciliati
   t.after(async () => {
     if (failures.length || pageErrors.length) writeArtifact('ris-failures.json', { failures, pageErrors });
   });
-  await signIn(page, server);
+  await signIn(page, env.server);
 
   // --- order entry: a new patient, two routine CT orders ---
   await nav(page, 'Orders', 'Order entry');

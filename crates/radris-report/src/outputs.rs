@@ -184,8 +184,9 @@ pub fn sr_report(
                 name: sr::Code::new("410668003", "SCT", &m.label),
                 value: m.value,
                 unit: sr::codes::ucum(&m.unit),
-                image: (!m.sop_instance_uid.is_empty())
-                    .then(|| image(&m.sop_instance_uid, &m.sop_class_uid, m.frame)),
+                // only images the archive knows (their series and class are needed)
+                image: Some(image(&m.sop_instance_uid, &m.sop_class_uid, m.frame))
+                    .filter(|i| !i.series_uid.is_empty() && !i.sop_class_uid.is_empty()),
                 ..Default::default()
             })
             .collect(),
