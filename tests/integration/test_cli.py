@@ -47,12 +47,16 @@ def test_demo_data_set_is_queryable(server_factory):
     assert len(studies) == 6, [str(s.StudyDescription) for s in studies]
     chest = by_desc["CT CHEST LUNG NODULE FOLLOW-UP"]
     assert int(chest.NumberOfStudyRelatedInstances) == 300
-    # and its prior a year earlier, for comparison in the viewer
-    assert int(by_desc["CT CHEST LUNG NODULE BASELINE"].NumberOfStudyRelatedInstances) == 100
+    # and its prior a year earlier, for comparison in the viewer, with its signed report
+    # stored as DICOM SR (so are the head CT's and the MR brain's)
+    baseline = by_desc["CT CHEST LUNG NODULE BASELINE"]
+    assert int(baseline.NumberOfStudyRelatedInstances) == 100 + 1
+    assert values(baseline.ModalitiesInStudy) == {"CT", "SR"}
+    assert values(by_desc["CT HEAD WITHOUT CONTRAST"].ModalitiesInStudy) == {"CT", "SR"}
     pet = by_desc["PET-CT WHOLE BODY FDG"]
     assert values(pet.ModalitiesInStudy) == {"CT", "PT"}
     assert values(by_desc["XR CHEST PA"].ModalitiesInStudy) == {"CR"}
-    assert values(by_desc["MR BRAIN"].ModalitiesInStudy) == {"MR"}
+    assert values(by_desc["MR BRAIN"].ModalitiesInStudy) == {"MR", "SR"}
     # the same patient has a head CT and an MR brain; the chest CT patient two chest CTs
     for pid in ("DEMO0001", "DEMO0002"):
         pats = dimse.find(srv.port, dimse.make_query("PATIENT", PatientID=pid,
@@ -61,7 +65,7 @@ def test_demo_data_set_is_queryable(server_factory):
     # running demo again changes nothing
     srv.stop()
     run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
-    srv.assert_verify_clean(expect_objects=300 + 100 + 40 + 24 + 1 + 160)
+    srv.assert_verify_clean(expect_objects=300 + 100 + 40 + 24 + 1 + 160 + 3)
 
 
 def test_admin_scu_find_get_move(server, ct_series, tmp_path):
