@@ -35,11 +35,46 @@ pub enum VerifyError {
     Malformed(String),
 }
 
-/// The canonical form of a JSON value: object keys sorted (serde_json's map is ordered),
-/// compact.
+/// The canonical form of a JSON value: object keys sorted by their UTF-8 bytes at every
+/// level, no insignificant whitespace, strings and numbers as serde_json writes them. The
+/// sorting is done here, not left to serde_json's map (whose order depends on a cargo
+/// feature another crate of the build may turn on).
 pub fn canonical(v: &Value) -> String {
-    // serde_json without `preserve_order` keeps object keys in a BTreeMap: sorted
-    v.to_string()
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(x) = map.get(k) {
+                    write_canonical(x, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 pub fn key_id(key: &VerifyingKey) -> String {
