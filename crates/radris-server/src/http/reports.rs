@@ -12,13 +12,13 @@ use radris_auth::Principal;
 use radris_auth::policy::Action;
 use radris_report::model::{ReportContent, ReportStatus};
 use radris_report::service::{Report, ReportError};
-use radris_ris::{Actor, RisError};
+use radris_ris::RisError;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Authz;
 use super::problem::{ApiError, title};
 use super::rest::ApiJson;
+use super::ris::Caller;
 
 /// The Cedar action of a report route (`route` without the `/api/v1/reports` prefix).
 pub fn action_of(method: &axum::http::Method, route: &str) -> Action {
@@ -123,14 +123,6 @@ impl IntoResponse for ReportProblem {
 
 type R<T> = Result<Json<T>, ReportProblem>;
 
-fn actor(p: &Principal, a: &Authz) -> Actor {
-    Actor {
-        actor: p.actor.clone(),
-        user: p.user.clone(),
-        source: a.source.clone(),
-    }
-}
-
 async fn templates(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -171,15 +163,12 @@ async fn template(
 
 async fn put_template(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     body: String,
 ) -> R<radris_report::service::TemplateInfo> {
     Ok(Json(
-        st.reports
-            .put_template(&p.tenant, &id, &body, &actor(&p, &a))
-            .await?,
+        st.reports.put_template(&p.tenant, &id, &body, &who).await?,
     ))
 }
 
@@ -192,13 +181,12 @@ struct CreateBody {
 
 async fn create(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(b): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Report>), ReportProblem> {
     let r = st
         .reports
-        .create(&p.tenant, &b.order_id, &b.template_id, &actor(&p, &a))
+        .create(&p.tenant, &b.order_id, &b.template_id, &who)
         .await?;
     Ok((StatusCode::CREATED, Json(r)))
 }
@@ -240,14 +228,13 @@ struct SaveBody {
 
 async fn save(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<SaveBody>,
 ) -> R<serde_json::Value> {
     let rev = st
         .reports
-        .save(&p.tenant, &id, b.rev, &b.content, &actor(&p, &a))
+        .save(&p.tenant, &id, b.rev, &b.content, &who)
         .await?;
     Ok(Json(serde_json::json!({ "rev": rev })))
 }
@@ -265,8 +252,7 @@ struct SignBody {
 
 async fn sign(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<SignBody>,
 ) -> Result<Response, ReportProblem> {
@@ -310,7 +296,6 @@ async fn sign(
             ));
         }
     }
-    let who = actor(&p, &a);
     let version = st.reports.sign(&p.tenant, &id, to, &who).await?;
     // the signed version goes into the archive as DICOM SR (its failure does not undo the
     // signature: the report is signed; the SR can be made again from the stored version)
@@ -365,27 +350,25 @@ struct CriticalBody {
 
 async fn flag_critical(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<CriticalBody>,
 ) -> R<Report> {
     Ok(Json(
         st.reports
-            .flag_critical(&p.tenant, &id, &b.text, &actor(&p, &a))
+            .flag_critical(&p.tenant, &id, &b.text, &who)
             .await?,
     ))
 }
 
 async fn ack_critical(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Report> {
     Ok(Json(
         st.reports
-            .acknowledge_critical(&p.tenant, &id, &actor(&p, &a))
+            .acknowledge_critical(&p.tenant, &id, &who)
             .await?,
     ))
 }
@@ -431,13 +414,12 @@ fn default_count() -> usize {
 
 async fn assign_reviews(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(b): ApiJson<AssignBody>,
 ) -> R<serde_json::Value> {
     let items = st
         .reports
-        .assign_peer_reviews(&p.tenant, &actor(&p, &a), b.count)
+        .assign_peer_reviews(&p.tenant, &who, b.count)
         .await?;
     Ok(Json(serde_json::json!({ "items": items })))
 }
@@ -454,21 +436,13 @@ struct ScoreBody {
 
 async fn score_review(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<ScoreBody>,
 ) -> R<radris_report::peer::PeerReview> {
     Ok(Json(
         st.reports
-            .submit_peer_review(
-                &p.tenant,
-                &id,
-                &actor(&p, &a),
-                b.score,
-                &b.significance,
-                &b.comment,
-            )
+            .submit_peer_review(&p.tenant, &id, &who, b.score, &b.significance, &b.comment)
             .await?,
     ))
 }
@@ -488,15 +462,12 @@ struct FollowUpBody {
 
 async fn follow_up(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<FollowUpBody>,
 ) -> R<radris_report::peer::PeerReview> {
     Ok(Json(
-        st.reports
-            .follow_up(&p.tenant, &id, &b.text, &actor(&p, &a))
-            .await?,
+        st.reports.follow_up(&p.tenant, &id, &b.text, &who).await?,
     ))
 }
 
@@ -523,8 +494,7 @@ struct BrandingBody {
 
 async fn put_branding(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(b): ApiJson<BrandingBody>,
 ) -> R<serde_json::Value> {
     use base64::Engine;
@@ -535,7 +505,7 @@ async fn put_branding(
         .transpose()
         .map_err(|e| ReportError::Invalid(format!("logo_png is not base64: {e}")))?;
     st.reports
-        .set_branding(&p.tenant, &b.institution, logo.as_deref(), &actor(&p, &a))
+        .set_branding(&p.tenant, &b.institution, logo.as_deref(), &who)
         .await?;
     Ok(Json(
         serde_json::json!({ "institution": b.institution.trim() }),

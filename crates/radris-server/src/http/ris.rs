@@ -146,11 +146,36 @@ impl IntoResponse for RisProblem {
 
 type R<T> = Result<Json<T>, RisProblem>;
 
-fn actor(p: &Principal, a: &Authz) -> Actor {
-    Actor {
-        actor: p.actor.clone(),
-        user: p.user.clone(),
-        source: a.source.clone(),
+/// Who calls a RIS or report route: the principal and the authorisation context the auth
+/// middleware put in the request, and the actor the RIS records for them.
+pub struct Caller {
+    pub p: Principal,
+    pub a: Authz,
+    pub actor: Actor,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let (Some(p), Some(a)) = (
+            parts.extensions.get::<Principal>().cloned(),
+            parts.extensions.get::<Authz>().cloned(),
+        ) else {
+            return Err(ApiError::internal(
+                "reading the caller",
+                "the route is not behind the auth middleware",
+            ));
+        };
+        let actor = Actor {
+            actor: p.actor.clone(),
+            user: p.user.clone(),
+            source: a.source.clone(),
+        };
+        Ok(Caller { p, a, actor })
     }
 }
 
@@ -207,13 +232,10 @@ async fn patients(
 
 async fn create_patient(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(body): ApiJson<NewPatient>,
 ) -> Result<(StatusCode, Json<Patient>), RisProblem> {
-    let patient = ris(&st)
-        .create_patient(&p.tenant, &body, &actor(&p, &a))
-        .await?;
+    let patient = ris(&st).create_patient(&p.tenant, &body, &who).await?;
     Ok((StatusCode::CREATED, Json(patient)))
 }
 
@@ -227,15 +249,12 @@ async fn patient(
 
 async fn change_patient(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PatientChange>,
 ) -> R<Patient> {
     Ok(Json(
-        ris(&st)
-            .change_patient(&p.tenant, &id, &body, &actor(&p, &a))
-            .await?,
+        ris(&st).change_patient(&p.tenant, &id, &body, &who).await?,
     ))
 }
 
@@ -247,13 +266,12 @@ struct MergeBody {
 
 async fn merge_patient(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MergeBody>,
 ) -> R<serde_json::Value> {
     let (patient, orders, studies) = ris(&st)
-        .merge_patient(&p.tenant, &id, &body.into, &actor(&p, &a))
+        .merge_patient(&p.tenant, &id, &body.into, &who)
         .await?;
     Ok(Json(
         serde_json::json!({ "patient": patient, "orders_moved": orders, "studies_moved": studies }),
@@ -268,14 +286,13 @@ struct LinkBody {
 
 async fn link_patient(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<LinkBody>,
 ) -> R<Patient> {
     Ok(Json(
         ris(&st)
-            .link_patients(&p.tenant, &id, &body.other, &actor(&p, &a))
+            .link_patients(&p.tenant, &id, &body.other, &who)
             .await?,
     ))
 }
@@ -291,17 +308,12 @@ async fn procedures(
 
 async fn put_procedure(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(code): Path<String>,
     ApiJson(mut body): ApiJson<Procedure>,
 ) -> R<Procedure> {
     body.code = code;
-    Ok(Json(
-        ris(&st)
-            .put_procedure(&p.tenant, &body, &actor(&p, &a))
-            .await?,
-    ))
+    Ok(Json(ris(&st).put_procedure(&p.tenant, &body, &who).await?))
 }
 
 // ---- orders
@@ -342,8 +354,7 @@ async fn referrer_filter(
 
 async fn orders(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, a, .. }: Caller,
     Query(q): Query<OrderSearch>,
 ) -> R<serde_json::Value> {
     let states = q
@@ -371,20 +382,16 @@ async fn orders(
 
 async fn create_order(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(body): ApiJson<NewOrder>,
 ) -> Result<(StatusCode, Json<Order>), RisProblem> {
-    let o = ris(&st)
-        .create_order(&p.tenant, &body, &actor(&p, &a))
-        .await?;
+    let o = ris(&st).create_order(&p.tenant, &body, &who).await?;
     Ok((StatusCode::CREATED, Json(o)))
 }
 
 async fn order(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, a, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Order> {
     let o = ris(&st).order(&p.tenant, &id, true).await?;
@@ -400,15 +407,12 @@ async fn order(
 
 async fn change_order(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<OrderChange>,
 ) -> R<Order> {
     Ok(Json(
-        ris(&st)
-            .change_order(&p.tenant, &id, &body, &actor(&p, &a))
-            .await?,
+        ris(&st).change_order(&p.tenant, &id, &body, &who).await?,
     ))
 }
 
@@ -420,14 +424,13 @@ struct CancelBody {
 
 async fn cancel_order(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> R<Order> {
     Ok(Json(
         ris(&st)
-            .cancel_order(&p.tenant, &id, &body.reason, &actor(&p, &a))
+            .cancel_order(&p.tenant, &id, &body.reason, &who)
             .await?,
     ))
 }
@@ -442,8 +445,7 @@ struct TransitionBody {
 
 async fn transition(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, a, actor: who }: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TransitionBody>,
 ) -> R<Order> {
@@ -479,7 +481,7 @@ async fn transition(
     let detail = body.detail.chars().take(200).collect::<String>();
     Ok(Json(
         ris(&st)
-            .transition(&p.tenant, &id, to, &actor(&p, &a), &detail)
+            .transition(&p.tenant, &id, to, &who, &detail)
             .await?,
     ))
 }
@@ -497,13 +499,10 @@ async fn resources(
 
 async fn create_resource(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(body): ApiJson<Resource>,
 ) -> Result<(StatusCode, Json<Resource>), RisProblem> {
-    let r = ris(&st)
-        .create_resource(&p.tenant, &body, &actor(&p, &a))
-        .await?;
+    let r = ris(&st).create_resource(&p.tenant, &body, &who).await?;
     Ok((StatusCode::CREATED, Json(r)))
 }
 
@@ -536,8 +535,7 @@ struct ShiftBody {
 
 async fn create_shift(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(b): ApiJson<ShiftBody>,
 ) -> Result<(StatusCode, Json<Shift>), RisProblem> {
     let from = Time::parse(&b.starts_at)
@@ -545,7 +543,7 @@ async fn create_shift(
     let to = Time::parse(&b.ends_at)
         .ok_or_else(|| RisError::Invalid("ends_at is not an ISO 8601 time".into()))?;
     let sh = ris(&st)
-        .create_shift(&p.tenant, &b.resource_id, from, to, &actor(&p, &a))
+        .create_shift(&p.tenant, &b.resource_id, from, to, &who)
         .await?;
     Ok((StatusCode::CREATED, Json(sh)))
 }
@@ -583,8 +581,7 @@ struct BookBody {
 
 async fn book(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(b): ApiJson<BookBody>,
 ) -> Result<(StatusCode, Json<Appointment>), RisProblem> {
     let at = Time::parse(&b.starts_at).ok_or_else(|| {
@@ -594,41 +591,34 @@ async fn book(
         ))
     })?;
     let appt = ris(&st)
-        .book(&p.tenant, &b.order_id, &b.resource_id, at, &actor(&p, &a))
+        .book(&p.tenant, &b.order_id, &b.resource_id, at, &who)
         .await?;
     Ok((StatusCode::CREATED, Json(appt)))
 }
 
 async fn arrive(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Appointment> {
-    Ok(Json(ris(&st).arrive(&p.tenant, &id, &actor(&p, &a)).await?))
+    Ok(Json(ris(&st).arrive(&p.tenant, &id, &who).await?))
 }
 
 async fn no_show(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Appointment> {
-    Ok(Json(
-        ris(&st).no_show(&p.tenant, &id, &actor(&p, &a)).await?,
-    ))
+    Ok(Json(ris(&st).no_show(&p.tenant, &id, &who).await?))
 }
 
 async fn cancel_appointment(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Appointment> {
     Ok(Json(
-        ris(&st)
-            .cancel_appointment(&p.tenant, &id, &actor(&p, &a))
-            .await?,
+        ris(&st).cancel_appointment(&p.tenant, &id, &who).await?,
     ))
 }
 
@@ -645,8 +635,7 @@ struct AutoBody {
 
 async fn auto_schedule(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     body: axum::body::Bytes,
 ) -> R<AutoScheduled> {
     let b: AutoBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -663,7 +652,7 @@ async fn auto_schedule(
         );
     }
     let out = ris(&st)
-        .auto_schedule(&p.tenant, b.order_ids.as_deref(), from, to, &actor(&p, &a))
+        .auto_schedule(&p.tenant, b.order_ids.as_deref(), from, to, &who)
         .await?;
     Ok(Json(out))
 }
@@ -708,22 +697,18 @@ async fn reading(
 
 async fn claim(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Order> {
-    Ok(Json(ris(&st).claim(&p.tenant, &id, &actor(&p, &a)).await?))
+    Ok(Json(ris(&st).claim(&p.tenant, &id, &who).await?))
 }
 
 async fn unclaim(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(id): Path<String>,
 ) -> R<Order> {
-    Ok(Json(
-        ris(&st).unclaim(&p.tenant, &id, &actor(&p, &a)).await?,
-    ))
+    Ok(Json(ris(&st).unclaim(&p.tenant, &id, &who).await?))
 }
 
 async fn routing(
@@ -735,13 +720,10 @@ async fn routing(
 
 async fn put_routing(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     ApiJson(body): ApiJson<RoutingConfig>,
 ) -> R<RoutingConfig> {
-    ris(&st)
-        .set_routing_config(&p.tenant, &body, &actor(&p, &a))
-        .await?;
+    ris(&st).set_routing_config(&p.tenant, &body, &who).await?;
     Ok(Json(body))
 }
 
@@ -764,8 +746,7 @@ struct ResolveBody {
 
 async fn resolve(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Extension(a): Extension<Authz>,
+    Caller { p, actor: who, .. }: Caller,
     Path(study_uid): Path<String>,
     ApiJson(b): ApiJson<ResolveBody>,
 ) -> R<Order> {
@@ -773,7 +754,7 @@ async fn resolve(
         .map_err(|e| RisError::Invalid(format!("study UID: {e}")))?;
     Ok(Json(
         ris(&st)
-            .resolve_unmatched(&p.tenant, &study_uid, &b.order_id, &actor(&p, &a))
+            .resolve_unmatched(&p.tenant, &study_uid, &b.order_id, &who)
             .await?,
     ))
 }
