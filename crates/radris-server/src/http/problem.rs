@@ -100,3 +100,24 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A problem document with one extension member (e.g. the appointments in the way of a
+/// booking, the fields a signature lacks).
+pub fn problem_response(
+    status: StatusCode,
+    detail: String,
+    extra: Option<(&str, serde_json::Value)>,
+) -> Response {
+    let mut body = serde_json::json!({
+        "type": "about:blank", "title": title(status), "status": status.as_u16(), "detail": detail,
+    });
+    if let Some((k, v)) = extra {
+        body[k] = v;
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}

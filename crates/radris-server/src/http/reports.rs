@@ -16,7 +16,7 @@ use radris_ris::RisError;
 use serde::Deserialize;
 
 use super::AppState;
-use super::problem::{ApiError, title};
+use super::problem::{ApiError, problem_response};
 use super::rest::ApiJson;
 use super::ris::Caller;
 
@@ -80,36 +80,17 @@ impl From<RisError> for ReportProblem {
     }
 }
 
-fn problem(
-    status: StatusCode,
-    detail: String,
-    extra: Option<(&str, serde_json::Value)>,
-) -> Response {
-    let mut body = serde_json::json!({
-        "type": "about:blank", "title": title(status), "status": status.as_u16(), "detail": detail,
-    });
-    if let Some((k, v)) = extra {
-        body[k] = v;
-    }
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 impl IntoResponse for ReportProblem {
     fn into_response(self) -> Response {
         match self.0 {
             ReportError::NotFound(w) => {
-                problem(StatusCode::NOT_FOUND, format!("{w} not found"), None)
+                problem_response(StatusCode::NOT_FOUND, format!("{w} not found"), None)
             }
-            ReportError::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m, None),
-            ReportError::Conflict(m) => problem(StatusCode::CONFLICT, m, None),
+            ReportError::Invalid(m) => problem_response(StatusCode::UNPROCESSABLE_ENTITY, m, None),
+            ReportError::Conflict(m) => problem_response(StatusCode::CONFLICT, m, None),
             ReportError::Incomplete(fields) => {
                 let detail = format!("the report cannot be signed: {}", fields.join("; "));
-                problem(
+                problem_response(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     detail,
                     Some(("problems", serde_json::json!(fields))),
@@ -275,21 +256,21 @@ async fn sign(
         Ok(_)
         | Err(radris_auth::users::LoginFailure::BadCredentials)
         | Err(radris_auth::users::LoginFailure::Locked) => {
-            return Ok(problem(
+            return Ok(problem_response(
                 StatusCode::FORBIDDEN,
                 "re-authentication failed: the password is not right".into(),
                 None,
             ));
         }
         Err(radris_auth::users::LoginFailure::SecondFactorRequired) => {
-            return Ok(problem(
+            return Ok(problem_response(
                 StatusCode::FORBIDDEN,
                 "re-authentication needs your second factor: send `code`".into(),
                 Some(("second_factor_required", serde_json::json!(true))),
             ));
         }
         Err(radris_auth::users::LoginFailure::BadSecondFactor) => {
-            return Ok(problem(
+            return Ok(problem_response(
                 StatusCode::FORBIDDEN,
                 "re-authentication failed: the code is not right".into(),
                 None,

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Authz;
-use super::problem::{ApiError, title};
+use super::problem::{ApiError, problem_response};
 use super::rest::ApiJson;
 
 /// The Cedar action of a RIS route (`route` without the `/api/v1/ris` prefix).
@@ -85,62 +85,46 @@ pub fn routes() -> Router<AppState> {
 
 /// A RIS failure as a problem document; a booking conflict lists the appointments in the
 /// way (`conflicts`).
-pub struct RisProblem(RisError);
+pub enum RisProblem {
+    Ris(RisError),
+    /// A refusal decided before the RIS was asked (policy, malformed input).
+    Api(ApiError),
+}
 
 impl From<RisError> for RisProblem {
     fn from(e: RisError) -> Self {
-        RisProblem(e)
+        RisProblem::Ris(e)
     }
 }
 
 impl From<ApiError> for RisProblem {
     fn from(e: ApiError) -> Self {
-        RisProblem(RisError::Database(format!("{}: {}", e.status, e.detail)))
+        RisProblem::Api(e)
     }
 }
 
 impl IntoResponse for RisProblem {
     fn into_response(self) -> Response {
-        let (status, detail, conflicts) = match self.0 {
-            RisError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found"), None),
-            RisError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m, None),
-            RisError::Conflict { message, conflicts } => {
-                (StatusCode::CONFLICT, message, Some(conflicts))
-            }
-            RisError::Illegal(t) => (StatusCode::CONFLICT, t.to_string(), None),
-            RisError::Database(m) if m.starts_with("403 ") => (
-                StatusCode::FORBIDDEN,
-                m.trim_start_matches("403 Forbidden: ").to_owned(),
-                None,
-            ),
-            RisError::Database(m) if m.starts_with("400 ") => (
-                StatusCode::BAD_REQUEST,
-                m.trim_start_matches("400 Bad Request: ").to_owned(),
-                None,
-            ),
-            RisError::Database(m) if m.starts_with("422 ") => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                m.trim_start_matches("422 Unprocessable Entity: ")
-                    .to_owned(),
-                None,
-            ),
-            other => return ApiError::internal("the RIS", other).into_response(),
+        let e = match self {
+            RisProblem::Api(e) => return e.into_response(),
+            RisProblem::Ris(e) => e,
         };
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": title(status),
-            "status": status.as_u16(),
-            "detail": detail,
-        });
-        if let Some(c) = conflicts {
-            body["conflicts"] = serde_json::to_value(c).unwrap_or_default();
+        match e {
+            RisError::NotFound(what) => {
+                problem_response(StatusCode::NOT_FOUND, format!("{what} not found"), None)
+            }
+            RisError::Invalid(m) => problem_response(StatusCode::UNPROCESSABLE_ENTITY, m, None),
+            RisError::Conflict { message, conflicts } => problem_response(
+                StatusCode::CONFLICT,
+                message,
+                Some((
+                    "conflicts",
+                    serde_json::to_value(conflicts).unwrap_or_default(),
+                )),
+            ),
+            RisError::Illegal(t) => problem_response(StatusCode::CONFLICT, t.to_string(), None),
+            other => ApiError::internal("the RIS", other).into_response(),
         }
-        (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
-        )
-            .into_response()
     }
 }
 
