@@ -27,6 +27,10 @@ if ! python3 -c 'import pydicom, pynetdicom, pytest, numpy, requests, dicomweb_c
   echo "deps: pip install pydicom pynetdicom pytest numpy requests dicomweb-client"
   python3 -m pip install -q --disable-pip-version-check pydicom pynetdicom pytest numpy requests dicomweb-client
 fi
+if ! python3 -c 'import PIL, SimpleITK' 2>/dev/null; then
+  echo "deps: pip install pillow SimpleITK (reading rendered pictures; the imaging engine's reference resampler)"
+  python3 -m pip install -q --disable-pip-version-check pillow SimpleITK
+fi
 if ! python3 -c 'import cryptography, joserfc' 2>/dev/null; then
   echo "deps: pip install cryptography joserfc (test identity provider, WebAuthn authenticator)"
   python3 -m pip install -q --disable-pip-version-check cryptography joserfc

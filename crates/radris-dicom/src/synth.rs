@@ -4,6 +4,11 @@
 //! Pixel data are analytic phantoms (body ellipse, lungs, spine, nodules; skull and brain;
 //! PET uptake), so the viewer and the imaging engine have something meaningful to show. UIDs
 //! are `2.25` UUID-style values derived from the seed, so the same seed gives the same study.
+//!
+//! [`test_phantoms`] adds noise-free geometry-test phantoms ([`Phantom::Test`]) with exactly
+//! known ground truth (a sphere's volume, bead distances, a curved tube, calcium lesions, a
+//! shifted CT/MR pair, a 4D enhancement series), written through the same pipeline so the
+//! imaging engine can be tested end to end from Part-10 bytes.
 
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, VR, dicom_value};
@@ -13,6 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::DicomError;
 use crate::part10::file_meta_bytes;
+
+pub mod test_phantoms;
+pub use test_phantoms::TestPhantom;
 
 /// Which phantom a series shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +35,8 @@ pub enum Phantom {
     CrChest,
     /// PET whole-body emission with hot spots (SUV-scaled unsigned 16-bit).
     PetBody,
+    /// An analytic geometry-test phantom with known ground truth ([`test_phantoms`]).
+    Test(TestPhantom),
 }
 
 /// One series to generate.
@@ -196,9 +206,9 @@ impl StudySpec {
         uid_from(&format!("{}/study", self.seed))
     }
 
-    /// Number of instances the study has.
+    /// Number of instances the study has (a 4D test phantom has one per slice and phase).
     pub fn instance_count(&self) -> u64 {
-        self.series.iter().map(|s| s.slices as u64).sum()
+        self.series.iter().map(test_phantoms::image_count).sum()
     }
 
     /// Generate every instance in order, handing each to `sink`.
@@ -213,7 +223,8 @@ impl StudySpec {
         let for_uid = uid_from(&format!("{}/frame-of-reference", self.seed));
         for series in &self.series {
             let series_uid = uid_from(&format!("{}/series/{}", self.seed, series.number));
-            for k in 0..series.slices {
+            let images = u32::try_from(test_phantoms::image_count(series)).unwrap_or(u32::MAX);
+            for k in 0..images {
                 let sop_uid = uid_from(&format!("{}/series/{}/{}", self.seed, series.number, k));
                 let obj = self.instance(series, k, &study_uid, &series_uid, &sop_uid, &for_uid);
                 let sop_class = sop_class_of(series.phantom);
@@ -254,6 +265,7 @@ impl StudySpec {
             Phantom::MrBrain => "MR",
             Phantom::CrChest => "CR",
             Phantom::PetBody => "PT",
+            Phantom::Test(t) => t.modality(),
         };
         put(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100".into());
         put(
@@ -326,6 +338,10 @@ impl StudySpec {
         put(tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string().into());
         put(tags::FRAME_OF_REFERENCE_UID, VR::UI, for_uid.into());
         put(tags::PATIENT_POSITION, VR::CS, "HFS".into());
+        if let Phantom::Test(t) = series.phantom {
+            test_phantoms::put_image(&mut o, t, series, k, &self.time);
+            return o;
+        }
 
         let (rows, cols) = (series.rows, series.cols);
         let fov = match series.phantom {
@@ -399,6 +415,7 @@ impl StudySpec {
             Phantom::MrBrain => ("600", "1200", "1"),
             Phantom::CrChest => ("2048", "4096", "1"),
             Phantom::PetBody => ("5", "10", "0.01"),
+            Phantom::Test(_) => ("40", "400", "1"), // drawn by test_phantoms::put_image
         };
         if signed {
             put(tags::RESCALE_INTERCEPT, VR::DS, "0".into());
@@ -434,6 +451,8 @@ fn sop_class_of(p: Phantom) -> &'static str {
         Phantom::MrBrain => uids::MR_IMAGE_STORAGE,
         Phantom::CrChest => uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
         Phantom::PetBody => uids::POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE,
+        Phantom::Test(t) if t.modality() == "MR" => uids::MR_IMAGE_STORAGE,
+        Phantom::Test(_) => uids::CT_IMAGE_STORAGE,
     }
 }
 
@@ -596,6 +615,8 @@ fn phantom_pixels(p: Phantom, rows: u16, cols: u16, rel: f64, seed: &str) -> Vec
                     }
                     (v + noise.centred() * 15.0).max(0.0)
                 }
+                // drawn by test_phantoms::put_image, never here
+                Phantom::Test(_) => 0.0,
             };
             out.push(v.round().clamp(i16::MIN as f64, i16::MAX as f64) as i16);
         }
@@ -631,6 +652,48 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 3);
+    }
+
+    /// The demo phantoms are pinned byte for byte: `radris demo`, the archive tests and
+    /// benchmarks rely on them. Update the digest only for a deliberate change of the demo.
+    #[test]
+    fn demo_phantom_output_is_pinned() {
+        let mut hasher = Sha256::new();
+        for (i, phantom) in [
+            Phantom::ChestCt,
+            Phantom::HeadCt,
+            Phantom::MrBrain,
+            Phantom::CrChest,
+            Phantom::PetBody,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut spec = ct_study(3, 24, 20, &format!("pin-{i}"));
+            spec.series[0].phantom = phantom;
+            spec.series.push(SeriesSpec {
+                phantom,
+                slices: 120,
+                rows: 4,
+                cols: 6,
+                description: "thin".into(),
+                number: 7,
+            });
+            spec.generate(|g| {
+                hasher.update(g.sop_class_uid.as_bytes());
+                hasher.update(g.sop_instance_uid.as_bytes());
+                hasher.update(g.study_uid.as_bytes());
+                hasher.update(g.series_uid.as_bytes());
+                hasher.update(&g.part10);
+                Ok::<(), DicomError>(())
+            })
+            .unwrap();
+        }
+        let digest = hex::encode(hasher.finalize());
+        assert_eq!(
+            digest,
+            "83b435e2692075462f90f955ad013a21aae0b3f04dc2a0aa2fe9bd7e93d55462"
+        );
     }
 
     #[test]

@@ -1,16 +1,22 @@
-//! MPR timings on a 512³ i16 volume (smooth pseudo-random data): oblique 512² reslice and a
-//! 20 mm axial MIP slab. `cargo bench -p radris-imaging --bench mpr` (release profile).
-//! Prints median/min milliseconds per call.
+//! MPR timings on a 512³ i16 volume (smooth pseudo-random data): oblique and axial 512²
+//! reslices and 20 mm MIP slabs. `cargo bench -p radris-imaging --bench mpr` (criterion;
+//! a table of per-call medians follows criterion's output). `benches/scipy_reslice.py` and
+//! `benches/simpleitk_reslice.py` time the same oblique reslice in scipy and SimpleITK.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use criterion::{Criterion, criterion_group, criterion_main};
 use radris_imaging::mpr::{Plane, SlabMode, reslice, slab};
 use radris_imaging::volume::{Volume, Voxels};
 use rayon::prelude::*;
 
+mod common;
+use common as timing;
+
 const N: usize = 512;
 
+/// The volume of `scipy_reslice.py` / `simpleitk_reslice.py` (same formula, same truncation).
 fn volume() -> Volume {
     // Sum of a few separable low-frequency waves plus a coupled term: smooth, not constant.
     let t = |f: f64, ph: f64| -> Vec<f64> {
@@ -40,30 +46,12 @@ fn volume() -> Volume {
     }
 }
 
-fn time<F: FnMut()>(name: &str, runs: usize, mut f: F) {
-    f(); // warm-up
-    let mut ms: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    println!(
-        "{name:<40} {:>9.2} {:>9.2} {:>9.2} {runs:>5}",
-        ms[ms.len() / 2],
-        ms[0],
-        ms[ms.len() - 1]
-    );
-}
-
-fn main() {
+fn mpr(c: &mut Criterion) {
     let t = Instant::now();
     let vol = volume();
     let centre = vol.index_to_patient([255.5, 255.5, 255.5]);
     println!(
-        "512³ i16 volume built in {:.0} ms; rayon threads: {}",
+        "512³ i16 volume built in {:.0} ms (outside the timings); rayon threads: {}",
         t.elapsed().as_secs_f64() * 1e3,
         rayon::current_num_threads()
     );
@@ -75,25 +63,32 @@ fn main() {
         }
     };
     let axial = Plane::axial(centre, 512, 512, 0.7);
-    println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>5}",
-        "case", "median ms", "min ms", "max ms", "runs"
-    );
-    time("oblique reslice 512x512", 30, || {
-        black_box(reslice(&vol, &oblique).ok());
-    });
-    time("axial reslice 512x512", 30, || {
-        black_box(reslice(&vol, &axial).ok());
-    });
-    time("axial slab MIP 20 mm 512x512", 20, || {
-        black_box(slab(&vol, &axial, 20.0, SlabMode::Mip).ok());
-    });
-    time("oblique slab MIP 20 mm 512x512", 20, || {
-        black_box(slab(&vol, &oblique, 20.0, SlabMode::Mip).ok());
-    });
-    // Sanity: the fraction of NaN in the oblique reslice.
     if let Ok(img) = reslice(&vol, &oblique) {
         let nan = img.data.iter().filter(|x| x.is_nan()).count();
         println!("oblique: {nan} of {} pixels outside", img.data.len());
     }
+    let medians = timing::Medians::default();
+    let mut g = timing::group(c, "mpr 512^3 i16", 50, 3);
+    medians.bench(&mut g, "oblique reslice 512x512", || {
+        black_box(reslice(&vol, &oblique).ok())
+    });
+    medians.bench(&mut g, "axial reslice 512x512", || {
+        black_box(reslice(&vol, &axial).ok())
+    });
+    g.finish();
+    let mut g = timing::group(c, "mpr slab 512^3 i16", 10, 4);
+    medians.bench(&mut g, "axial slab MIP 20 mm 512x512", || {
+        black_box(slab(&vol, &axial, 20.0, SlabMode::Mip).ok())
+    });
+    medians.bench(&mut g, "oblique slab MIP 20 mm 512x512", || {
+        black_box(slab(&vol, &oblique, 20.0, SlabMode::Mip).ok())
+    });
+    medians.bench(&mut g, "oblique slab average 20 mm 512x512", || {
+        black_box(slab(&vol, &oblique, 20.0, SlabMode::Average).ok())
+    });
+    g.finish();
+    medians.print("MPR, 512³ i16 volume, per call:");
 }
+
+criterion_group!(benches, mpr);
+criterion_main!(benches);

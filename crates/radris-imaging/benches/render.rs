@@ -1,13 +1,20 @@
 //! Volume-rendering benchmark: 512×512 renders of a 512³ i16 phantom (bone spheres and
-//! cylinders in a soft-tissue body in air). Run with `cargo bench -p radris-imaging --bench
-//! render`.
+//! cylinders in a soft-tissue body in air), three transfer functions × three cameras.
+//! `cargo bench -p radris-imaging --bench render` (criterion; a table of per-call medians
+//! follows criterion's output). Renders without empty-space skipping are timed once per
+//! transfer function, outside criterion, for comparison.
 
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
 use radris_imaging::render::{
     BrickGrid, Camera, RenderOptions, Renderer, Shading, TransferFunction,
 };
 use radris_imaging::volume::{Volume, Voxels};
 use rayon::prelude::*;
-use std::time::{Duration, Instant};
+
+mod common;
+use common as timing;
 
 const N: usize = 512;
 
@@ -53,32 +60,20 @@ fn phantom() -> Volume {
     }
 }
 
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
-    let mut t: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            std::hint::black_box(f());
-            s.elapsed()
-        })
-        .collect();
-    t.sort();
-    (t[0], t[t.len() / 2])
-}
-
-fn main() {
+fn render(c: &mut Criterion) {
     let t = Instant::now();
     let vol = phantom();
     println!(
-        "phantom {N}³ i16 built in {:.0} ms (threads: {})",
+        "phantom {N}³ i16 built in {:.0} ms (outside the timings); rayon threads: {}",
         t.elapsed().as_secs_f64() * 1e3,
         rayon::current_num_threads()
     );
-    let (bmin, bmed) = time(3, || BrickGrid::new(&vol));
-    println!(
-        "brick grid (once per volume): min {:.1} ms, median {:.1} ms",
-        bmin.as_secs_f64() * 1e3,
-        bmed.as_secs_f64() * 1e3
-    );
+    let medians = timing::Medians::default();
+    let mut g = timing::group(c, "render 512^3 i16", 10, 4);
+    medians.bench(&mut g, "brick grid (once per volume)", || {
+        BrickGrid::new(&vol).ok()
+    });
+    g.finish();
     let grid = match BrickGrid::new(&vol) {
         Ok(g) => g,
         Err(e) => {
@@ -109,62 +104,57 @@ fn main() {
         }
     };
     let cases: Vec<(&str, TransferFunction, Shading)> = vec![
-        ("bone (Phong)", TransferFunction::ct_bone(), Shading::Phong),
-        (
-            "bone (unshaded)",
-            TransferFunction::ct_bone(),
-            Shading::None,
-        ),
-        ("MIP", mip.clone(), Shading::None),
+        ("bone Phong", TransferFunction::ct_bone(), Shading::Phong),
+        ("bone unshaded", TransferFunction::ct_bone(), Shading::None),
+        ("MIP", mip, Shading::None),
     ];
-    println!(
-        "\n{:<18} {:<12} {:>9} {:>9} {:>10} {:>11}",
-        "transfer fn", "camera", "min ms", "med ms", "prep ms", "no-skip ms"
-    );
+    let mut extra = Vec::new();
+    let mut g = timing::group(c, "render 512^3 i16", 10, 4);
     for (name, tf, shading) in &cases {
+        let opts = RenderOptions {
+            shading: *shading,
+            ..Default::default()
+        };
+        let tp = Instant::now();
+        let r = match Renderer::with_grid(&vol, &grid, tf, opts) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return;
+            }
+        };
+        extra.push(format!(
+            "{name}: preparation (LUT, brick flags) {:.2} ms",
+            tp.elapsed().as_secs_f64() * 1e3
+        ));
         for (cname, cam) in [
             ("anterior", &anterior),
             ("oblique", &oblique),
             ("perspective", &persp),
         ] {
-            let opts = RenderOptions {
-                shading: *shading,
-                ..Default::default()
-            };
-            let tp = Instant::now();
-            let r = match Renderer::with_grid(&vol, &grid, tf, opts) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return;
-                }
-            };
-            let prep = tp.elapsed();
-            let (min, med) = time(5, || r.render(cam, 512, 512));
-            let noskip = if cname == "anterior" {
-                let o = RenderOptions {
-                    empty_space_skipping: false,
-                    ..opts
-                };
-                match Renderer::with_grid(&vol, &grid, tf, o) {
-                    Ok(r) => format!(
-                        "{:.1}",
-                        time(1, || r.render(cam, 512, 512)).0.as_secs_f64() * 1e3
-                    ),
-                    Err(e) => e.to_string(),
-                }
-            } else {
-                "-".into()
-            };
-            println!(
-                "{:<18} {:<12} {:>9.1} {:>9.1} {:>10.2} {:>11}",
-                name,
-                cname,
-                min.as_secs_f64() * 1e3,
-                med.as_secs_f64() * 1e3,
-                prep.as_secs_f64() * 1e3,
-                noskip
-            );
+            medians.bench(&mut g, &format!("{name} {cname} 512x512"), || {
+                r.render(cam, 512, 512).ok()
+            });
+        }
+        let o = RenderOptions {
+            empty_space_skipping: false,
+            ..opts
+        };
+        if let Ok(r) = Renderer::with_grid(&vol, &grid, tf, o) {
+            let t = Instant::now();
+            let ok = r.render(&anterior, 512, 512).is_ok();
+            extra.push(format!(
+                "{name}: anterior without empty-space skipping {:.1} ms (once, ok: {ok})",
+                t.elapsed().as_secs_f64() * 1e3
+            ));
         }
     }
+    g.finish();
+    medians.print("Volume rendering, 512×512 of a 512³ i16 volume, per call:");
+    for line in extra {
+        println!("{line}");
+    }
 }
+
+criterion_group!(benches, render);
+criterion_main!(benches);

@@ -84,7 +84,10 @@ pub fn frames_from_part10(bytes: &[u8]) -> Result<Vec<SeriesFrame>, FrameError> 
 fn text(el: Option<&InMemElement>) -> Option<String> {
     el?.to_str()
         .ok()
-        .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_owned())
+        .map(|s| {
+            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_owned()
+        })
         .filter(|s| !s.is_empty())
 }
 
@@ -205,8 +208,13 @@ pub fn frames_from_object(obj: &FileObject) -> Result<Vec<SeriesFrame>, FrameErr
         let intercept =
             float(frame_attr(obj, index, transform, tags::RESCALE_INTERCEPT)).unwrap_or(0.0);
         let content = tags::FRAME_CONTENT_SEQUENCE;
-        let temporal_position =
-            int(frame_attr(obj, index, content, tags::TEMPORAL_POSITION_INDEX)).or(image_temporal);
+        let temporal_position = int(frame_attr(
+            obj,
+            index,
+            content,
+            tags::TEMPORAL_POSITION_INDEX,
+        ))
+        .or(image_temporal);
         let trigger_time_ms = float(frame_attr(
             obj,
             index,
@@ -268,7 +276,7 @@ fn to_pixels(bytes: &[u8], bits: u16, signed: bool) -> Option<SlicePixels> {
     Some(match (bits, signed) {
         (8, false) => SlicePixels::U16(bytes.iter().map(|&b| u16::from(b)).collect()),
         (8, true) => SlicePixels::I16(bytes.iter().map(|&b| i16::from(b as i8)).collect()),
-        (16, _) if bytes.len() % 2 != 0 => return None,
+        (16, _) if !bytes.len().is_multiple_of(2) => return None,
         (16, true) => SlicePixels::I16(
             bytes
                 .chunks_exact(2)
@@ -281,7 +289,7 @@ fn to_pixels(bytes: &[u8], bits: u16, signed: bool) -> Option<SlicePixels> {
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .collect(),
         ),
-        (32, _) if bytes.len() % 4 != 0 => return None,
+        (32, _) if !bytes.len().is_multiple_of(4) => return None,
         (32, true) => SlicePixels::F32(
             bytes
                 .chunks_exact(4)

@@ -8,9 +8,18 @@
 //! * [`mpr`]: orthogonal, oblique and curved reformats, thick slabs (MIP/MinIP/average).
 //! * [`render`]: CPU ray casting with transfer functions and cameras.
 //! * [`quant`]: ROI statistics, segmentation volumes, distances, calcium score, bone density.
+//! * [`register`]: rigid registration by mutual information, for series without a shared
+//!   Frame of Reference (or across modalities).
+//! * [`fusion`]: a second series resampled into the first's grid and blended over it with a
+//!   colour map and opacity.
+//! * [`temporal`]: 4D — frames grouped into phases (temporal position, trigger time,
+//!   acquisition time), one volume per phase, cine, time-intensity curves.
 
 pub mod dicom;
+pub mod fusion;
 pub mod mpr;
 pub mod quant;
+pub mod register;
 pub mod render;
+pub mod temporal;
 pub mod volume;

@@ -5,6 +5,8 @@
 //! `origin + (c − (width−1)/2)·pixel_mm·u + (r − (height−1)/2)·pixel_mm·v`; `u` points right
 //! along a row, `v` down the columns, and the plane normal is `u × v`.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -215,7 +217,12 @@ struct Grid {
 
 impl Grid {
     fn new(vol: &Volume) -> Result<Grid, MprError> {
-        if vol.voxels.len() != vol.voxel_count() || vol.voxel_count() == 0 {
+        // Checked: the sampling kernel's unchecked reads rely on every index expression
+        // staying below this count without wrapping.
+        let count = vol.dims[0]
+            .checked_mul(vol.dims[1])
+            .and_then(|x| x.checked_mul(vol.dims[2]));
+        if count != Some(vol.voxels.len()) || vol.voxels.is_empty() {
             return Err(MprError::BadVolume);
         }
         let m = vol.patient_to_index_matrix().ok_or(MprError::BadVolume)?;
@@ -248,57 +255,206 @@ impl Grid {
     fn dir_to_index(&self, d: V3) -> V3 {
         mat_vec(&self.m, d)
     }
-}
 
-/// Samples `out.len()` points starting at index-space `start`, adding `du` per pixel.
-/// Monomorphised per stored type; no enum match in the loop.
-#[inline]
-fn sample_row<T: Copy + Into<f32>>(g: &Grid, data: &[T], start: V3, du: V3, out: &mut [f32]) {
-    let sy = g.dims[0];
-    let sz = g.dims[0] * g.dims[1];
-    let [ox, oy, oz] = g.step;
-    let (mut x, mut y, mut z) = (start[0], start[1], start[2]);
-    for o in out.iter_mut() {
-        *o = if x >= 0.0 && y >= 0.0 && z >= 0.0 && x <= g.lim[0] && y <= g.lim[1] && z <= g.lim[2]
-        {
-            let i = (x as usize).min(g.max_base[0]);
-            let j = (y as usize).min(g.max_base[1]);
-            let k = (z as usize).min(g.max_base[2]);
-            let fx = (x - i as f64) as f32;
-            let fy = (y - j as f64) as f32;
-            let fz = (z - k as f64) as f32;
-            let b = i + sy * j + sz * k;
-            // All eight indices are < len by construction of max_base/step.
-            let c = |idx: usize| -> f32 { data[idx].into() };
-            let c000 = c(b);
-            let c100 = c(b + ox);
-            let c010 = c(b + oy);
-            let c110 = c(b + oy + ox);
-            let c001 = c(b + oz);
-            let c101 = c(b + oz + ox);
-            let c011 = c(b + oz + oy);
-            let c111 = c(b + oz + oy + ox);
-            let a0 = c000 + (c100 - c000) * fx;
-            let a1 = c010 + (c110 - c010) * fx;
-            let a2 = c001 + (c101 - c001) * fx;
-            let a3 = c011 + (c111 - c011) * fx;
-            let b0 = a0 + (a1 - a0) * fy;
-            let b1 = a2 + (a3 - a2) * fy;
-            (b0 + (b1 - b0) * fz) * g.slope + g.intercept
-        } else {
-            f32::NAN
-        };
-        x += du[0];
-        y += du[1];
-        z += du[2];
+    /// Whether a continuous index lies in the box of voxel centres `[0, dims − 1]`.
+    #[inline]
+    /// Within the grid, give or take [`EDGE_EPS`]: a plane laid exactly on the first or last
+    /// voxel plane (a reformat on the source grid) must not lose it to rounding.
+    fn inside(&self, p: V3) -> bool {
+        (0..3).all(|a| p[a] >= -EDGE_EPS && p[a] <= self.lim[a] + EDGE_EPS)
     }
 }
 
-fn sample_row_dyn(g: &Grid, vox: &Voxels, start: V3, du: V3, out: &mut [f32]) {
-    match vox {
-        Voxels::I16(d) => sample_row(g, d, start, du, out),
-        Voxels::U16(d) => sample_row(g, d, start, du, out),
-        Voxels::F32(d) => sample_row(g, d, start, du, out),
+/// How far (in voxels) outside the grid a sample still counts as on its edge; the clamped
+/// loop of [`sample_span`] then reads the edge voxel.
+const EDGE_EPS: f64 = 1e-6;
+
+/// Fraction bits of the fixed-point index coordinates the inner loop steps with: integer
+/// adds instead of float → integer conversions, and room for 2³⁹ voxels per axis.
+const FRAC_BITS: u32 = 24;
+const FIX_ONE: f64 = (1u64 << FRAC_BITS) as f64;
+const FIX_INV: f32 = 1.0 / (1u64 << FRAC_BITS) as f32;
+
+/// Output tile edge in pixels. Rows are sampled in bands of `TILE_ROWS`, each band column
+/// block by column block, so that the samples of neighbouring rows of an oblique plane (which
+/// read overlapping voxels) run close together and hit L1 instead of L2/memory. Every span
+/// re-anchors its fixed-point position from `f64`, which bounds the stepping drift to
+/// `TILE_COLS · 2⁻²⁵` voxel.
+const TILE_COLS: usize = 64;
+const TILE_ROWS: usize = 8;
+
+/// A straight run of samples in index space: sample `c` sits at `start + c·step`.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    start: V3,
+    step: V3,
+}
+
+impl Line {
+    #[inline]
+    fn at(&self, c: usize) -> V3 {
+        let c = c as f64;
+        [
+            self.start[0] + c * self.step[0],
+            self.start[1] + c * self.step[1],
+            self.start[2] + c * self.step[2],
+        ]
+    }
+
+    /// The samples among `0..n` that lie inside the grid (`Grid::inside` of `at(c)`).
+    ///
+    /// Each coordinate of `at(c)` is monotonic in `c` (rounding is monotonic), so the inside
+    /// samples form one range. It is bracketed analytically (clipping the line against the
+    /// box, with a margin for rounding) and the ends are then settled with the exact test,
+    /// so the inner loops need no bounds test and agree with a per-sample check.
+    fn inside_range(&self, g: &Grid, n: usize) -> Range<usize> {
+        if n == 0 {
+            return 0..0;
+        }
+        let (mut lo, mut hi) = (0.0f64, (n - 1) as f64);
+        for a in 0..3 {
+            let (s, d) = (self.start[a], self.step[a]);
+            if d == 0.0 {
+                if !(s >= -EDGE_EPS && s <= g.lim[a] + EDGE_EPS) {
+                    return 0..0;
+                }
+                continue;
+            }
+            let (t0, t1) = ((0.0 - s) / d, (g.lim[a] - s) / d);
+            lo = lo.max(t0.min(t1) - 2.0);
+            hi = hi.min(t0.max(t1) + 2.0);
+        }
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return 0..0;
+        }
+        // lo, hi ∈ [0, n − 1] here, so the conversions are exact.
+        let (mut lo, mut hi) = (lo.ceil() as usize, hi.floor() as usize);
+        while lo <= hi && !g.inside(self.at(lo)) {
+            lo += 1;
+        }
+        while lo <= hi && !g.inside(self.at(hi)) {
+            if hi == 0 {
+                return 0..0;
+            }
+            hi -= 1;
+        }
+        if lo <= hi { lo..hi + 1 } else { 0..0 }
+    }
+}
+
+#[inline]
+fn to_fixed(x: f64) -> i64 {
+    (x * FIX_ONE) as i64
+}
+
+/// Trilinear blend of the 2×2×2 cell at linear index `b` (neighbours at `+ox`, `+oy`, `+oz`).
+///
+/// The caller guarantees `b + ox + oy + oz < data.len()` (see [`sample_span`]).
+#[inline(always)]
+fn trilerp<T: Copy + Into<f32>>(
+    data: &[T],
+    b: usize,
+    [ox, oy, oz]: [usize; 3],
+    fx: f32,
+    fy: f32,
+    fz: f32,
+) -> f32 {
+    debug_assert!(b + ox + oy + oz < data.len());
+    // SAFETY: every index below is ≤ b + ox + oy + oz, which the caller keeps in bounds.
+    let c = |idx: usize| -> f32 { unsafe { *data.get_unchecked(idx) }.into() };
+    let c000 = c(b);
+    let c100 = c(b + ox);
+    let c010 = c(b + oy);
+    let c110 = c(b + oy + ox);
+    let c001 = c(b + oz);
+    let c101 = c(b + oz + ox);
+    let c011 = c(b + oz + oy);
+    let c111 = c(b + oz + oy + ox);
+    let a0 = c000 + (c100 - c000) * fx;
+    let a1 = c010 + (c110 - c010) * fx;
+    let a2 = c001 + (c101 - c001) * fx;
+    let a3 = c011 + (c111 - c011) * fx;
+    let b0 = a0 + (a1 - a0) * fy;
+    let b1 = a2 + (a3 - a2) * fy;
+    b0 + (b1 - b0) * fz
+}
+
+/// Samples `out.len()` points of `line` starting at sample `first`; all of them must lie
+/// inside the grid (a sub-range of [`Line::inside_range`]). Monomorphised per stored type.
+///
+/// The position steps in fixed point. Bounds: with base indices `i ≤ max_base[0]`,
+/// `j ≤ max_base[1]`, `k ≤ max_base[2]` and neighbour offsets that are 0 on an axis of size 1,
+/// `b + ox + oy + oz ≤ (dims[0] − 1) + dims[0]·(dims[1] − 1) + dims[0]·dims[1]·(dims[2] − 1)
+/// = voxel count − 1`, and `Grid::new` checked (without overflow) that the buffer holds
+/// exactly that count. Spans whose two ends lie in `[0, (max_base + 1)·2^FRAC_BITS)` on every
+/// axis have all their samples there (the positions are linear, exact integers), so their
+/// base indices need no clamp; other spans (the last voxel plane, rounding at the edges)
+/// clamp each base index to `[0, max_base]`, which also gives the last voxel plane a weight
+/// of 1 from its lower neighbour, as `Volume::sample` does. Both loops compute the same
+/// values wherever both apply.
+#[inline]
+fn sample_span<T: Copy + Into<f32>>(
+    g: &Grid,
+    data: &[T],
+    line: &Line,
+    first: usize,
+    out: &mut [f32],
+) {
+    let sy = g.dims[0];
+    let sz = g.dims[0] * g.dims[1];
+    let p0 = line.at(first);
+    let mut p = p0.map(to_fixed);
+    // With two or more inside samples |step| ≤ dims − 1 on every axis, so these fit; the
+    // wrapping adds only matter after the last sample of a one-sample span.
+    let d = line.step.map(to_fixed);
+    let (slope, intercept) = (g.slope, g.intercept);
+    let last = i64::try_from(out.len().saturating_sub(1)).unwrap_or(i64::MAX);
+    let unclamped = (0..3).all(|a| {
+        let top = i64::try_from(g.max_base[a] + 1)
+            .ok()
+            .and_then(|m| m.checked_mul(1 << FRAC_BITS));
+        let end = d[a].checked_mul(last).and_then(|x| x.checked_add(p[a]));
+        matches!((top, end), (Some(t), Some(e)) if p[a] >= 0 && e >= 0 && p[a] < t && e < t)
+    });
+    if unclamped {
+        const MASK: i64 = (1 << FRAC_BITS) - 1;
+        for o in out.iter_mut() {
+            let b = (p[0] >> FRAC_BITS) as usize
+                + sy * (p[1] >> FRAC_BITS) as usize
+                + sz * (p[2] >> FRAC_BITS) as usize;
+            let [fx, fy, fz] = p.map(|x| (x & MASK) as f32 * FIX_INV);
+            *o = trilerp(data, b, g.step, fx, fy, fz) * slope + intercept;
+            for a in 0..3 {
+                p[a] = p[a].wrapping_add(d[a]);
+            }
+        }
+        return;
+    }
+    let base = |p: i64, max: usize| -> (usize, f32) {
+        let i = ((p.max(0) >> FRAC_BITS) as usize).min(max);
+        (i, (p - ((i as i64) << FRAC_BITS)) as f32 * FIX_INV)
+    };
+    for o in out.iter_mut() {
+        let (i, fx) = base(p[0], g.max_base[0]);
+        let (j, fy) = base(p[1], g.max_base[1]);
+        let (k, fz) = base(p[2], g.max_base[2]);
+        *o = trilerp(data, i + sy * j + sz * k, g.step, fx, fy, fz) * slope + intercept;
+        for a in 0..3 {
+            p[a] = p[a].wrapping_add(d[a]);
+        }
+    }
+}
+
+/// The whole line into `out` (`out.len()` samples), NaN outside the grid.
+fn sample_line<T: Copy + Into<f32>>(g: &Grid, data: &[T], line: &Line, out: &mut [f32]) {
+    let inside = line.inside_range(g, out.len());
+    out[..inside.start].fill(f32::NAN);
+    out[inside.end..].fill(f32::NAN);
+    let mut c = inside.start;
+    while c < inside.end {
+        let e = (c + TILE_COLS).min(inside.end);
+        sample_span(g, data, line, c, &mut out[c..e]);
+        c = e;
     }
 }
 
@@ -319,16 +475,45 @@ fn row_start(start: V3, dv: V3, r: usize) -> V3 {
 pub fn reslice(vol: &Volume, plane: &Plane) -> Result<Image, MprError> {
     let plane = plane.validated()?;
     let g = Grid::new(vol)?;
-    let (start, du, dv) = plane_steps(&g, &plane, [0.0; 3]);
-    let mut data = vec![0.0f32; plane.width * plane.height];
-    data.par_chunks_mut(plane.width)
-        .enumerate()
-        .for_each(|(r, out)| sample_row_dyn(&g, &vol.voxels, row_start(start, dv, r), du, out));
+    let data = match &vol.voxels {
+        Voxels::I16(d) => reslice_typed(&g, d, &plane),
+        Voxels::U16(d) => reslice_typed(&g, d, &plane),
+        Voxels::F32(d) => reslice_typed(&g, d, &plane),
+    };
     Ok(Image {
         width: plane.width,
         height: plane.height,
         data,
     })
+}
+
+fn reslice_typed<T: Copy + Into<f32> + Sync>(g: &Grid, vox: &[T], plane: &Plane) -> Vec<f32> {
+    let (start, du, dv) = plane_steps(g, plane, [0.0; 3]);
+    let w = plane.width;
+    let mut data = vec![f32::NAN; w * plane.height];
+    data.par_chunks_mut(w * TILE_ROWS)
+        .enumerate()
+        .for_each(|(band, rows)| {
+            let lines: Vec<(Line, Range<usize>)> = (0..rows.len() / w)
+                .map(|i| {
+                    let line = Line {
+                        start: row_start(start, dv, band * TILE_ROWS + i),
+                        step: du,
+                    };
+                    (line, line.inside_range(g, w))
+                })
+                .collect();
+            for c0 in (0..w).step_by(TILE_COLS) {
+                let c1 = (c0 + TILE_COLS).min(w);
+                for (out, (line, inside)) in rows.chunks_mut(w).zip(&lines) {
+                    let (lo, hi) = (inside.start.max(c0), inside.end.min(c1));
+                    if lo < hi {
+                        sample_span(g, vox, line, lo, &mut out[lo..hi]);
+                    }
+                }
+            }
+        });
+    data
 }
 
 /// How a thick slab combines its samples.
@@ -365,7 +550,6 @@ pub fn slab(
     } else {
         (thickness_mm / min_sp).ceil() as usize + 1
     };
-    let normal = plane.normal();
     let offsets: Vec<f64> = (0..n_samples)
         .map(|s| {
             if n_samples == 1 {
@@ -375,47 +559,112 @@ pub fn slab(
             }
         })
         .collect();
-    let (start0, du, dv) = plane_steps(&g, &plane, [0.0; 3]);
-    let dn = g.dir_to_index(normal);
-    let w = plane.width;
-    let mut data = vec![0.0f32; w * plane.height];
-    data.par_chunks_mut(w).enumerate().for_each(|(r, out)| {
-        let mut tmp = vec![0.0f32; w];
-        let mut count = vec![0u32; w];
-        let init = match mode {
-            SlabMode::Mip => f32::NEG_INFINITY,
-            SlabMode::MinIp => f32::INFINITY,
-            SlabMode::Average => 0.0,
-        };
-        out.fill(init);
-        let base = row_start(start0, dv, r);
-        for &t in &offsets {
-            sample_row_dyn(&g, &vol.voxels, add(base, scale(dn, t)), du, &mut tmp);
-            for ((o, c), &x) in out.iter_mut().zip(count.iter_mut()).zip(&tmp) {
-                if x.is_nan() {
-                    continue;
-                }
-                *c += 1;
-                *o = match mode {
-                    SlabMode::Mip => o.max(x),
-                    SlabMode::MinIp => o.min(x),
-                    SlabMode::Average => *o + x,
-                };
-            }
-        }
-        for (o, &c) in out.iter_mut().zip(&count) {
-            if c == 0 {
-                *o = f32::NAN;
-            } else if mode == SlabMode::Average {
-                *o /= c as f32;
-            }
-        }
-    });
+    let data = match &vol.voxels {
+        Voxels::I16(d) => slab_typed(&g, d, &plane, &offsets, mode),
+        Voxels::U16(d) => slab_typed(&g, d, &plane, &offsets, mode),
+        Voxels::F32(d) => slab_typed(&g, d, &plane, &offsets, mode),
+    };
     Ok(Image {
-        width: w,
+        width: plane.width,
         height: plane.height,
         data,
     })
+}
+
+/// Folds one span of samples into the slab accumulators. A NaN sample (NaN stored data) is
+/// ignored like a sample outside the volume.
+#[inline]
+fn accumulate(mode: SlabMode, acc: &mut [f32], count: &mut [u32], samples: &[f32]) {
+    let it = acc.iter_mut().zip(count.iter_mut()).zip(samples);
+    match mode {
+        SlabMode::Mip => {
+            for ((o, c), &x) in it {
+                if !x.is_nan() {
+                    *c += 1;
+                    *o = o.max(x);
+                }
+            }
+        }
+        SlabMode::MinIp => {
+            for ((o, c), &x) in it {
+                if !x.is_nan() {
+                    *c += 1;
+                    *o = o.min(x);
+                }
+            }
+        }
+        SlabMode::Average => {
+            for ((o, c), &x) in it {
+                if !x.is_nan() {
+                    *c += 1;
+                    *o += x;
+                }
+            }
+        }
+    }
+}
+
+fn slab_typed<T: Copy + Into<f32> + Sync>(
+    g: &Grid,
+    vox: &[T],
+    plane: &Plane,
+    offsets: &[f64],
+    mode: SlabMode,
+) -> Vec<f32> {
+    let (start0, du, dv) = plane_steps(g, plane, [0.0; 3]);
+    let dn = g.dir_to_index(plane.normal());
+    let w = plane.width;
+    let init = match mode {
+        SlabMode::Mip => f32::NEG_INFINITY,
+        SlabMode::MinIp => f32::INFINITY,
+        SlabMode::Average => 0.0,
+    };
+    let mut data = vec![init; w * plane.height];
+    data.par_chunks_mut(w * TILE_ROWS)
+        .enumerate()
+        .for_each(|(band, rows)| {
+            let n_rows = rows.len() / w;
+            // Per row of the band, per offset: the shifted line and its inside samples.
+            let lines: Vec<(Line, Range<usize>)> = (0..n_rows)
+                .flat_map(|i| {
+                    let base = row_start(start0, dv, band * TILE_ROWS + i);
+                    offsets.iter().map(move |&t| {
+                        let line = Line {
+                            start: add(base, scale(dn, t)),
+                            step: du,
+                        };
+                        (line, line.inside_range(g, w))
+                    })
+                })
+                .collect();
+            let mut count = vec![0u32; rows.len()];
+            let mut tmp = [0.0f32; TILE_COLS];
+            for c0 in (0..w).step_by(TILE_COLS) {
+                let c1 = (c0 + TILE_COLS).min(w);
+                for ((out, cnt), row_lines) in rows
+                    .chunks_mut(w)
+                    .zip(count.chunks_mut(w))
+                    .zip(lines.chunks(offsets.len().max(1)))
+                {
+                    for (line, inside) in row_lines {
+                        let (lo, hi) = (inside.start.max(c0), inside.end.min(c1));
+                        if lo < hi {
+                            let s = &mut tmp[..hi - lo];
+                            sample_span(g, vox, line, lo, s);
+                            accumulate(mode, &mut out[lo..hi], &mut cnt[lo..hi], s);
+                        }
+                    }
+                }
+            }
+            for (o, &c) in rows.iter_mut().zip(&count) {
+                if c == 0 {
+                    *o = f32::NAN;
+                } else if mode == SlabMode::Average {
+                    *o /= c as f32;
+                }
+            }
+        });
+    data
 }
 
 /// Curved planar reformation along a patient-space polyline, straightened: column `c` is the
@@ -486,7 +735,14 @@ pub fn curved(
     colmajor
         .par_chunks_mut(nrows)
         .zip(cols_geo.par_iter())
-        .for_each(|(out, &(start, step))| sample_row_dyn(&g, &vol.voxels, start, step, out));
+        .for_each(|(out, &(start, step))| {
+            let line = Line { start, step };
+            match &vol.voxels {
+                Voxels::I16(d) => sample_line(&g, d, &line, out),
+                Voxels::U16(d) => sample_line(&g, d, &line, out),
+                Voxels::F32(d) => sample_line(&g, d, &line, out),
+            }
+        });
     let mut data = vec![0.0f32; ncols * nrows];
     for c in 0..ncols {
         for r in 0..nrows {

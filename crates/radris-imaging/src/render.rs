@@ -581,6 +581,11 @@ pub struct Renderer<'a> {
     /// MIP: once a ray reaches this stored value its pixel cannot change (the volume's
     /// maximum, or the ramp's top), so the ray stops.
     mip_ceiling: f32,
+    /// Index-space box (per axis `[lo, hi]`) outside which no sample can change a pixel: the
+    /// voxel range of the bricks that are visible (composite) or exceed `mip_floor` (MIP),
+    /// widened by one voxel. `None` when there are none. Rays are clipped to it before
+    /// stepping, so the air around a body costs nothing.
+    focus: Option<[[f64; 2]; 3]>,
 }
 
 impl<'a> Renderer<'a> {
@@ -681,7 +686,34 @@ impl<'a> Renderer<'a> {
                 }
             }
         }
+        // A sample outside `focus` reads only voxels of bricks that cannot matter: along
+        // the clipped axis its 2×2×2 cell lies in a brick beyond the interesting range
+        // (bricks share their boundary voxels), so its value is within that brick's
+        // min/max: transparent (composite) or not above `mip_floor` (MIP).
+        let mut focus: Option<[[f64; 2]; 3]> = None;
+        for bz in 0..bdims[2] {
+            for by in 0..bdims[1] {
+                for bx in 0..bdims[0] {
+                    let b = bx + bdims[0] * (by + bdims[1] * bz);
+                    let matters = match tf.mode {
+                        RenderMode::Composite => brick_visible[b],
+                        RenderMode::Mip => grid.max[b] > mip_floor,
+                    };
+                    if !matters {
+                        continue;
+                    }
+                    let f = focus.get_or_insert([[f64::INFINITY, f64::NEG_INFINITY]; 3]);
+                    for (a, bi) in [bx, by, bz].into_iter().enumerate() {
+                        let lo = (bi * BRICK) as f64;
+                        let hi = ((bi + 1) * BRICK).min(vol.dims[a] - 1) as f64;
+                        f[a][0] = f[a][0].min(lo - 1.0);
+                        f[a][1] = f[a][1].max(hi + 1.0);
+                    }
+                }
+            }
+        }
         Ok(Self {
+            focus,
             vol,
             m_inv,
             m_inv_t,
@@ -795,31 +827,71 @@ impl<'a> Renderer<'a> {
         }
         let dt = self.step_mm;
         let n_steps = ((t1 - t0) / dt).floor() as usize + 1;
+        // Samples n_first..n_end can matter (see `focus`), with one sample of slack each
+        // side; sample positions stay base + n·step, so clipping cannot move them.
+        let (n_first, n_end) = if self.opts.empty_space_skipping {
+            let Some(f) = self.focus else {
+                return self.finish_empty();
+            };
+            let (mut a0, mut a1) = (t0, t1);
+            for a in 0..3 {
+                if d[a].abs() < 1e-12 {
+                    if o[a] < f[a][0] || o[a] > f[a][1] {
+                        return self.finish_empty();
+                    }
+                } else {
+                    let (ta, tb) = ((f[a][0] - o[a]) / d[a], (f[a][1] - o[a]) / d[a]);
+                    a0 = a0.max(ta.min(tb));
+                    a1 = a1.min(ta.max(tb));
+                }
+            }
+            if a0.is_nan() || a1.is_nan() || a0 > a1 {
+                return self.finish_empty();
+            }
+            let first = ((a0 - t0) / dt).floor() - 1.0;
+            let end = ((a1 - t0) / dt).ceil() + 2.0;
+            (
+                first.max(0.0) as usize,
+                (end.max(0.0) as usize).min(n_steps),
+            )
+        } else {
+            (0, n_steps)
+        };
         let sampler = Sampler { data, dims };
         let skip = self.opts.empty_space_skipping;
         let (bdims, mdims) = (self.bdims, self.mdims);
         let inv_d = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
-        let cell_of = |p: [f32; 3], size: usize, cd: [usize; 3]| -> usize {
-            let cx = ((p[0].max(0.0) as usize) / size).min(cd[0] - 1);
-            let cy = ((p[1].max(0.0) as usize) / size).min(cd[1] - 1);
-            let cz = ((p[2].max(0.0) as usize) / size).min(cd[2] - 1);
-            cx + cd[0] * (cy + cd[1] * cz)
+        let inv_dt = 1.0 / dt;
+        // Whole-voxel coordinates of p (clamped at 0), converted once per cell test and shared
+        // by the macro-brick and brick lookups.
+        let voxel_of = |p: [f32; 3]| -> [usize; 3] { p.map(|x| x.max(0.0) as usize) };
+        let cell = |v: [usize; 3], size: usize, cd: [usize; 3]| -> [usize; 3] {
+            [
+                (v[0] / size).min(cd[0] - 1),
+                (v[1] / size).min(cd[1] - 1),
+                (v[2] / size).min(cd[2] - 1),
+            ]
         };
-        // Index of the first sample at or after the exit of the cell (brick or macro brick)
-        // containing p.
-        let next_after = |n: usize, p: [f32; 3], size: usize, cd: [usize; 3]| -> usize {
+        let flat =
+            |c: [usize; 3], cd: [usize; 3]| -> usize { c[0] + cd[0] * (c[1] + cd[1] * c[2]) };
+        // Index of the first sample at or after the exit of cell `c` (brick or macro brick,
+        // edge `size`) that sample n lies in.
+        let next_after = |n: usize, c: [usize; 3], size: usize| -> usize {
             let mut t_exit = f64::INFINITY;
             for a in 0..3 {
-                let c = ((p[a].max(0.0) as usize) / size).min(cd[a] - 1);
                 if d[a] > 1e-12 {
-                    t_exit = t_exit.min((((c + 1) * size) as f64 - o[a]) * inv_d[a]);
+                    t_exit = t_exit.min((((c[a] + 1) * size) as f64 - o[a]) * inv_d[a]);
                 } else if d[a] < -1e-12 {
-                    t_exit = t_exit.min(((c * size) as f64 - o[a]) * inv_d[a]);
+                    t_exit = t_exit.min(((c[a] * size) as f64 - o[a]) * inv_d[a]);
                 }
             }
-            let m = ((t_exit - t0) / dt).ceil();
+            let m = (t_exit - t0) * inv_dt;
             if m.is_finite() && m > n as f64 {
-                (m as usize).max(n + 1)
+                // ⌈m⌉ without a libm call (the baseline x86-64 target has no `roundsd`);
+                // m > n ≥ 0, so truncation is the floor.
+                let f = m as usize;
+                let c = if (f as f64) < m { f + 1 } else { f };
+                c.max(n + 1)
             } else {
                 n + 1
             }
@@ -843,24 +915,44 @@ impl<'a> Renderer<'a> {
         match self.mode {
             RenderMode::Mip => {
                 let mut best = self.mip_floor;
-                let mut n = 0;
-                while n < n_steps {
+                let mut n = n_first;
+                // Samples run brick by brick: the skip tests happen once per brick entered,
+                // not per sample. A sample of the run that rounding places in a neighbouring
+                // brick is still bounded by that brick's max, so taking it cannot change the
+                // maximum where the per-sample test would have skipped it.
+                'ray: while n < n_end {
                     let p = pos(n);
-                    if skip {
-                        if self.macro_max[cell_of(p, MACRO_VOXELS, mdims)] <= best {
-                            n = next_after(n, p, MACRO_VOXELS, mdims);
+                    let (end, cap) = if skip {
+                        let v = voxel_of(p);
+                        let mc = cell(v, MACRO_VOXELS, mdims);
+                        if self.macro_max[flat(mc, mdims)] <= best {
+                            n = next_after(n, mc, MACRO_VOXELS);
                             continue;
                         }
-                        if self.brick_max[cell_of(p, BRICK, bdims)] <= best {
-                            n = next_after(n, p, BRICK, bdims);
+                        let bc = cell(v, BRICK, bdims);
+                        let cap = self.brick_max[flat(bc, bdims)];
+                        if cap <= best {
+                            n = next_after(n, bc, BRICK);
                             continue;
                         }
+                        (next_after(n, bc, BRICK).min(n_end), cap)
+                    } else {
+                        (n_end, f32::INFINITY)
+                    };
+                    let mut next = end;
+                    for m in n..end {
+                        best = best.max(sampler.trilinear(pos(m)));
+                        if best >= self.mip_ceiling {
+                            break 'ray;
+                        }
+                        if best >= cap {
+                            // The brick cannot raise the maximum any more: back to the
+                            // per-brick tests, which skip the rest of it.
+                            next = m + 1;
+                            break;
+                        }
                     }
-                    best = best.max(sampler.trilinear(p));
-                    if best >= self.mip_ceiling {
-                        break;
-                    }
-                    n += 1;
+                    n = next;
                 }
                 let e = self.lut[self.bin(best)];
                 [to_u8(e[0]), to_u8(e[1]), to_u8(e[2]), 255]
@@ -868,39 +960,61 @@ impl<'a> Renderer<'a> {
             RenderMode::Composite => {
                 let (mut r, mut g, mut b, mut acc) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
                 let light = [-dir[0], -dir[1], -dir[2]];
-                let mut n = 0;
-                while n < n_steps {
+                let mut n = n_first;
+                // Brick by brick as for MIP: a sample that rounding places in an invisible
+                // neighbouring brick has zero opacity there, so taking it changes nothing.
+                'ray: while n < n_end {
                     let p = pos(n);
-                    if skip {
-                        if !self.macro_visible[cell_of(p, MACRO_VOXELS, mdims)] {
-                            n = next_after(n, p, MACRO_VOXELS, mdims);
+                    let end = if skip {
+                        let v = voxel_of(p);
+                        let mc = cell(v, MACRO_VOXELS, mdims);
+                        if !self.macro_visible[flat(mc, mdims)] {
+                            n = next_after(n, mc, MACRO_VOXELS);
                             continue;
                         }
-                        if !self.brick_visible[cell_of(p, BRICK, bdims)] {
-                            n = next_after(n, p, BRICK, bdims);
+                        let bc = cell(v, BRICK, bdims);
+                        if !self.brick_visible[flat(bc, bdims)] {
+                            n = next_after(n, bc, BRICK);
                             continue;
                         }
-                    }
-                    let e = self.lut[self.bin(sampler.trilinear(p))];
-                    let a = e[3];
-                    if a > 0.0 {
-                        let (diff, spec) = match self.opts.shading {
-                            Shading::None => (1.0, 0.0),
-                            sh => self.shade(&sampler, p, light, sh == Shading::Phong),
-                        };
-                        let w = (1.0 - acc) * a;
-                        r += w * (e[0] * diff + spec);
-                        g += w * (e[1] * diff + spec);
-                        b += w * (e[2] * diff + spec);
-                        acc += w;
-                        if acc > self.opts.early_termination {
-                            break;
+                        next_after(n, bc, BRICK).min(n_end)
+                    } else {
+                        n_end
+                    };
+                    for m in n..end {
+                        let p = pos(m);
+                        let e = self.lut[self.bin(sampler.trilinear(p))];
+                        let a = e[3];
+                        if a > 0.0 {
+                            let (diff, spec) = match self.opts.shading {
+                                Shading::None => (1.0, 0.0),
+                                sh => self.shade(&sampler, p, light, sh == Shading::Phong),
+                            };
+                            let w = (1.0 - acc) * a;
+                            r += w * (e[0] * diff + spec);
+                            g += w * (e[1] * diff + spec);
+                            b += w * (e[2] * diff + spec);
+                            acc += w;
+                            if acc > self.opts.early_termination {
+                                break 'ray;
+                            }
                         }
                     }
-                    n += 1;
+                    n = end;
                 }
                 [to_u8(r), to_u8(g), to_u8(b), to_u8(acc)]
             }
+        }
+    }
+
+    /// The pixel of a ray that crosses the volume but nothing that can show.
+    fn finish_empty(&self) -> [u8; 4] {
+        match self.mode {
+            RenderMode::Mip => {
+                let e = self.lut[self.bin(self.mip_floor)];
+                [to_u8(e[0]), to_u8(e[1]), to_u8(e[2]), 255]
+            }
+            RenderMode::Composite => [0; 4],
         }
     }
 
@@ -955,7 +1069,9 @@ impl<T: Voxel> Sampler<'_, T> {
         let (z0, z1, fz) = cl(p[2], nz);
         let d = self.data;
         let idx = |x: usize, y: usize, z: usize| x + nx * (y + ny * z);
-        let at = |i: usize| d.get(i).map_or(0.0, |v| v.f());
+        // In bounds: the coordinates are clamped to the grid and `check_volume` saw
+        // `data.len() == nx·ny·nz`.
+        let at = |i: usize| d[i].f();
         let c00 = lerp(at(idx(x0, y0, z0)), at(idx(x1, y0, z0)), fx);
         let c10 = lerp(at(idx(x0, y1, z0)), at(idx(x1, y1, z0)), fx);
         let c01 = lerp(at(idx(x0, y0, z1)), at(idx(x1, y0, z1)), fx);

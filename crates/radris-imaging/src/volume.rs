@@ -202,7 +202,7 @@ impl Volume {
     }
 
     /// Trilinear sample (rescaled) at a continuous voxel index; `None` outside
-    /// `[0, dims-1]` on any axis or for an inconsistent buffer.
+    /// `[0, dims-1]` (give or take 1e-6) on any axis or for an inconsistent buffer.
     pub fn sample(&self, p: [f64; 3]) -> Option<f32> {
         if self.voxels.len() != self.voxel_count() {
             return None;
@@ -213,10 +213,13 @@ impl Volume {
         let strides = [1, self.dims[0], self.dims[0] * self.dims[1]];
         for a in 0..3 {
             let n = self.dims[a];
+            // a point on the first or last voxel plane must not be lost to rounding
+            const EDGE_EPS: f64 = 1e-6;
             let x = p[a];
-            if n == 0 || !(x >= 0.0 && x <= (n - 1) as f64) {
+            if n == 0 || !(x >= -EDGE_EPS && x <= (n - 1) as f64 + EDGE_EPS) {
                 return None;
             }
+            let x = x.clamp(0.0, (n - 1) as f64);
             let i0 = (x.floor() as usize).min(n.saturating_sub(2));
             base[a] = i0;
             frac[a] = x - i0 as f64;
@@ -645,68 +648,86 @@ pub fn build(
 // Cache
 // ---------------------------------------------------------------------------------------------
 
-struct CacheEntry {
-    vol: Arc<Volume>,
+/// What a [`Cache`] weighs its entries by.
+pub trait Weigh {
+    /// Bytes the value keeps alive.
+    fn bytes(&self) -> usize;
+}
+
+impl Weigh for Volume {
+    fn bytes(&self) -> usize {
+        self.voxels.byte_size()
+    }
+}
+
+struct CacheEntry<T> {
+    value: Arc<T>,
     bytes: usize,
     last_use: u64,
 }
 
-#[derive(Default)]
-struct CacheInner {
-    map: HashMap<String, CacheEntry>,
+struct CacheInner<T> {
+    map: HashMap<String, CacheEntry<T>>,
     used: usize,
     tick: u64,
 }
 
-/// A thread-safe LRU cache of volumes keyed by a string (e.g. the series UID), bounded by
-/// the voxel bytes it holds. A volume larger than the capacity is returned but not kept.
-/// Builds run outside the lock, so two threads missing the same key may both build.
-pub struct VolumeCache {
+/// A thread-safe LRU cache keyed by a string (e.g. the series UID), bounded by the bytes
+/// its values weigh. A value larger than the capacity is returned but not kept. Builds run
+/// outside the lock, so two threads missing the same key may both build.
+pub struct Cache<T> {
     capacity_bytes: usize,
-    inner: Mutex<CacheInner>,
+    inner: Mutex<CacheInner<T>>,
 }
 
-impl VolumeCache {
+/// The cache of volumes.
+pub type VolumeCache = Cache<Volume>;
+
+impl<T: Weigh> Cache<T> {
     pub fn new(capacity_bytes: usize) -> Self {
-        VolumeCache {
+        Cache {
             capacity_bytes,
-            inner: Mutex::new(CacheInner::default()),
+            inner: Mutex::new(CacheInner {
+                map: HashMap::new(),
+                used: 0,
+                tick: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner<T>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cached volume, refreshing its recency.
-    pub fn get(&self, key: &str) -> Option<Arc<Volume>> {
+    /// The cached value, refreshing its recency.
+    pub fn get(&self, key: &str) -> Option<Arc<T>> {
         let mut g = self.lock();
         g.tick += 1;
         let tick = g.tick;
         g.map.get_mut(key).map(|e| {
             e.last_use = tick;
-            Arc::clone(&e.vol)
+            Arc::clone(&e.value)
         })
     }
 
-    /// The cached volume or the result of `build` (then cached).
+    /// The cached value or the result of `build` (then cached).
     pub fn get_or_build<E>(
         &self,
         key: &str,
-        build: impl FnOnce() -> Result<Volume, E>,
-    ) -> Result<Arc<Volume>, E> {
+        build: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
         if let Some(v) = self.get(key) {
             return Ok(v);
         }
-        let vol = Arc::new(build()?);
-        Ok(self.insert(key, vol))
+        let value = Arc::new(build()?);
+        Ok(self.insert(key, value))
     }
 
-    /// Inserts (or replaces) a volume, evicting the least recently used ones.
-    pub fn insert(&self, key: &str, vol: Arc<Volume>) -> Arc<Volume> {
-        let bytes = vol.voxels.byte_size();
+    /// Inserts (or replaces) a value, evicting the least recently used ones.
+    pub fn insert(&self, key: &str, value: Arc<T>) -> Arc<T> {
+        let bytes = value.bytes();
         if bytes > self.capacity_bytes {
-            return vol;
+            return value;
         }
         let mut g = self.lock();
         if let Some(old) = g.map.remove(key) {
@@ -729,22 +750,22 @@ impl VolumeCache {
         g.map.insert(
             key.to_string(),
             CacheEntry {
-                vol: Arc::clone(&vol),
+                value: Arc::clone(&value),
                 bytes,
                 last_use,
             },
         );
-        vol
+        value
     }
 
-    pub fn remove(&self, key: &str) -> Option<Arc<Volume>> {
+    pub fn remove(&self, key: &str) -> Option<Arc<T>> {
         let mut g = self.lock();
         let e = g.map.remove(key)?;
         g.used -= e.bytes;
-        Some(e.vol)
+        Some(e.value)
     }
 
-    /// Bytes of voxels currently held.
+    /// Bytes currently held.
     pub fn used_bytes(&self) -> usize {
         self.lock().used
     }
