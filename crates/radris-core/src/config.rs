@@ -123,6 +123,9 @@ pub struct HttpConfig {
     /// default: `web/dist` under the current directory, else `../../web/dist` beside the
     /// binary (a checkout's `target/debug/radris`), whichever holds an `index.html`.
     pub web_dir: Option<PathBuf>,
+    /// Memory for series volumes built for `/api/v1/render/…` (MiB, least recently used
+    /// first out).
+    pub volume_cache_mib: u64,
 }
 
 impl Default for HttpConfig {
@@ -137,6 +140,7 @@ impl Default for HttpConfig {
             webauthn_rp_id: None,
             webauthn_origin: None,
             web_dir: None,
+            volume_cache_mib: 1024,
         }
     }
 }

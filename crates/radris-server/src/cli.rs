@@ -47,6 +47,30 @@ pub enum Command {
     /// DIMSE service user for administrators: echo, store, find, move, get.
     #[command(subcommand)]
     Dicom(DicomCommand),
+    /// A picture of an archived series (MPR, slab, curved reformat or volume rendering) as a
+    /// PNG or JPEG file, for scripting and batch snapshots.
+    Render(Box<RenderArgs>),
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Series Instance UID.
+    #[arg(long)]
+    pub series: String,
+    /// Study Instance UID (default: looked up from the series).
+    #[arg(long)]
+    pub study: Option<String>,
+    #[arg(long, value_enum, default_value = "mpr")]
+    pub mode: crate::render::Mode,
+    #[command(flatten)]
+    pub view: crate::render::ViewParams,
+    /// Output file; `.jpg`/`.jpeg` writes JPEG unless --format says otherwise.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Options every archive command shares; each also comes from the TOML file and `RADRIS_*`.
@@ -193,6 +217,16 @@ pub enum GenerateCommand {
         rows: u16,
         #[arg(long, default_value_t = 512)]
         cols: u16,
+        #[arg(long, default_value = "1")]
+        seed: String,
+    },
+    /// An analytic test phantom with known geometry as Part-10 files: sphere, beads, tube,
+    /// calcium, dynamic (4D), or registration (a CT and a shifted MR-like series of one study).
+    Phantom {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        out: PathBuf,
         #[arg(long, default_value = "1")]
         seed: String,
     },
@@ -427,6 +461,63 @@ async fn open_archive_as(cfg: &Config, recover: bool) -> anyhow::Result<radris_s
     Ok(archive)
 }
 
+/// `radris render`: the same pictures as `/api/v1/render/…`, from the archive on disk.
+fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    use crate::render as r;
+    let cfg = load_config(&args.archive)?;
+    let tenant = TenantId::parse(&args.tenant)?;
+    let mut view = args.view;
+    if view.format.is_none() {
+        let ext = args
+            .out
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        view.format = Some(
+            if ext == "jpg" || ext == "jpeg" {
+                "jpeg"
+            } else {
+                "png"
+            }
+            .into(),
+        );
+    }
+    let (format, _) = r::format_of(&view)?;
+    let rt = runtime()?;
+    let (bytes, geometry, warnings) = rt.block_on(async {
+        let archive = attach_archive(&cfg).await?;
+        let study = match args.study {
+            Some(s) => s,
+            None => archive
+                .index()
+                .study_access_of_series(&tenant, &args.series)
+                .await?
+                .map(|a| a.study_uid)
+                .with_context(|| {
+                    format!("no series {} in tenant {}", args.series, tenant.as_str())
+                })?,
+        };
+        let volumes = r::Volumes::new(usize::MAX);
+        let series = volumes
+            .series(&archive, &tenant, &study, &args.series)
+            .await?;
+        let pic = r::draw(&series, args.mode, &view)?;
+        let geometry = serde_json::to_string(&pic.geometry())?;
+        anyhow::Ok((
+            r::encode(&pic, format)?,
+            geometry,
+            r::warnings(&series.report),
+        ))
+    })?;
+    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("{} {geometry}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The master key that wraps the blob data keys: `RADRIS_MASTER_KEY` or the key file.
 fn master_kek(cfg: &Config) -> anyhow::Result<Arc<dyn radris_core::keys::KeyWrapper>> {
     use radris_auth::keys::KeyProvider;
@@ -571,6 +662,44 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Generate(GenerateCommand::Phantom { kind, out, seed }) => {
+            use radris_dicom::synth::test_phantoms::{TestPhantom, registration_pair};
+            let specs = if kind == "registration" {
+                let (ct, mut mr) = registration_pair(&seed);
+                // one study: the MR becomes the CT study's second series
+                mr.seed.clone_from(&ct.seed);
+                mr.date.clone_from(&ct.date);
+                for s in &mut mr.series {
+                    s.number = 2;
+                }
+                vec![ct, mr]
+            } else {
+                let p = TestPhantom::ALL
+                    .into_iter()
+                    .find(|p| p.name() == kind)
+                    .with_context(|| {
+                        format!(
+                            "unknown phantom {kind:?}: sphere, beads, tube, calcium, dynamic or registration"
+                        )
+                    })?;
+                vec![p.study(&seed)]
+            };
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut k = 0u32;
+            for spec in &specs {
+                spec.generate(|g| {
+                    k += 1;
+                    let path = out.join(format!("IMG{k:05}.dcm"));
+                    std::fs::write(&path, &g.part10)
+                        .with_context(|| format!("writing {}", path.display()))
+                })?;
+            }
+            println!(
+                "generated {k} instances of the {kind} phantom in {}",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Admin(AdminCommand::Verify { archive }) => {
             let cfg = load_config(&archive)?;
             let rt = runtime()?;
@@ -693,6 +822,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Dicom(cmd) => dicom(cmd),
+        Command::Render(args) => render(*args),
     }
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod deid;
 mod http;
 mod import;
+mod render;
 mod serve;
 mod tls;
 

@@ -177,6 +177,9 @@ pub async fn serve(
         audit.clone(),
         Arc::new(radris_auth::keys::report_signing_key(&cfg.data_dir)?),
     );
+    let volumes = Arc::new(crate::render::Volumes::new(
+        usize::try_from(http_cfg.volume_cache_mib << 20).unwrap_or(usize::MAX),
+    ));
     let app = crate::http::router(crate::http::AppState {
         archive,
         metrics,
@@ -193,6 +196,7 @@ pub async fn serve(
         policy,
         reports,
         ris,
+        volumes,
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -349,7 +349,9 @@ pub fn target(method: &Method, route: &str) -> Target {
         r if r.starts_with("/dicom-web/studies/{study}") => {
             Target::Study(action, StudyBy::Study("study"))
         }
-        r if r.starts_with("/api/v1/studies/{study_uid}") => {
+        r if r.starts_with("/api/v1/studies/{study_uid}")
+            || r.starts_with("/api/v1/render/studies/{study_uid}") =>
+        {
             Target::Study(action, StudyBy::Study("study_uid"))
         }
         r if r == "/api/v1/reports" || r.starts_with("/api/v1/reports/") => Target::Tenant(
@@ -663,6 +665,16 @@ mod tests {
         check(Method::GET, "/dicom-web/series", Target::FilteredList);
         check(Method::GET, "/dicom-web/instances", Target::FilteredList);
         check(Method::GET, "/api/v1/studies", Target::FilteredList);
+        check(
+            Method::GET,
+            "/api/v1/render/studies/{study_uid}/series/{series_uid}/{mode}",
+            Target::Study(Read, StudyBy::Study("study_uid")),
+        );
+        check(
+            Method::POST,
+            "/api/v1/render/studies/{study_uid}/series/{series_uid}/derived",
+            Target::Study(Write, StudyBy::Study("study_uid")),
+        );
         check(Method::GET, "/api/v1/patients", Target::FilteredList);
         check(
             Method::GET,

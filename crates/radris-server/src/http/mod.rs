@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod policy;
 pub mod privacy;
 pub mod problem;
+pub mod render;
 pub mod reports;
 pub mod rest;
 pub mod ris;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub ris: radris_ris::Ris,
     /// Reports (templates, drafts, signed versions) on the same index.
     pub reports: radris_report::service::Reports,
+    /// Series volumes for `/api/v1/render/…` (LRU by memory).
+    pub volumes: Arc<crate::render::Volumes>,
 }
 
 /// Install the Prometheus recorder once per process.
@@ -94,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .merge(ris::routes())
         .merge(reports::routes())
+        .merge(render::routes())
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_body_bytes).unwrap_or(usize::MAX),
         ))
@@ -214,6 +218,7 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("radris_dimse_associations_active").set(s.dimse.active_associations() as f64);
+    metrics::gauge!("radris_render_volume_cache_bytes").set(s.volumes.used_bytes() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
