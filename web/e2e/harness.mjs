@@ -177,6 +177,18 @@ export function writeArtifact(name, value) {
   writeFileSync(join(artifacts, name), typeof value === 'string' ? value : JSON.stringify(value, null, 2));
 }
 
+/** Merge `timings` into e2e-artifacts/timings.json (each test file writes its own keys). */
+export function mergeTimings(timings) {
+  const file = join(artifacts, 'timings.json');
+  let old = {};
+  try {
+    if (existsSync(file)) old = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    old = {};
+  }
+  writeArtifact('timings.json', { ...old, ...timings });
+}
+
 /** A viewport canvas's grey levels, every 4th pixel, for comparing two renderings. */
 export async function canvasGrey(page, viewportId) {
   return page.evaluate((id) => {

@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, canvasGrey, canvasStats, drawn, launchBrowser, meanAbsDiff, signIn, startServer, waitDrawn, waitFor, writeArtifact } from './harness.mjs';
+import { artifacts, canvasGrey, canvasStats, drawn, launchBrowser, meanAbsDiff, mergeTimings, signIn, startServer, waitDrawn, waitFor } from './harness.mjs';
 
 // The demo chest CT (radris-dicom synth): 512×512, field of view 380 mm, first pixel centre at
 // x = y = -190 mm; the lungs are centred at x = ±0.38 of the half field, y = 0 → their centres
@@ -24,7 +24,7 @@ before(async () => {
 });
 
 after(async () => {
-  writeArtifact('timings.json', timings);
+  mergeTimings(timings);
   await browser?.close();
   await server?.stop();
 });
@@ -61,7 +61,9 @@ test('fresh open timing: first image and MPR-ready volume of the 300-slice CT', 
   );
   timings.frames_received_at_first_image = framesAtFirstImage;
   assert.ok(framesAtFirstImage < 300 / 4, `${framesAtFirstImage} frames before the first image`);
-  // a fresh page: nothing of the volume is cached in the browser
+  // a fresh page: nothing of the volume is cached in the browser (WebGL MPR, chosen: without
+  // a GPU the server draws MPR by default, see thin.test.mjs)
+  await page.getByTestId('render-mode').selectOption('browser');
   const clicked = await page.evaluate(() => performance.now());
   await page.getByTestId('mpr').click();
   const ready = await page.waitForFunction(() => window.radris.metrics.volumeReadyAt, undefined, { timeout: 120_000 }).then((h) => h.jsonValue());
@@ -212,7 +214,9 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
   await waitFor(page, () => document.querySelectorAll('.grid .cell').length === 1);
   await waitDrawn(page, 'vp-0');
 
-  // MPR: three planes from the volume, each drawn, crosshairs linking them
+  // MPR: three planes from the volume, each drawn, crosshairs linking them (WebGL MPR, chosen:
+  // without a GPU the server draws MPR by default, see thin.test.mjs)
+  await page.getByTestId('render-mode').selectOption('browser');
   const mprClicked = await page.evaluate(() => {
     window.radris.metrics.volumeReadyAt = undefined;
     return performance.now();

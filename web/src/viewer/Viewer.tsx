@@ -51,10 +51,23 @@ import { volumeFits } from '../lib/cachePolicy';
 import { ENGINE_ID, MEASURE_TOOLS, MPR_GROUP, NAV_TOOLS, STACK_GROUP, VR_GROUP, cornerstone, cst, isMobile, setPrimaryTool, softwareGl } from './cs';
 import { imageIdOf, loadSeries, locate, type LoadedSeries } from './series';
 import { mark, metrics } from '../metrics';
-import { cacheInfo, synchronizers, toPage, viewportState } from './automation';
+import { cacheInfo, serverMprState, serverMprToPage, synchronizers, toPage, viewportState } from './automation';
+import { ServerMpr } from './ServerMpr';
 
 // automation hooks for browser tests, installed with the viewer's code
-if (window.radris) Object.assign(window.radris, { toPage, viewportState, synchronizers, cacheInfo });
+if (window.radris) Object.assign(window.radris, { toPage, viewportState, synchronizers, cacheInfo, serverMprState, serverMprToPage });
+
+/**
+ * Who draws MPR and 3D: the server (`/api/v1/render`, a thin client) or this browser's WebGL.
+ * `?render=server|browser` in the address, else the user's last choice, else the server where
+ * WebGL runs in software (seconds per volume there, milliseconds on the server).
+ */
+type RenderMode = 'server' | 'browser';
+function initialRenderMode(): RenderMode {
+  const asked = new URLSearchParams(window.location.search).get('render') ?? localStorage.getItem('radris.render');
+  if (asked === 'server' || asked === 'browser') return asked;
+  return softwareGl() ? 'server' : 'browser';
+}
 
 type AnyViewport = CoreTypes.IStackViewport | CoreTypes.IVolumeViewport;
 
@@ -192,6 +205,10 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
   /** volumeId → percentage of its slices loaded, while loading */
   const [volumeProgress, setVolumeProgress] = useState<Record<string, number>>({});
   const [panelOpen, setPanelOpen] = useState(!small);
+  const [renderMode, setRenderMode] = useState<RenderMode>(initialRenderMode);
+  /** performance.now() of the MPR or 3D click (or the switch to server rendering) */
+  const [volumeOpenedAt, setVolumeOpenedAt] = useState(0);
+  const serverView = renderMode === 'server' && (hanging?.protocol === 'mpr' || hanging?.protocol === '3d');
   const elements = useRef<Record<string, HTMLDivElement | null>>({});
   const stacks = useRef<Record<string, LoadedSeries>>({});
   const version = useRef(0);
@@ -261,9 +278,9 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
     setActive('vp-0');
   }, [detail, priorDetail, chosenPrior, priorsKnown, series, small]);
 
-  // build the viewports of the hanging
+  // build the viewports of the hanging (server-rendered MPR and 3D have none)
   useEffect(() => {
-    if (!hanging) return;
+    if (!hanging || serverView) return;
     let cancelled = false;
     const ids = hanging.viewports.map((v) => v.id);
     const syncIds: string[] = [];
@@ -385,7 +402,7 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
     };
     // vrPreset and slab are applied by their own effects after the first build
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [hanging]);
+  }, [hanging, serverView]);
 
   // overlays, first-image timing, decode errors and volume completion
   useEffect(() => {
@@ -778,7 +795,7 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
           </button>
         ))}
         <span className="sep" />
-        {presets.map((p) => (
+        {!serverView && presets.map((p) => (
           <button key={p.id} title={`${p.label} W${p.width} L${p.center} (${p.key})`} data-preset={p.id} onClick={() => applyPreset(p.width, p.center)}>
             {p.label}
           </button>
@@ -809,18 +826,49 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
           ))}
         {volumeCapable && main && (
           <>
-            <button className={hanging.protocol === 'mpr' ? 'on' : ''} onClick={() => setHanging(mprHanging(main))} data-testid="mpr" title="Multiplanar reformation with crosshairs">
+            <button
+              className={hanging.protocol === 'mpr' ? 'on' : ''}
+              onClick={() => {
+                setVolumeOpenedAt(performance.now());
+                setHanging(mprHanging(main));
+              }}
+              data-testid="mpr"
+              title="Multiplanar reformation with crosshairs"
+            >
               MPR
             </button>
-            <button className={hanging.protocol === '3d' ? 'on' : ''} onClick={() => setHanging(volumeHanging(main))} data-testid="vr" title="3D volume rendering">
+            <button
+              className={hanging.protocol === '3d' ? 'on' : ''}
+              onClick={() => {
+                setVolumeOpenedAt(performance.now());
+                setHanging(volumeHanging(main));
+              }}
+              data-testid="vr"
+              title="3D volume rendering"
+            >
               3D
             </button>
+            <select
+              aria-label="MPR and 3D rendering"
+              title="Who draws MPR and 3D: the server, or this browser's WebGL"
+              data-testid="render-mode"
+              value={renderMode}
+              onChange={(e) => {
+                const m = e.target.value as RenderMode;
+                localStorage.setItem('radris.render', m);
+                setVolumeOpenedAt(performance.now());
+                setRenderMode(m);
+              }}
+            >
+              <option value="server">server</option>
+              <option value="browser">browser (WebGL)</option>
+            </select>
             {(hanging.protocol === 'mpr' || hanging.protocol === '3d') && (
               <button onClick={() => setHanging(chooseHanging(series, priorDetail?.series.map(seriesInfo), small))}>Stack</button>
             )}
           </>
         )}
-        {hanging.protocol === 'mpr' && (
+        {hanging.protocol === 'mpr' && !serverView && (
           <span className="slab">
             <select aria-label="Slab mode" value={slab.mode} onChange={(e) => setSlab({ ...slab, mode: e.target.value as SlabMode })} data-testid="slab-mode">
               <option value="none">Thin</option>
@@ -839,7 +887,7 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
             <span>{slab.thickness} mm</span>
           </span>
         )}
-        {hanging.protocol === '3d' && (
+        {hanging.protocol === '3d' && !serverView && (
           <select aria-label="Volume rendering preset" value={vrPreset} onChange={(e) => setVrPreset(e.target.value)}>
             {VR_PRESETS.map((p) => (
               <option key={p}>{p}</option>
@@ -901,6 +949,17 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
             </ul>
           </aside>
         )}
+        {serverView && hanging.viewports[0] && (
+          <ServerMpr
+            key={`${hanging.viewports[0].seriesUid}/${volumeOpenedAt}`}
+            studyUid={hanging.viewports[0].studyUid}
+            seriesUid={hanging.viewports[0].seriesUid}
+            startedAt={volumeOpenedAt}
+            initialPane={hanging.protocol === '3d' ? '3d' : 'axial'}
+            small={small}
+          />
+        )}
+        {!serverView && (
         <div className="grid" style={{ gridTemplateRows: `repeat(${hanging.layout.rows}, 1fr)`, gridTemplateColumns: `repeat(${hanging.layout.cols}, 1fr)` }}>
           {hanging.viewports.map((v) => {
             const o = overlays[v.id];
@@ -964,6 +1023,7 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
             );
           })}
         </div>
+        )}
       </div>
     </div>
   );

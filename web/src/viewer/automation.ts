@@ -57,3 +57,47 @@ export function synchronizers(): { id: string; viewports: string[] }[] {
 export function cacheInfo(): { bytes: number; max: number } {
   return { bytes: cache.getCacheSize(), max: cache.getMaxCacheSize() };
 }
+
+// --- the thin-client (server-rendered) MPR and 3D ---------------------------------------------
+
+/** What the server-rendered MPR shows, for tests: the view and the last picture of each pane. */
+export interface ServerMprState {
+  point: [number, number, number];
+  positions: Record<string, number>;
+  window?: string;
+  slab: { mode: string; thickness: number };
+  vr: { preset: string; azimuth: number; elevation: number };
+  /** per pane: the URL of the picture drawn last, how many pictures it has drawn, its error */
+  panes: Record<string, { url?: string; draws: number; error?: string; width?: number; height?: number }>;
+  warnings: string[];
+}
+
+let thinState: ServerMprState | undefined;
+let thinToPage: ((pane: string, point: [number, number, number]) => [number, number] | undefined) | undefined;
+
+/** Called by ServerMpr on every change; undefined when it unmounts. */
+export function publishServerMpr(
+  state: ServerMprState | undefined,
+  toPage?: (pane: string, point: [number, number, number]) => [number, number] | undefined,
+): void {
+  thinState = state;
+  thinToPage = state ? toPage : undefined;
+}
+
+export function serverMprState(): ServerMprState | undefined {
+  return thinState ? JSON.parse(JSON.stringify(thinState)) : undefined;
+}
+
+/** Where a patient point is on screen in a server-rendered plane (page CSS pixels). */
+export function serverMprToPage(pane: string, point: [number, number, number]): [number, number] | undefined {
+  return thinToPage?.(pane, point);
+}
+
+/**
+ * Thin-client timings on `window.radris`: `serverMprReadyMs` (the MPR click to all three
+ * planes drawn), `server3dReadyMs` (to the 3D picture drawn), `serverVolumeMs` (to the volume
+ * description, i.e. the volume built or found in the server's cache).
+ */
+export function recordServerTiming(name: 'serverMprReadyMs' | 'server3dReadyMs' | 'serverVolumeMs', ms: number): void {
+  if (window.radris) window.radris[name] = Math.round(ms);
+}
