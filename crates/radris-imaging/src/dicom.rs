@@ -331,6 +331,133 @@ mod tests {
         assert!(report.gaps.is_empty());
     }
 
+    /// An enhanced multi-frame object: orientation and spacing in the shared functional
+    /// groups, positions, rescale and temporal indices per frame.
+    fn enhanced(frames: u16) -> Vec<u8> {
+        use dicom_core::value::{DataSetSequence, PrimitiveValue};
+        use dicom_core::{DataElement, VR};
+        let el = |tag, vr, v: PrimitiveValue| DataElement::new(tag, vr, v);
+        let item = |seq, inner: Vec<DataElement<InMemDicomObject>>| {
+            el_seq(seq, vec![InMemDicomObject::from_element_iter(inner)])
+        };
+        fn el_seq(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+            DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+        }
+        let ds = |s: &str| PrimitiveValue::from(s);
+        let shared = InMemDicomObject::from_element_iter([
+            item(
+                tags::PIXEL_MEASURES_SEQUENCE,
+                vec![el(tags::PIXEL_SPACING, VR::DS, ds("0.5\\0.5"))],
+            ),
+            item(
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                vec![el(
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                    VR::DS,
+                    ds("1\\0\\0\\0\\1\\0"),
+                )],
+            ),
+        ]);
+        let per_frame: Vec<InMemDicomObject> = (0..frames)
+            .map(|f| {
+                InMemDicomObject::from_element_iter([
+                    item(
+                        tags::PLANE_POSITION_SEQUENCE,
+                        vec![el(
+                            tags::IMAGE_POSITION_PATIENT,
+                            VR::DS,
+                            ds(&format!("-1\\-1\\{}", 2 * f)),
+                        )],
+                    ),
+                    item(
+                        tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                        vec![
+                            el(tags::RESCALE_SLOPE, VR::DS, ds("2")),
+                            el(tags::RESCALE_INTERCEPT, VR::DS, ds("-100")),
+                        ],
+                    ),
+                    item(
+                        tags::FRAME_CONTENT_SEQUENCE,
+                        vec![el(
+                            tags::TEMPORAL_POSITION_INDEX,
+                            VR::UL,
+                            PrimitiveValue::from(u32::from(f % 2 + 1)),
+                        )],
+                    ),
+                ])
+            })
+            .collect();
+        let pixels: Vec<u16> = (0..frames * 4 * 4).collect();
+        let mut o = InMemDicomObject::from_element_iter([
+            el(
+                tags::SOP_CLASS_UID,
+                VR::UI,
+                ds("1.2.840.10008.5.1.4.1.1.2.1"),
+            ),
+            el(tags::SOP_INSTANCE_UID, VR::UI, ds("1.2.3.4")),
+            el(tags::FRAME_OF_REFERENCE_UID, VR::UI, ds("1.2.3.5")),
+            el(tags::NUMBER_OF_FRAMES, VR::IS, ds(&frames.to_string())),
+            el(tags::ROWS, VR::US, PrimitiveValue::from(4u16)),
+            el(tags::COLUMNS, VR::US, PrimitiveValue::from(4u16)),
+            el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+            el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, ds("MONOCHROME2")),
+            el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+            el(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)),
+            el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)),
+            el(
+                tags::PIXEL_REPRESENTATION,
+                VR::US,
+                PrimitiveValue::from(0u16),
+            ),
+            el(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())),
+        ]);
+        o.put(el_seq(
+            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+            vec![shared],
+        ));
+        o.put(el_seq(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            per_frame,
+        ));
+        let ts = dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN;
+        let mut bytes = radris_dicom::part10::file_meta_bytes(
+            "1.2.840.10008.5.1.4.1.1.2.1",
+            "1.2.3.4",
+            ts,
+            None,
+        )
+        .expect("meta");
+        o.write_dataset_with_ts(
+            &mut bytes,
+            &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
+        )
+        .expect("write");
+        bytes
+    }
+
+    #[test]
+    fn enhanced_multi_frame_gives_a_slice_per_frame() {
+        let frames = frames_from_part10(&enhanced(6)).expect("frames");
+        assert_eq!(frames.len(), 6);
+        for (f, fr) in frames.iter().enumerate() {
+            assert_eq!(fr.frame, f as u32 + 1);
+            assert_eq!(fr.slice.position, [-1.0, -1.0, 2.0 * f as f64]);
+            assert_eq!(fr.slice.orientation, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+            assert_eq!(fr.slice.pixel_spacing, [0.5, 0.5]);
+            assert_eq!((fr.slice.slope, fr.slice.intercept), (2.0, -100.0));
+            assert_eq!(fr.temporal_position, Some(f as i64 % 2 + 1));
+            match &fr.slice.pixels {
+                SlicePixels::U16(p) => assert_eq!(p[0], 16 * f as u16),
+                other => panic!("{other:?}"),
+            }
+        }
+        let slices = frames.into_iter().map(|f| f.slice).collect();
+        let (vol, _) = build(slices, &BuildOptions::default()).expect("volume");
+        assert_eq!(vol.dims, [4, 4, 6]);
+        assert_eq!(vol.spacing, [0.5, 0.5, 2.0]);
+        assert_eq!(vol.value(1, 0, 2), (33 * 2 - 100) as f32);
+    }
+
     #[test]
     fn times_of_day() {
         assert_eq!(seconds_of_day("101500"), Some(36900.0));

@@ -53,6 +53,7 @@ import { imageIdOf, loadSeries, locate, type LoadedSeries } from './series';
 import { mark, metrics } from '../metrics';
 import { cacheInfo, serverMprState, serverMprToPage, synchronizers, toPage, viewportState } from './automation';
 import { ServerMpr } from './ServerMpr';
+import { renderUrl } from '../lib/render';
 
 // automation hooks for browser tests, installed with the viewer's code
 if (window.radris) Object.assign(window.radris, { toPage, viewportState, synchronizers, cacheInfo, serverMprState, serverMprToPage });
@@ -218,6 +219,18 @@ export function Viewer({ studyUid, priorUid, onClose }: { studyUid: string; prio
 
   const series = useMemo(() => (detail?.series ?? []).map(seriesInfo), [detail]);
   const main = useMemo(() => primarySeries(series), [series]);
+
+  // server rendering: once the first image is up, have the server build the main series'
+  // volume while the reader looks at the stack, so MPR and 3D open without waiting
+  useEffect(() => {
+    if (renderMode !== 'server' || !main || !isVolume(main)) return;
+    const t = window.setInterval(() => {
+      if (metrics.firstImageAt === undefined) return;
+      window.clearInterval(t);
+      void fetch(renderUrl(main.studyUid, main.seriesUid, 'volume'), { credentials: 'same-origin' }).catch(() => undefined);
+    }, 250);
+    return () => window.clearInterval(t);
+  }, [renderMode, main]);
 
   // the study, its annotations and the patient's other studies
   useEffect(() => {

@@ -6,6 +6,7 @@
 
 pub mod derived;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use radris_core::TenantId;
@@ -129,6 +130,8 @@ impl LoadedSeries {
 /// The volumes of archived series, cached.
 pub struct Volumes {
     cache: Cache<LoadedSeries>,
+    /// Builds in progress, by cache key.
+    building: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<LoadedSeries>>>>>,
     registrations: Cache<Aligned>,
 }
 
@@ -164,6 +167,7 @@ impl Volumes {
         Volumes {
             cache: Cache::new(capacity_bytes),
             registrations: Cache::new(1 << 20),
+            building: std::sync::Mutex::default(),
         }
     }
 
@@ -232,12 +236,31 @@ impl Volumes {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit);
         }
-        let archive = archive.clone();
-        let mut loaded = tokio::task::spawn_blocking(move || load(&archive, &instances))
+        // one build per key: requests arriving meanwhile (the viewer's prefetch, then its
+        // planes) wait for it instead of building again
+        let cell = Arc::clone(
+            self.building
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key.clone())
+                .or_default(),
+        );
+        let built = cell
+            .get_or_try_init(|| async {
+                let archive = archive.clone();
+                let mut loaded = tokio::task::spawn_blocking(move || load(&archive, &instances))
+                    .await
+                    .map_err(|e| RenderError::internal("loading the series", e))??;
+                loaded.key.clone_from(&key);
+                Ok::<_, RenderError>(self.cache.insert(&key, Arc::new(loaded)))
+            })
             .await
-            .map_err(|e| RenderError::internal("loading the series", e))??;
-        loaded.key.clone_from(&key);
-        Ok(self.cache.insert(&key, Arc::new(loaded)))
+            .cloned();
+        self.building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        built
     }
 
     /// Bytes held by the cache.
