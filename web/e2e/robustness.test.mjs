@@ -119,7 +119,8 @@ test('a 2,000-image series: a stack, scrolled end to end, the cache under its ca
   assert.ok(drawn(await canvasStats(page, 'vp-0')));
   await page.screenshot({ path: join(artifacts, 'long-series.png') });
   // MPR of 2,000 × 128 × 128 × 2 bytes (62 MiB) cannot fit 16 MiB: refused with a reason,
-  // the tab stays usable
+  // the tab stays usable (browser rendering: the server would draw it without the memory)
+  await page.getByTestId('render-mode').selectOption('browser');
   await page.getByTestId('mpr').click();
   const refusal = page.getByTestId('error-mpr-0');
   await refusal.waitFor();
