@@ -412,16 +412,26 @@ pub fn build_phases(
 
 /// Statistics of the masked voxels in every phase (the mask on the common grid).
 pub fn time_intensity_curve(v: &Volume4d, mask: &Mask) -> Result<Vec<TimePoint>, TemporalError> {
-    if v.is_empty() {
+    curve_over(v.phases.iter().map(|(_, t, vol)| (*t, vol)), mask)
+}
+
+/// [`time_intensity_curve`] over phases held elsewhere: `(seconds, volume)` in time order,
+/// all on the mask's grid.
+pub fn curve_over<'a>(
+    phases: impl IntoIterator<Item = (f64, &'a Volume)>,
+    mask: &Mask,
+) -> Result<Vec<TimePoint>, TemporalError> {
+    let phases: Vec<(f64, &Volume)> = phases.into_iter().collect();
+    if phases.is_empty() {
         return Err(TemporalError::Empty);
     }
     if mask.count() == 0 {
         return Err(TemporalError::EmptyMask);
     }
-    v.phases
+    phases
         .par_iter()
         .enumerate()
-        .map(|(phase, (_, t, vol))| {
+        .map(|(phase, (t, vol))| {
             let s =
                 mask_stats(vol, mask).map_err(|source| TemporalError::Quant { phase, source })?;
             Ok(TimePoint {

@@ -1,7 +1,7 @@
 //! Time-intensity curves of 4D series.
 
 use radris_imaging::quant::Mask;
-use radris_imaging::temporal::{self, TimePoint};
+use radris_imaging::temporal;
 use serde::Serialize;
 
 use super::view::{positive, vec3};
@@ -65,22 +65,11 @@ pub fn time_intensity(series: &LoadedSeries, p: &ViewParams) -> Result<Curve, Re
             "the region lies outside the volume".into(),
         ));
     }
-    let curve: Vec<TimePoint> = series
-        .phases
-        .iter()
-        .map(|ph| {
-            let s = radris_imaging::quant::mask_stats(&ph.volume, &mask)
-                .map_err(|e| RenderError::BadRequest(e.to_string()))?;
-            Ok(TimePoint {
-                time_s: ph.time_s,
-                mean: s.mean,
-                sd: s.sd,
-                min: s.min,
-                max: s.max,
-                count: s.count,
-            })
-        })
-        .collect::<Result<_, RenderError>>()?;
+    let curve = temporal::curve_over(
+        series.phases.iter().map(|ph| (ph.time_s, &ph.volume)),
+        &mask,
+    )
+    .map_err(|e| RenderError::BadRequest(e.to_string()))?;
     let e = temporal::enhancement(&curve, 1).map_err(|e| RenderError::BadRequest(e.to_string()))?;
     Ok(Curve {
         center,
