@@ -64,6 +64,24 @@ pub struct IndexAttributes {
     pub instance: InstanceAttrs,
 }
 
+/// A SOP Instance Reference Macro item: Referenced SOP Class UID and Referenced SOP Instance
+/// UID (PS3.3 Table 10-11), as Source Image, Referenced Image and Referenced SOP sequences
+/// hold them.
+pub fn sop_reference(sop_class_uid: &str, sop_instance_uid: &str) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter([
+        dicom_core::DataElement::new(
+            tags::REFERENCED_SOP_CLASS_UID,
+            VR::UI,
+            dicom_core::PrimitiveValue::from(sop_class_uid),
+        ),
+        dicom_core::DataElement::new(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            dicom_core::PrimitiveValue::from(sop_instance_uid),
+        ),
+    ])
+}
+
 /// A string attribute, trimmed of DICOM padding; multiple values stay joined by `\`.
 /// Values of VR UN (explicit VR files that did not know the attribute) are read as text.
 pub fn text(obj: &InMemDicomObject, tag: Tag) -> String {

@@ -1843,9 +1843,10 @@ fn stored_values(data: &[u8], info: &PixelInfo) -> Vec<i64> {
     }
 }
 
-/// Find an attribute for a frame: in the per-frame functional group item, then the shared
-/// functional groups (inside the macro sequence `macro_seq`), then at the top level.
-fn frame_attr<'a>(
+/// Find an attribute for a frame (`index` from 0): in the per-frame functional group item,
+/// then the shared functional groups (inside the macro sequence `macro_seq`), then at the top
+/// level.
+pub fn frame_attr<'a>(
     obj: &'a InMemDicomObject,
     index: usize,
     macro_seq: Tag,

@@ -849,19 +849,7 @@ fn encode(node: &Node, o: &mut InMemDicomObject, root: bool) {
             "UIDREF"
         }
         Content::Image(img) => {
-            let mut r = InMemDicomObject::new_empty();
-            put_str(
-                &mut r,
-                tags::REFERENCED_SOP_CLASS_UID,
-                VR::UI,
-                &img.sop_class_uid,
-            );
-            put_str(
-                &mut r,
-                tags::REFERENCED_SOP_INSTANCE_UID,
-                VR::UI,
-                &img.sop_instance_uid,
-            );
+            let mut r = crate::attrs::sop_reference(&img.sop_class_uid, &img.sop_instance_uid);
             if let Some(f) = img.frame {
                 put_str(
                     &mut r,
@@ -977,19 +965,7 @@ fn evidence_items(series: &[&SeriesRefs]) -> Vec<InMemDicomObject> {
                 continue;
             }
             seen.push(&img.sop_instance_uid);
-            let mut sop = InMemDicomObject::new_empty();
-            put_str(
-                &mut sop,
-                tags::REFERENCED_SOP_CLASS_UID,
-                VR::UI,
-                &img.sop_class_uid,
-            );
-            put_str(
-                &mut sop,
-                tags::REFERENCED_SOP_INSTANCE_UID,
-                VR::UI,
-                &img.sop_instance_uid,
-            );
+            let sop = crate::attrs::sop_reference(&img.sop_class_uid, &img.sop_instance_uid);
             sops.push(sop);
         }
         put_seq(&mut series_item, tags::REFERENCED_SOP_SEQUENCE, sops);

@@ -6,9 +6,8 @@
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
-use radris_dicom::pixel::{self, FileObject, PixelError};
+use radris_dicom::pixel::{self, FileObject, PixelError, frame_attr};
 use thiserror::Error;
 
 use crate::volume::{Slice, SlicePixels};
@@ -102,22 +101,6 @@ fn float(el: Option<&InMemElement>) -> Option<f64> {
 
 fn int(el: Option<&InMemElement>) -> Option<i64> {
     el?.to_int::<i64>().ok()
-}
-
-/// An attribute of frame `index` (from 0): the per-frame functional group item's macro
-/// `seq`, then the shared functional groups, then the top level.
-fn frame_attr<'a>(
-    obj: &'a InMemDicomObject,
-    index: usize,
-    seq: Tag,
-    tag: Tag,
-) -> Option<&'a InMemElement> {
-    let in_group =
-        |group: Option<&'a InMemDicomObject>| group?.get(seq)?.items()?.first()?.get(tag);
-    let item = |t: Tag, i: usize| obj.get(t).and_then(|e| e.items()).and_then(|v| v.get(i));
-    in_group(item(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, index))
-        .or_else(|| in_group(item(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0)))
-        .or_else(|| obj.get(tag))
 }
 
 /// `HHMMSS.FFFFFF` (or the time part of a DT) as seconds of the day.
@@ -310,6 +293,7 @@ fn to_pixels(bytes: &[u8], bits: u16, signed: bool) -> Option<SlicePixels> {
 mod tests {
     use super::*;
     use crate::volume::{BuildOptions, build};
+    use dicom_object::InMemDicomObject;
     use radris_dicom::synth;
 
     #[test]

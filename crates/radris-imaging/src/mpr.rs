@@ -217,12 +217,10 @@ struct Grid {
 
 impl Grid {
     fn new(vol: &Volume) -> Result<Grid, MprError> {
-        // Checked: the sampling kernel's unchecked reads rely on every index expression
-        // staying below this count without wrapping.
-        let count = vol.dims[0]
-            .checked_mul(vol.dims[1])
-            .and_then(|x| x.checked_mul(vol.dims[2]));
-        if count != Some(vol.voxels.len()) || vol.voxels.is_empty() {
+        // The sampling kernel's unchecked reads rely on every index expression staying below
+        // this count without wrapping: `voxel_count` saturates instead of wrapping, and no
+        // buffer is `usize::MAX` long, so equality means the product did not overflow.
+        if vol.voxel_count() != vol.voxels.len() || vol.voxels.is_empty() {
             return Err(MprError::BadVolume);
         }
         let m = vol.patient_to_index_matrix().ok_or(MprError::BadVolume)?;

@@ -121,15 +121,7 @@ impl Mask {
 }
 
 fn voxel_count(vol: &Volume) -> Result<usize, QuantError> {
-    let expected = vol.dims[0]
-        .checked_mul(vol.dims[1])
-        .and_then(|x| x.checked_mul(vol.dims[2]))
-        .unwrap_or(usize::MAX);
-    let actual = match &vol.voxels {
-        Voxels::I16(v) => v.len(),
-        Voxels::U16(v) => v.len(),
-        Voxels::F32(v) => v.len(),
-    };
+    let (expected, actual) = (vol.voxel_count(), vol.voxels.len());
     if expected != actual {
         return Err(QuantError::VoxelCount {
             dims: vol.dims,

@@ -151,9 +151,13 @@ impl Volume {
         vol
     }
 
-    /// `dims[0]·dims[1]·dims[2]`.
+    /// `dims[0]·dims[1]·dims[2]`, or `usize::MAX` when that overflows (no buffer is that
+    /// long, so comparing it with `voxels.len()` is the whole consistency check).
     pub fn voxel_count(&self) -> usize {
-        self.dims[0] * self.dims[1] * self.dims[2]
+        self.dims[0]
+            .checked_mul(self.dims[1])
+            .and_then(|x| x.checked_mul(self.dims[2]))
+            .unwrap_or(usize::MAX)
     }
 
     /// True when the voxel buffer matches `dims` and the geometry is invertible.

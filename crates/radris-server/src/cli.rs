@@ -1,7 +1,7 @@
 //! Command line: `serve`, `import`, `demo`, `generate`, `admin`, `dicom`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -461,6 +461,20 @@ async fn open_archive_as(cfg: &Config, recover: bool) -> anyhow::Result<radris_s
     Ok(archive)
 }
 
+/// `radris generate`: every instance of `specs` as `IMG00001.dcm`, … in `out`; the count.
+fn write_studies(specs: &[radris_dicom::synth::StudySpec], out: &Path) -> anyhow::Result<u32> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut k = 0u32;
+    for spec in specs {
+        spec.generate(|g| {
+            k += 1;
+            let path = out.join(format!("IMG{k:05}.dcm"));
+            std::fs::write(&path, &g.part10).with_context(|| format!("writing {}", path.display()))
+        })?;
+    }
+    Ok(k)
+}
+
 /// `radris render`: the same pictures as `/api/v1/render/…`, from the archive on disk.
 fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
     use crate::render as r;
@@ -646,15 +660,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cols,
             seed,
         }) => {
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let spec = radris_dicom::synth::ct_study(slices, rows, cols, &seed);
-            let mut k = 0u32;
-            spec.generate(|g| {
-                k += 1;
-                let path = out.join(format!("IMG{k:05}.dcm"));
-                std::fs::write(&path, &g.part10)
-                    .with_context(|| format!("writing {}", path.display()))
-            })?;
+            let k = write_studies(std::slice::from_ref(&spec), &out)?;
             println!(
                 "generated {k} instances of study {} in {}",
                 spec.study_uid(),
@@ -684,16 +691,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })?;
                 vec![p.study(&seed)]
             };
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let mut k = 0u32;
-            for spec in &specs {
-                spec.generate(|g| {
-                    k += 1;
-                    let path = out.join(format!("IMG{k:05}.dcm"));
-                    std::fs::write(&path, &g.part10)
-                        .with_context(|| format!("writing {}", path.display()))
-                })?;
-            }
+            let k = write_studies(&specs, &out)?;
             println!(
                 "generated {k} instances of the {kind} phantom in {}",
                 out.display()

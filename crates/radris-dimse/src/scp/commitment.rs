@@ -535,20 +535,7 @@ impl Delivery {
 mod tests {
     use super::*;
 
-    fn reference(class: &str, instance: &str) -> InMemDicomObject {
-        InMemDicomObject::from_element_iter([
-            DataElement::new(
-                tags::REFERENCED_SOP_CLASS_UID,
-                VR::UI,
-                PrimitiveValue::from(class),
-            ),
-            DataElement::new(
-                tags::REFERENCED_SOP_INSTANCE_UID,
-                VR::UI,
-                PrimitiveValue::from(instance),
-            ),
-        ])
-    }
+    use radris_dicom::attrs::sop_reference as reference;
 
     fn request(transaction: Option<&str>, items: Vec<InMemDicomObject>) -> InMemDicomObject {
         let mut obj = InMemDicomObject::new_empty();

@@ -41,15 +41,7 @@ impl Voxel for f32 {
 }
 
 pub(super) fn check_volume(vol: &Volume) -> Result<(), RenderError> {
-    let expected = vol.dims[0]
-        .checked_mul(vol.dims[1])
-        .and_then(|x| x.checked_mul(vol.dims[2]))
-        .unwrap_or(usize::MAX);
-    let actual = match &vol.voxels {
-        Voxels::I16(v) => v.len(),
-        Voxels::U16(v) => v.len(),
-        Voxels::F32(v) => v.len(),
-    };
+    let (expected, actual) = (vol.voxel_count(), vol.voxels.len());
     if expected != actual || expected == 0 {
         return Err(RenderError::VoxelCount {
             dims: vol.dims,

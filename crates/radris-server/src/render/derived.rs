@@ -223,7 +223,7 @@ impl<'a> DerivedSeries<'a> {
             .source
             .sources
             .iter()
-            .map(|(class, sop)| reference(class, sop))
+            .map(|(class, sop)| radris_dicom::attrs::sop_reference(class, sop))
             .collect();
         o.put(DataElement::new(
             tags::SOURCE_IMAGE_SEQUENCE,
@@ -471,21 +471,6 @@ fn code_item(value: &str, meaning: &str) -> InMemDicomObject {
             PrimitiveValue::from("DCM"),
         ),
         DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(meaning)),
-    ])
-}
-
-fn reference(class: &str, sop: &str) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
-        DataElement::new(
-            tags::REFERENCED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(class),
-        ),
-        DataElement::new(
-            tags::REFERENCED_SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(sop),
-        ),
     ])
 }
 
