@@ -177,6 +177,26 @@ export function writeArtifact(name, value) {
   writeFileSync(join(artifacts, name), typeof value === 'string' ? value : JSON.stringify(value, null, 2));
 }
 
+/** One touch event through CDP: `points` are [x, y] page coordinates, one per finger. */
+export async function touch(cdp, type, points) {
+  await cdp.send('Input.dispatchTouchEvent', {
+    type,
+    touchPoints: points.map(([x, y], id) => ({ x, y, id, radiusX: 2, radiusY: 2, force: 1 })),
+  });
+}
+
+/** A touch drag of every finger from `from[i]` to `to[i]` in `steps` moves. */
+export async function drag(cdp, from, to, steps = 8) {
+  const n = from.length;
+  await touch(cdp, 'touchStart', from);
+  for (let s = 1; s <= steps; s += 1) {
+    const pts = [];
+    for (let i = 0; i < n; i += 1) pts.push([from[i][0] + ((to[i][0] - from[i][0]) * s) / steps, from[i][1] + ((to[i][1] - from[i][1]) * s) / steps]);
+    await touch(cdp, 'touchMove', pts);
+  }
+  await touch(cdp, 'touchEnd', []);
+}
+
 /** Merge `timings` into e2e-artifacts/timings.json (each test file writes its own keys). */
 export function mergeTimings(timings) {
   const file = join(artifacts, 'timings.json');

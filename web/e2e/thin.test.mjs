@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { artifacts, canvasGrey, canvasStats, drawn, meanAbsDiff, signIn, mergeTimings, useDemoServer, waitDrawn, waitFor } from './harness.mjs';
+import { artifacts, canvasGrey, canvasStats, drawn, meanAbsDiff, signIn, mergeTimings, useDemoServer, waitDrawn, waitFor, touch, drag } from './harness.mjs';
 
 const timings = {};
 const env = useDemoServer(() => mergeTimings(timings));
@@ -244,24 +244,6 @@ test('desktop: server MPR and 3D of the 300-slice CT, fresh then cached', { time
   await waitFor(page, () => document.querySelector('[data-kind="volume3d"] canvas'));
   assert.deepEqual(pageErrors, []);
 });
-
-async function touch(cdp, type, points) {
-  await cdp.send('Input.dispatchTouchEvent', {
-    type,
-    touchPoints: points.map(([x, y], id) => ({ x, y, id, radiusX: 2, radiusY: 2, force: 1 })),
-  });
-}
-
-async function drag(cdp, from, to, steps = 8) {
-  const n = from.length;
-  await touch(cdp, 'touchStart', from);
-  for (let s = 1; s <= steps; s += 1) {
-    const pts = [];
-    for (let i = 0; i < n; i += 1) pts.push([from[i][0] + ((to[i][0] - from[i][0]) * s) / steps, from[i][1] + ((to[i][1] - from[i][1]) * s) / steps]);
-    await touch(cdp, 'touchMove', pts);
-  }
-  await touch(cdp, 'touchEnd', []);
-}
 
 test('phone: 390×844 touch, one pane at a time', { timeout: 300_000 }, async (t) => {
   const context = await env.browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });

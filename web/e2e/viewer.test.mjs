@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, canvasGrey, canvasStats, drawn, launchBrowser, meanAbsDiff, mergeTimings, signIn, startServer, waitDrawn, waitFor } from './harness.mjs';
+import { artifacts, canvasGrey, canvasStats, drawn, launchBrowser, meanAbsDiff, mergeTimings, signIn, startServer, waitDrawn, waitFor, touch, drag } from './harness.mjs';
 
 // The demo chest CT (radris-dicom synth): 512×512, field of view 380 mm, first pixel centre at
 // x = y = -190 mm; the lungs are centred at x = ±0.38 of the half field, y = 0 → their centres
@@ -262,24 +262,6 @@ test('desktop: sign in, open, scroll, measure, reload, MPR, 3D', { timeout: 600_
   await page.screenshot({ path: join(artifacts, 'desktop-3d.png') });
   assert.deepEqual(consoleErrors, []);
 });
-
-async function touch(cdp, type, points) {
-  await cdp.send('Input.dispatchTouchEvent', {
-    type,
-    touchPoints: points.map(([x, y], id) => ({ x, y, id, radiusX: 2, radiusY: 2, force: 1 })),
-  });
-}
-
-async function drag(cdp, from, to, steps = 8) {
-  const n = from.length;
-  await touch(cdp, 'touchStart', from);
-  for (let s = 1; s <= steps; s += 1) {
-    const pts = [];
-    for (let i = 0; i < n; i += 1) pts.push([from[i][0] + ((to[i][0] - from[i][0]) * s) / steps, from[i][1] + ((to[i][1] - from[i][1]) * s) / steps]);
-    await touch(cdp, 'touchMove', pts);
-  }
-  await touch(cdp, 'touchEnd', []);
-}
 
 test('phone: 390×844 touch flow', { timeout: 300_000 }, async (t) => {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
