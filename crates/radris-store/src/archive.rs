@@ -26,7 +26,17 @@ use radris_core::keys::KeyWrapper;
 /// larger ones are parsed back from the staging file.
 pub const DEFAULT_IN_MEMORY_LIMIT: usize = 64 << 20;
 
-type WriteRequest = (InsertOp, oneshot::Sender<Result<InsertOutcome, StoreError>>);
+/// Empty staging files the server keeps ready (see [`BlobStore::keep_spares`]): enough for
+/// a burst on several associations while the background thread catches up.
+const SPARE_STAGING_FILES: usize = 16;
+
+/// One instance for the group-commit writer: its row, a signal that its blob is durable
+/// (sent by the thread that fsyncs it), and where the outcome goes.
+struct WriteRequest {
+    op: InsertOp,
+    durable: oneshot::Receiver<bool>,
+    reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
+}
 
 struct Inner {
     index: Index,
@@ -104,6 +114,7 @@ impl Archive {
     ) -> Result<Self, StoreError> {
         let archive = Self::attach(data_dir, database_url, policy, events, keys).await?;
         archive.recover().await?;
+        archive.inner.blobs.keep_spares(SPARE_STAGING_FILES)?;
         Ok(archive)
     }
 
@@ -237,6 +248,7 @@ impl Archive {
     /// Staging files left by a crash: referenced by the index → publish; otherwise they were
     /// never acknowledged → delete.
     async fn recover(&self) -> Result<(), StoreError> {
+        self.inner.blobs.discard_spares()?;
         let (mut published, mut discarded) = (0, 0);
         for id in self.inner.blobs.staged_ids()? {
             match self.inner.index.blob_path_of(&id).await? {
@@ -303,8 +315,6 @@ impl Archive {
         };
         let mut blob = self.inner.blobs.create(&tenant)?;
         blob.write(&meta)?;
-        // data sets kept in memory are hashed beside the fsync, off the receive path
-        blob.defer_hash();
         Ok(Ingest {
             archive: self.clone(),
             blob: Some(blob),
@@ -524,9 +534,24 @@ async fn writer_loop(index: Index, mut rx: mpsc::Receiver<WriteRequest>) {
                 Err(_) => break,
             }
         }
-        let (ops, replies): (Vec<InsertOp>, Vec<_>) = batch.into_iter().unzip();
-        metrics::histogram!("radris_index_group_commit_size").record(ops.len() as f64);
-        let results = index.insert_batch(&ops).await;
+        metrics::histogram!("radris_index_group_commit_size").record(batch.len() as f64);
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut signals = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for req in batch {
+            ops.push(req.op);
+            signals.push(req.durable);
+            replies.push(req.reply);
+        }
+        // the rows go in while the blobs' fsyncs finish; the commit waits for all of them
+        let durable = async move {
+            let mut flags = Vec::with_capacity(signals.len());
+            for signal in signals {
+                flags.push(signal.await.unwrap_or(false));
+            }
+            flags
+        };
+        let results = index.insert_batch_gated(&ops, durable).await;
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
@@ -585,9 +610,6 @@ impl Ingest {
                 self.prefix.extend_from_slice(data);
             } else {
                 self.overflow = true;
-                if let Some(blob) = self.blob.as_mut() {
-                    blob.resume_hash(&[&self.meta, &self.prefix]);
-                }
                 self.prefix = Vec::new();
             }
         }
@@ -665,33 +687,48 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     ///
-    /// The fsync of the staging file runs on a second thread while the header is parsed;
-    /// both finish before the index hears of the blob.
+    /// In memory, three things run at once: the fsync of the staging file (its own thread),
+    /// the SHA-256 (another), and the header parse here, followed by the index writes; the
+    /// index transaction commits only after the fsync, so the committed index never names a
+    /// blob that is not durable.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
         let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
-        let (analysed, sealed) = if self.overflow {
+        let (blob_id, len, sha) = (blob.id().to_owned(), blob.len(), blob.sha256());
+        let (indexed, sealed) = if self.overflow {
             // too big for memory: seal first, then parse the header back from the staging
             // file through the decrypting reader
             match blob.seal() {
                 Ok(sealed) => {
-                    let analysed = self
+                    let indexed = self
                         .archive
                         .inner
                         .blobs
                         .open_staged(&sealed.id, self.tenant.as_str())
                         .and_then(|r| self.analyse(Some(&r)))
-                        .map(|(a, h)| (a, h, String::new()));
-                    (analysed, Ok(sealed))
+                        .and_then(|(attrs, header)| {
+                            clock.lap("parse");
+                            let (durable, signal) = oneshot::channel();
+                            let _ = durable.send(true);
+                            let op = self.insert_op(&attrs, header, &sealed.id, len, &sha);
+                            self.index(op, signal).map(|outcome| (attrs, outcome))
+                        });
+                    (indexed, Ok(sealed))
                 }
                 Err(e) => (Err(StoreError::ShuttingDown), Err(e)),
             }
         } else {
             std::thread::scope(|s| {
-                let sealer = s.spawn(move || blob.seal());
-                let analysed = self.analyse(None).map(|(attrs, header)| {
-                    let sha = crate::blob::sha256_hex(&[&self.meta, &self.prefix]);
-                    (attrs, header, sha)
+                let (durable, signal) = oneshot::channel();
+                let sealer = s.spawn(move || {
+                    let sealed = blob.seal();
+                    let _ = durable.send(sealed.is_ok());
+                    sealed
+                });
+                let indexed = self.analyse(None).and_then(|(attrs, header)| {
+                    clock.lap("parse");
+                    let op = self.insert_op(&attrs, header, &blob_id, len, &sha);
+                    self.index(op, signal).map(|outcome| (attrs, outcome))
                 });
                 let sealed = sealer.join().unwrap_or_else(|_| {
                     Err(StoreError::Io {
@@ -699,25 +736,21 @@ impl Ingest {
                         source: std::io::Error::other("fsync thread panicked"),
                     })
                 });
-                (analysed, sealed)
+                (indexed, sealed)
             })
         };
+        clock.lap("index_fsync");
         self.prefix = Vec::new();
         let inner = &self.archive.inner;
-        let ((attrs, header), sealed) = match (analysed, sealed) {
-            (Ok((attrs, header, sha)), Ok(mut sealed)) => {
-                if sealed.sha256.is_empty() {
-                    sealed.sha256 = sha;
-                }
-                ((attrs, header), sealed)
-            }
+        let ((attrs, outcome), sealed) = match (indexed, sealed) {
+            (Ok(indexed), Ok(sealed)) => (indexed, sealed),
             (Err(e), Ok(sealed)) => {
                 inner.blobs.discard(&sealed.id);
                 return Err(e);
             }
+            // the index refused to commit without the fsync; the staging file is gone
             (_, Err(e)) => return Err(e),
         };
-        clock.lap("parse_fsync");
         let rel = BlobStore::final_rel_path(
             self.tenant.as_str(),
             attrs.study.study_uid.as_str(),
@@ -725,41 +758,6 @@ impl Ingest {
             attrs.instance.sop_instance_uid.as_str(),
             &sealed.id,
         );
-        let op = InsertOp {
-            tenant: self.tenant.clone(),
-            attrs: attrs.clone(),
-            transfer_syntax: self
-                .hint
-                .transfer_syntax
-                .trim_end_matches(['\0', ' '])
-                .to_owned(),
-            blob_id: sealed.id.clone(),
-            blob_path: rel.clone(),
-            size_bytes: sealed.len,
-            sha256: sealed.sha256.clone(),
-            source_ae: self
-                .source
-                .as_ref()
-                .map(|a| a.as_str().to_owned())
-                .unwrap_or_default(),
-            header_json: header,
-            policy: inner.policy,
-        };
-        let (tx, rx) = oneshot::channel();
-        let outcome = inner
-            .writer
-            .blocking_send((op, tx))
-            .map_err(|_| StoreError::ShuttingDown)
-            .and_then(|()| rx.blocking_recv().map_err(|_| StoreError::ShuttingDown))
-            .and_then(|r| r);
-        clock.lap("index");
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                inner.blobs.discard(&sealed.id);
-                return Err(e);
-            }
-        };
         let newly_stored = match outcome {
             InsertOutcome::Inserted => {
                 inner.blobs.publish(&sealed.id, &rel)?;
@@ -791,6 +789,61 @@ impl Ingest {
             sop_instance_uid: attrs.instance.sop_instance_uid.as_str().to_owned(),
             newly_stored,
         })
+    }
+
+    /// The index row of this instance, its blob `blob_id` of `len` plaintext bytes.
+    fn insert_op(
+        &self,
+        attrs: &IndexAttributes,
+        header_json: String,
+        blob_id: &str,
+        len: u64,
+        sha256: &str,
+    ) -> InsertOp {
+        InsertOp {
+            tenant: self.tenant.clone(),
+            attrs: attrs.clone(),
+            transfer_syntax: self
+                .hint
+                .transfer_syntax
+                .trim_end_matches(['\0', ' '])
+                .to_owned(),
+            blob_id: blob_id.to_owned(),
+            blob_path: BlobStore::final_rel_path(
+                self.tenant.as_str(),
+                attrs.study.study_uid.as_str(),
+                attrs.series.series_uid.as_str(),
+                attrs.instance.sop_instance_uid.as_str(),
+                blob_id,
+            ),
+            size_bytes: len,
+            sha256: sha256.to_owned(),
+            source_ae: self
+                .source
+                .as_ref()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+            header_json,
+            policy: self.archive.inner.policy,
+        }
+    }
+
+    /// Hand `op` to the group-commit writer and wait for its outcome; the writer commits once
+    /// `durable` says the blob survives a crash.
+    fn index(
+        &self,
+        op: InsertOp,
+        durable: oneshot::Receiver<bool>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.archive
+            .inner
+            .writer
+            .blocking_send(WriteRequest { op, durable, reply })
+            .map_err(|_| StoreError::ShuttingDown)?;
+        outcome
+            .blocking_recv()
+            .map_err(|_| StoreError::ShuttingDown)?
     }
 }
 

@@ -858,3 +858,153 @@ async fn annotations_are_versioned_per_user_and_go_with_their_study() {
         assert_eq!(sqlx::Row::get::<i64, _>(&left, 0), 0, "{}", b.name);
     }
 }
+
+/// The index rows of a generated study's instances, as the archive would write them.
+fn insert_ops(
+    t: &TenantId,
+    spec: &StudySpec,
+    policy: DuplicatePolicy,
+) -> Vec<radris_store::index::InsertOp> {
+    let mut ops = Vec::new();
+    spec.generate(|g| {
+        let obj = dicom_object::OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Never)
+            .from_reader(std::io::Cursor::new(&g.part10[128..]))
+            .unwrap()
+            .into_inner();
+        let attrs = radris_dicom::attrs::IndexAttributes::from_header(&obj).unwrap();
+        let header_json = radris_dicom::attrs::index_header_json(&obj, &attrs).unwrap();
+        let blob_id = uuid::Uuid::now_v7().simple().to_string();
+        ops.push(radris_store::index::InsertOp {
+            tenant: t.clone(),
+            blob_path: format!("{t}/x/{blob_id}.dcm"),
+            attrs,
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            blob_id,
+            size_bytes: g.part10.len() as u64,
+            sha256: radris_store::blob::sha256_hex(&[&g.part10]),
+            source_ae: String::new(),
+            header_json,
+            policy,
+        });
+        Ok::<(), StoreError>(())
+    })
+    .unwrap();
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_commits_only_the_instances_whose_blobs_are_durable() {
+    for b in backends().await {
+        let t = tenant("default");
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let spec = study("gate", "Gate^Keeper", "20200101", Phantom::ChestCt, 3);
+        let ops = insert_ops(&t, &spec, DuplicatePolicy::KeepFirst);
+        // the second blob's fsync failed: it must not be indexed, the others must
+        let results = a
+            .index()
+            .insert_batch_gated(&ops, std::future::ready(vec![true, false, true]))
+            .await;
+        assert!(
+            results[0].is_ok() && results[2].is_ok(),
+            "{}: {results:?}",
+            b.name
+        );
+        assert!(results[1].is_err(), "{}: {results:?}", b.name);
+        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        let mut sops: Vec<&str> = insts.iter().map(|i| i.sop_uid.as_str()).collect();
+        sops.sort();
+        let mut want = vec![
+            ops[0].attrs.instance.sop_instance_uid.as_str(),
+            ops[2].attrs.instance.sop_instance_uid.as_str(),
+        ];
+        want.sort();
+        assert_eq!(sops, want, "{}", b.name);
+        let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(rows[0].num_instances, 2, "{}: counters", b.name);
+        // nothing durable: nothing indexed
+        let more = insert_ops(
+            &t,
+            &study("gate2", "Gate^Two", "20200102", Phantom::ChestCt, 2),
+            DuplicatePolicy::KeepFirst,
+        );
+        let results = a
+            .index()
+            .insert_batch_gated(&more, std::future::ready(vec![false, false]))
+            .await;
+        assert!(results.iter().all(Result::is_err), "{}", b.name);
+        assert_eq!(a.find(&t, &query("STUDY", &[])).await.unwrap().len(), 1);
+        // a refused duplicate inside a batch fails alone (the batch is redone op by op)
+        let mut dup = ops[0].clone();
+        dup.policy = DuplicatePolicy::Reject;
+        let batch = vec![dup, ops[1].clone()];
+        let results = a
+            .index()
+            .insert_batch_gated(&batch, std::future::ready(vec![true, true]))
+            .await;
+        assert!(
+            matches!(results[0], Err(StoreError::Duplicate(_))),
+            "{}: {results:?}",
+            b.name
+        );
+        assert!(results[1].is_ok(), "{}: {results:?}", b.name);
+        let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(rows[0].num_instances, 3, "{}: counters", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spare_staging_files_are_used_and_cleared_on_restart() {
+    let b = backends().await.remove(0);
+    let staging = b.dir.path().join("staging");
+    let spares = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.ends_with(".spare").then_some(name)
+            })
+            .collect()
+    };
+    let a = open(&b, DuplicatePolicy::KeepFirst).await;
+    let t = tenant("default");
+    let mut ready = Vec::new();
+    for _ in 0..100 {
+        ready = spares(&staging);
+        if ready.len() >= 16 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready.len(), 16, "spares made ahead of need");
+    store(
+        &a,
+        &t,
+        &[study("sp", "Spare^Me", "20200101", Phantom::ChestCt, 20)],
+    )
+    .await;
+    let report = a.verify().await.unwrap();
+    assert!(report.is_clean() && report.ok == 20, "{report:?}");
+    assert!(a.blobs().staged_ids().unwrap().is_empty());
+    let used: Vec<String> = ready
+        .iter()
+        .filter(|s| !staging.join(s).exists())
+        .cloned()
+        .collect();
+    assert!(!used.is_empty(), "the stores took spares");
+    let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+    let spare_id = used[0].trim_end_matches(".spare");
+    assert!(
+        insts.iter().any(|i| i.blob_path.contains(spare_id)),
+        "a spare became a blob"
+    );
+    let before = spares(&staging);
+    drop(a);
+    let a = open(&b, DuplicatePolicy::KeepFirst).await;
+    let after = spares(&staging);
+    assert!(
+        before.iter().all(|s| !after.contains(s)),
+        "the previous run's spares are deleted on restart"
+    );
+    assert!(a.verify().await.unwrap().is_clean());
+}

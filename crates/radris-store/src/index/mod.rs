@@ -38,6 +38,12 @@ pub use sql::COMPUTED_KEYS;
 use sql::{COLUMNS, Sql, bind_all, from_clause, order_clause, post_filter, where_clause};
 use write::{insert_one, recompute};
 
+/// An open write transaction and the outcome of each op inserted in it.
+type InsertedInTx<'c> = (
+    sqlx::Transaction<'c, sqlx::Any>,
+    Vec<Result<InsertOutcome, StoreError>>,
+);
+
 /// Which database an index runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -518,63 +524,129 @@ impl Index {
     /// Apply a batch of inserts in one transaction (group commit). Each op runs inside a
     /// savepoint, so one failing op does not fail the others. Returns one result per op.
     pub async fn insert_batch(&self, ops: &[InsertOp]) -> Vec<Result<InsertOutcome, StoreError>> {
+        self.insert_batch_gated(ops, std::future::ready(vec![true; ops.len()]))
+            .await
+    }
+
+    /// [`Index::insert_batch`] for ops whose blobs are still being made durable: the rows are
+    /// written while the fsyncs run, and the transaction commits only once `durable` says,
+    /// for every op, that its blob is durable (one flag per op, in order). If some are not,
+    /// the transaction is rolled back and the others are inserted again on their own, so the
+    /// committed index never references a blob that a crash could lose.
+    pub async fn insert_batch_gated(
+        &self,
+        ops: &[InsertOp],
+        durable: impl std::future::Future<Output = Vec<bool>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let all_failed = |ops: &[InsertOp], msg: String| {
+            ops.iter()
+                .map(|_| Err(StoreError::Database(msg.clone())))
+                .collect()
+        };
         let mut conn = match self.pool.acquire().await {
             Ok(c) => c,
-            Err(e) => {
-                let msg = e.to_string();
-                return ops
-                    .iter()
-                    .map(|_| Err(StoreError::Database(format!("acquire: {msg}"))))
-                    .collect();
-            }
+            Err(e) => return all_failed(ops, format!("acquire: {e}")),
         };
-        let result: Result<Vec<Result<InsertOutcome, StoreError>>, StoreError> = async {
-            let mut tx = self.begin_write(&mut conn).await?;
-            let mut results = Vec::with_capacity(ops.len());
-            if let [op] = ops {
-                // one op: the transaction itself is the savepoint
-                let r = insert_one(&mut tx, op).await;
-                if r.is_ok() {
+        let attempt: Result<Result<_, Vec<bool>>, StoreError> = async {
+            let (tx, results) = self.insert_in(&mut conn, ops).await?;
+            let flags = durable.await;
+            if flags.len() == ops.len() && flags.iter().all(|d| *d) {
+                if results.iter().any(Result::is_ok) {
                     tx.commit().await.map_err(|e| StoreError::db("commit", e))?;
                 }
-                results.push(r);
-                return Ok(results);
-            }
-            for op in ops {
-                tx.execute("SAVEPOINT op")
+                Ok(Ok(results))
+            } else {
+                tx.rollback()
                     .await
-                    .map_err(|e| StoreError::db("savepoint", e))?;
-                match insert_one(&mut tx, op).await {
-                    Ok(outcome) => {
-                        tx.execute("RELEASE SAVEPOINT op")
-                            .await
-                            .map_err(|e| StoreError::db("release", e))?;
-                        results.push(Ok(outcome));
-                    }
-                    Err(e) => {
-                        tx.execute("ROLLBACK TO SAVEPOINT op")
-                            .await
-                            .map_err(|e| StoreError::db("rollback", e))?;
-                        tx.execute("RELEASE SAVEPOINT op")
-                            .await
-                            .map_err(|e| StoreError::db("release", e))?;
-                        results.push(Err(e));
-                    }
-                }
+                    .map_err(|e| StoreError::db("rollback", e))?;
+                Ok(Err(flags))
             }
-            tx.commit().await.map_err(|e| StoreError::db("commit", e))?;
-            Ok(results)
         }
         .await;
-        match result {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = e.to_string();
-                ops.iter()
-                    .map(|_| Err(StoreError::Database(msg.clone())))
+        drop(conn);
+        match attempt {
+            Ok(Ok(results)) => results,
+            Err(e) => all_failed(ops, e.to_string()),
+            Ok(Err(flags)) => {
+                // rare (a failed fsync): insert the durable ones again, alone
+                let keep: Vec<InsertOp> = ops
+                    .iter()
+                    .zip(&flags)
+                    .filter(|(_, d)| **d)
+                    .map(|(op, _)| op.clone())
+                    .collect();
+                let mut redone = Box::pin(self.insert_batch(&keep)).await.into_iter();
+                (0..ops.len())
+                    .map(|i| {
+                        if flags.get(i).copied().unwrap_or(false) {
+                            redone.next().unwrap_or_else(|| {
+                                Err(StoreError::Database("insert batch lost a result".into()))
+                            })
+                        } else {
+                            Err(StoreError::Database(
+                                "the blob could not be made durable; nothing was indexed".into(),
+                            ))
+                        }
+                    })
                     .collect()
             }
         }
+    }
+
+    /// Open a write transaction and insert `ops` in it. A batch first goes in under one
+    /// savepoint; if an op fails (a duplicate refused, a bad value), that savepoint is rolled
+    /// back and the batch goes in again with a savepoint per op, so only the failing ones fail. A lone op
+    /// uses the transaction itself as its savepoint (a failure leaves nothing to commit).
+    async fn insert_in<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+        ops: &[InsertOp],
+    ) -> Result<InsertedInTx<'c>, StoreError> {
+        let mut tx = self.begin_write(conn).await?;
+        if let [op] = ops {
+            let result = insert_one(&mut tx, op).await;
+            return Ok((tx, vec![result]));
+        }
+        tx.execute("SAVEPOINT batch")
+            .await
+            .map_err(|e| StoreError::db("savepoint", e))?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            match insert_one(&mut tx, op).await {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(_) => break,
+            }
+        }
+        if results.len() == ops.len() {
+            return Ok((tx, results)); // the commit releases the savepoint
+        }
+        tx.execute("ROLLBACK TO SAVEPOINT batch")
+            .await
+            .map_err(|e| StoreError::db("rollback", e))?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            tx.execute("SAVEPOINT op")
+                .await
+                .map_err(|e| StoreError::db("savepoint", e))?;
+            match insert_one(&mut tx, op).await {
+                Ok(outcome) => {
+                    tx.execute("RELEASE SAVEPOINT op")
+                        .await
+                        .map_err(|e| StoreError::db("release", e))?;
+                    results.push(Ok(outcome));
+                }
+                Err(e) => {
+                    tx.execute("ROLLBACK TO SAVEPOINT op")
+                        .await
+                        .map_err(|e| StoreError::db("rollback", e))?;
+                    tx.execute("RELEASE SAVEPOINT op")
+                        .await
+                        .map_err(|e| StoreError::db("release", e))?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        Ok((tx, results))
     }
 
     /// Delete a study, series or instance; returns the blob paths to remove. Studies left
