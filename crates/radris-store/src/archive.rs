@@ -26,10 +26,6 @@ use radris_core::keys::KeyWrapper;
 /// larger ones are parsed back from the staging file.
 pub const DEFAULT_IN_MEMORY_LIMIT: usize = 64 << 20;
 
-/// Empty staging files the server keeps ready (see [`BlobStore::keep_spares`]): enough for
-/// a burst on several associations while the background thread catches up.
-const SPARE_STAGING_FILES: usize = 16;
-
 /// One instance for the group-commit writer: its row, a signal that its blob is durable
 /// (sent by the thread that fsyncs it), and where the outcome goes.
 struct WriteRequest {
@@ -114,7 +110,6 @@ impl Archive {
     ) -> Result<Self, StoreError> {
         let archive = Self::attach(data_dir, database_url, policy, events, keys).await?;
         archive.recover().await?;
-        archive.inner.blobs.keep_spares(SPARE_STAGING_FILES)?;
         Ok(archive)
     }
 
@@ -248,7 +243,6 @@ impl Archive {
     /// Staging files left by a crash: referenced by the index → publish; otherwise they were
     /// never acknowledged → delete.
     async fn recover(&self) -> Result<(), StoreError> {
-        self.inner.blobs.discard_spares()?;
         let (mut published, mut discarded) = (0, 0);
         for id in self.inner.blobs.staged_ids()? {
             match self.inner.index.blob_path_of(&id).await? {
@@ -315,6 +309,9 @@ impl Archive {
         };
         let mut blob = self.inner.blobs.create(&tenant)?;
         blob.write(&meta)?;
+        // data sets kept in memory are hashed at commit, on a thread beside the fsync and the
+        // header parse: hashing as they arrive would keep the sender waiting
+        blob.defer_hash();
         Ok(Ingest {
             archive: self.clone(),
             blob: Some(blob),
@@ -610,6 +607,9 @@ impl Ingest {
                 self.prefix.extend_from_slice(data);
             } else {
                 self.overflow = true;
+                if let Some(blob) = self.blob.as_mut() {
+                    blob.resume_hash(&[&self.meta, &self.prefix]);
+                }
                 self.prefix = Vec::new();
             }
         }
@@ -694,7 +694,7 @@ impl Ingest {
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
         let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
-        let (blob_id, len, sha) = (blob.id().to_owned(), blob.len(), blob.sha256());
+        let (blob_id, len) = (blob.id().to_owned(), blob.len());
         let (indexed, sealed) = if self.overflow {
             // too big for memory: seal first, then parse the header back from the staging
             // file through the decrypting reader
@@ -710,7 +710,8 @@ impl Ingest {
                             clock.lap("parse");
                             let (durable, signal) = oneshot::channel();
                             let _ = durable.send(true);
-                            let op = self.insert_op(&attrs, header, &sealed.id, len, &sha);
+                            let op =
+                                self.insert_op(&attrs, header, &sealed.id, len, &sealed.sha256);
                             self.index(op, signal).map(|outcome| (attrs, outcome))
                         });
                     (indexed, Ok(sealed))
@@ -725,7 +726,13 @@ impl Ingest {
                     let _ = durable.send(sealed.is_ok());
                     sealed
                 });
+                let (meta, prefix) = (&self.meta, &self.prefix);
+                let hasher = s.spawn(move || crate::blob::sha256_hex(&[meta, prefix]));
                 let indexed = self.analyse(None).and_then(|(attrs, header)| {
+                    let sha = hasher.join().map_err(|_| StoreError::Io {
+                        path: "staging".into(),
+                        source: std::io::Error::other("hashing thread panicked"),
+                    })?;
                     clock.lap("parse");
                     let op = self.insert_op(&attrs, header, &blob_id, len, &sha);
                     self.index(op, signal).map(|outcome| (attrs, outcome))

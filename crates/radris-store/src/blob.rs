@@ -1,8 +1,7 @@
 //! The blob store on local files.
 //!
 //! Layout: `<root>/blobs/<tenant>/<study>/<series>/<sop>.<blob-id>.dcm`, staging files in
-//! `<root>/staging/<blob-id>.part` (and empty spares, `<blob-id>.spare`, kept ready for the
-//! next stores). Every file, staging included, is encrypted
+//! `<root>/staging/<blob-id>.part`. Every file, staging included, is encrypted
 //! ([`crate::crypto`]); the SHA-256 and length the index keeps are of the plaintext DICOM file.
 //!
 //! **Invariant:** a staging file is complete and fsynced (file and directory) before the index
@@ -29,19 +28,6 @@ pub struct BlobStore {
     root: PathBuf,
     staging_sync: std::sync::Arc<DirSync>,
     keys: Arc<DataKeys>,
-    spares: Arc<Spares>,
-}
-
-/// Empty staging files made ahead of need by a background thread ([`BlobStore::keep_spares`]),
-/// so that a store in flight does not wait for the file system to allocate an inode (a
-/// quarter of a millisecond here, more on a file system that has just deleted many files).
-/// A spare is `<id>.spare` in the staging directory; taking it renames it to `<id>.part`,
-/// in the same directory, so the staging directory's fsync covers it like a new file. Spares
-/// left by a stop are deleted by [`BlobStore::discard_spares`].
-#[derive(Debug, Default)]
-struct Spares {
-    files: std::sync::Mutex<Vec<(String, File)>>,
-    taken: std::sync::Condvar,
 }
 
 /// Group fsync of one directory: concurrent callers share one `fsync` that started after
@@ -124,79 +110,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             staging_sync: std::sync::Arc::new(DirSync::new(root.join("staging"))),
             keys,
-            spares: Arc::default(),
         })
-    }
-
-    /// Keep `count` empty staging files ready, made by a background thread that ends soon
-    /// after the last clone of this store is dropped. Only the process that owns the staging
-    /// directory (the server) should call this.
-    pub fn keep_spares(&self, count: usize) -> Result<(), StoreError> {
-        let spares = Arc::downgrade(&self.spares);
-        let dir = self.staging_dir();
-        std::thread::Builder::new()
-            .name("staging-spares".into())
-            .spawn(move || {
-                let idle = std::time::Duration::from_millis(500);
-                loop {
-                    let Some(sp) = spares.upgrade() else { return };
-                    let Ok(files) = sp.files.lock() else { return };
-                    if files.len() >= count {
-                        // woken by a take, or on a timeout to notice the store is gone
-                        drop(sp.taken.wait_timeout(files, idle));
-                        continue;
-                    }
-                    drop(files);
-                    let id = uuid::Uuid::now_v7().simple().to_string();
-                    let path = dir.join(format!("{id}.spare"));
-                    match OpenOptions::new().write(true).create_new(true).open(&path) {
-                        Ok(file) => match sp.files.lock() {
-                            Ok(mut files) => files.push((id, file)),
-                            Err(_) => return,
-                        },
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), error = %e, "could not make a spare staging file");
-                            drop(sp);
-                            std::thread::sleep(idle);
-                        }
-                    }
-                }
-            })
-            .map(drop)
-            .map_err(|e| StoreError::Io {
-                path: self.staging_dir().display().to_string(),
-                source: e,
-            })
-    }
-
-    /// Delete the spare staging files a previous run left (never part of any blob).
-    pub fn discard_spares(&self) -> Result<usize, StoreError> {
-        let dir = self.staging_dir();
-        let mut removed = 0;
-        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
-            let p = entry.map_err(io(&dir))?.path();
-            if p.extension().is_some_and(|e| e == "spare") {
-                fs::remove_file(&p).map_err(io(&p))?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// A spare staging file renamed to `<id>.part`, if one is ready.
-    fn take_spare(&self) -> Option<(String, File)> {
-        let (id, file) = self.spares.files.lock().ok()?.pop()?;
-        self.spares.taken.notify_one();
-        let dir = self.staging_dir();
-        let from = dir.join(format!("{id}.spare"));
-        match fs::rename(&from, self.staging_path(&id)) {
-            Ok(()) => Some((id, file)),
-            Err(e) => {
-                tracing::warn!(path = %from.display(), error = %e, "could not take a spare staging file");
-                let _ = fs::remove_file(&from);
-                None
-            }
-        }
     }
 
     /// The data keys blobs are encrypted with.
@@ -291,20 +205,13 @@ impl BlobStore {
     /// Start writing a new blob of `tenant` in staging, encrypted under its active data key.
     pub fn create(&self, tenant: &TenantId) -> Result<StagedBlob, StoreError> {
         let key = self.keys.new_blob_key(tenant)?;
-        let (id, file) = match self.take_spare() {
-            Some(spare) => spare,
-            None => {
-                let id = uuid::Uuid::now_v7().simple().to_string();
-                let path = self.staging_path(&id);
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(io(&path))?;
-                (id, file)
-            }
-        };
+        let id = uuid::Uuid::now_v7().simple().to_string();
         let path = self.staging_path(&id);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
         Ok(StagedBlob {
             id,
             path,
@@ -313,7 +220,7 @@ impl BlobStore {
                 BufWriter::with_capacity(256 * 1024, file),
                 key,
             )),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             len: 0,
         })
     }
@@ -365,7 +272,6 @@ impl BlobStore {
             let name = entry.file_name().to_string_lossy().into_owned();
             match name.strip_suffix(".part") {
                 Some(id) => out.push(id.to_owned()),
-                None if name.ends_with(".spare") => {}
                 None => {
                     // not ours: leave it, but say so
                     tracing::warn!(file = %name, "unexpected file in staging directory");
@@ -420,8 +326,8 @@ pub struct StagedBlob {
     path: PathBuf,
     dir_sync: std::sync::Arc<DirSync>,
     writer: Option<SegmentWriter<BufWriter<File>>>,
-    /// Of the plaintext, as it is written (while the sender is still sending).
-    hasher: Sha256,
+    /// `None` while the caller hashes the bytes itself (in parallel with the fsync).
+    hasher: Option<Sha256>,
     len: u64,
 }
 
@@ -434,7 +340,7 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-/// A staging file that is complete and durable.
+/// A staging file that is complete and durable. `sha256` is empty when hashing was deferred.
 #[derive(Debug, Clone)]
 pub struct SealedBlob {
     pub id: String,
@@ -455,9 +361,19 @@ impl StagedBlob {
         self.len == 0
     }
 
-    /// SHA-256 (hex) of everything written so far (the blob keeps hashing).
-    pub fn sha256(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
+    /// Stop hashing inline: the caller computes the SHA-256 of exactly the bytes written
+    /// (see [`sha256_hex`]) and puts it into the [`SealedBlob`].
+    pub fn defer_hash(&mut self) {
+        self.hasher = None;
+    }
+
+    /// Resume inline hashing after [`StagedBlob::defer_hash`], feeding what was already written.
+    pub fn resume_hash(&mut self, written: &[&[u8]]) {
+        let mut h = Sha256::new();
+        for part in written {
+            h.update(part);
+        }
+        self.hasher = Some(h);
     }
 
     pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
@@ -466,7 +382,9 @@ impl StagedBlob {
             source: std::io::Error::other("write after seal"),
         })?;
         w.write_all(buf).map_err(io(&self.path))?;
-        self.hasher.update(buf);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(buf);
+        }
         self.len += buf.len() as u64;
         Ok(())
     }
@@ -488,7 +406,11 @@ impl StagedBlob {
         match result {
             Ok(()) => Ok(SealedBlob {
                 id: std::mem::take(&mut self.id),
-                sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+                sha256: self
+                    .hasher
+                    .take()
+                    .map(|h| hex::encode(h.finalize()))
+                    .unwrap_or_default(),
                 len: self.len,
             }),
             Err(e) => Err(e), // Drop removes the file
