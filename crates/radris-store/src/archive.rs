@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::StoreError;
 use crate::blob::{BlobStore, StagedBlob};
 use crate::crypto::{BlobReader, DataKeys};
+use crate::index::direct::{DirectWriter, Handoff};
 use crate::index::{DeleteLevel, FindRow, Index, InsertOp, InsertOutcome, StoredInstance};
 use radris_core::keys::KeyWrapper;
 
@@ -26,12 +27,36 @@ use radris_core::keys::KeyWrapper;
 /// larger ones are parsed back from the staging file.
 pub const DEFAULT_IN_MEMORY_LIMIT: usize = 64 << 20;
 
-/// One instance for the group-commit writer: its row, a signal that its blob is durable
-/// (sent by the thread that fsyncs it), and where the outcome goes.
+/// One instance for the group-commit writer: its row, when it is complete (see
+/// [`Completion`]), and where the outcome goes.
 struct WriteRequest {
     op: InsertOp,
+    done: Completion,
+    reply: Reply,
+}
+
+type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
+
+/// Resolves once an instance's blob is durable: `Some` with the SHA-256 if its row went to
+/// the writer before the hash was known (empty otherwise), `None` if the blob could not be
+/// made durable (see [`Index::insert_batch_completed`]).
+type Completion = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
+
+/// The [`Completion`] of a blob that the thread holding `durable`'s sender makes durable, and
+/// whose hash comes from `sha`'s sender, if it was not known when the row was sent.
+fn completion(
     durable: oneshot::Receiver<bool>,
-    reply: oneshot::Sender<Result<InsertOutcome, StoreError>>,
+    sha: Option<oneshot::Receiver<String>>,
+) -> Completion {
+    Box::pin(async move {
+        if !durable.await.unwrap_or(false) {
+            return None;
+        }
+        match sha {
+            None => Some(String::new()),
+            Some(sha) => sha.await.ok(),
+        }
+    })
 }
 
 struct Inner {
@@ -137,7 +162,21 @@ impl Archive {
         keys.ensure(&tenants).await?;
         let blobs = BlobStore::open(data_dir, keys)?;
         let (tx, rx) = mpsc::channel::<WriteRequest>(1024);
-        tokio::spawn(writer_loop(index.clone(), rx));
+        match index.direct_writer().transpose()? {
+            Some(direct) => {
+                let (index, rt) = (index.clone(), tokio::runtime::Handle::current());
+                std::thread::Builder::new()
+                    .name("index-writer".into())
+                    .spawn(move || direct_writer_loop(direct, index, rx, rt))
+                    .map_err(|source| StoreError::Io {
+                        path: "index-writer thread".into(),
+                        source,
+                    })?;
+            }
+            None => {
+                tokio::spawn(writer_loop(index.clone(), rx));
+            }
+        }
         let archive = Archive {
             inner: Arc::new(Inner {
                 index,
@@ -522,36 +561,73 @@ fn check_one(blobs: &BlobStore, inst: &StoredInstance) -> Check {
     }
 }
 
+/// A group commit's requests: the first and those already waiting behind it (up to 256).
+fn gather(
+    first: WriteRequest,
+    rx: &mut mpsc::Receiver<WriteRequest>,
+) -> (Vec<InsertOp>, Vec<Completion>, Vec<Reply>) {
+    let mut batch = vec![first];
+    while batch.len() < 256 {
+        match rx.try_recv() {
+            Ok(req) => batch.push(req),
+            Err(_) => break,
+        }
+    }
+    metrics::histogram!("radris_index_group_commit_size").record(batch.len() as f64);
+    let mut ops = Vec::with_capacity(batch.len());
+    let mut pending = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for req in batch {
+        ops.push(req.op);
+        pending.push(req.done);
+        replies.push(req.reply);
+    }
+    (ops, pending, replies)
+}
+
+/// Wait for each request's completion, in order.
+async fn completed(pending: Vec<Completion>) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(pending.len());
+    for d in pending {
+        out.push(d.await);
+    }
+    out
+}
+
+fn reply(replies: Vec<Reply>, results: Vec<Result<InsertOutcome, StoreError>>) {
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+/// The group-commit writer on sqlx (PostgreSQL, in-memory SQLite): the rows go in while the
+/// blobs' fsyncs (and maybe hashes) finish; the commit waits for all of them.
 async fn writer_loop(index: Index, mut rx: mpsc::Receiver<WriteRequest>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(req) => batch.push(req),
-                Err(_) => break,
+        let (ops, pending, replies) = gather(first, &mut rx);
+        let results = index.insert_batch_completed(&ops, completed(pending)).await;
+        reply(replies, results);
+    }
+}
+
+/// The group-commit writer on an SQLite file: the same, on its own thread and connection
+/// ([`crate::index::direct`]); what that path hands back is finished by the sqlx one.
+fn direct_writer_loop(
+    mut direct: DirectWriter,
+    index: Index,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    rt: tokio::runtime::Handle,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let (ops, pending, replies) = gather(first, &mut rx);
+        let results = match direct.insert_batch(&ops, completed(pending), |f| rt.block_on(f)) {
+            Ok(results) => results,
+            Err(Handoff::Pending(done)) => rt.block_on(index.insert_batch_completed(&ops, done)),
+            Err(Handoff::Done(done)) => {
+                rt.block_on(index.insert_batch_completed(&ops, std::future::ready(done)))
             }
-        }
-        metrics::histogram!("radris_index_group_commit_size").record(batch.len() as f64);
-        let mut ops = Vec::with_capacity(batch.len());
-        let mut signals = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for req in batch {
-            ops.push(req.op);
-            signals.push(req.durable);
-            replies.push(req.reply);
-        }
-        // the rows go in while the blobs' fsyncs finish; the commit waits for all of them
-        let durable = async move {
-            let mut flags = Vec::with_capacity(signals.len());
-            for signal in signals {
-                flags.push(signal.await.unwrap_or(false));
-            }
-            flags
         };
-        let results = index.insert_batch_gated(&ops, durable).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
-        }
+        reply(replies, results);
     }
 }
 
@@ -569,11 +645,6 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Bytes received so far (data set only).
-    pub fn received(&self) -> usize {
-        self.prefix.len()
-    }
-
     /// Append data set bytes as they arrive, taking the buffer (the first fragment becomes
     /// the in-memory copy without being copied).
     pub fn write_owned(&mut self, data: Vec<u8>) -> Result<(), StoreError> {
@@ -584,10 +655,6 @@ impl Ingest {
                 .in_memory_limit
                 .load(std::sync::atomic::Ordering::Relaxed);
             if data.len() <= limit {
-                self.blob
-                    .as_mut()
-                    .ok_or(StoreError::ShuttingDown)?
-                    .write(&data)?;
                 self.prefix = data;
                 return Ok(());
             }
@@ -595,8 +662,12 @@ impl Ingest {
         self.write(&data)
     }
 
-    /// Append data set bytes as they arrive.
+    /// Append data set bytes as they arrive. A data set that fits in memory is only kept
+    /// there until [`Ingest::commit`] writes it (on the thread that fsyncs it), so receiving
+    /// is just the socket reads; a bigger one streams to its staging file from the point it
+    /// outgrows memory.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let blob = self.blob.as_mut().ok_or(StoreError::ShuttingDown)?;
         if !self.overflow {
             let limit = self
                 .archive
@@ -605,19 +676,13 @@ impl Ingest {
                 .load(std::sync::atomic::Ordering::Relaxed);
             if self.prefix.len() + data.len() <= limit {
                 self.prefix.extend_from_slice(data);
-            } else {
-                self.overflow = true;
-                if let Some(blob) = self.blob.as_mut() {
-                    blob.resume_hash(&[&self.meta, &self.prefix]);
-                }
-                self.prefix = Vec::new();
+                return Ok(());
             }
+            self.overflow = true;
+            blob.resume_hash(&[&self.meta]);
+            blob.write(&std::mem::take(&mut self.prefix))?;
         }
-        self.blob
-            .as_mut()
-            .ok_or(StoreError::ShuttingDown)?
-            .write(data)?;
-        Ok(())
+        blob.write(data)
     }
 
     /// Parse the header (everything before Pixel Data) and check it against the request.
@@ -687,14 +752,20 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     ///
-    /// In memory, three things run at once: the fsync of the staging file (its own thread),
-    /// the SHA-256 (another), and the header parse here, followed by the index writes; the
-    /// index transaction commits only after the fsync, so the committed index never names a
-    /// blob that is not durable.
+    /// In memory, three things run at once: writing and fsyncing the staging file (its own
+    /// thread), the SHA-256 (another), and the header parse here. The row goes to the writer
+    /// as soon as the header is parsed, so it is written while the hash and the fsync run;
+    /// the hash is set on it before the commit, and the transaction commits only after the
+    /// fsync, so the committed index never names a blob that is not durable.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
         let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
-        let (blob_id, len) = (blob.id().to_owned(), blob.len());
+        let pending = if self.overflow {
+            0
+        } else {
+            self.prefix.len() as u64
+        };
+        let (blob_id, len) = (blob.id().to_owned(), blob.len() + pending);
         let (indexed, sealed) = if self.overflow {
             // too big for memory: seal first, then parse the header back from the staging
             // file through the decrypting reader
@@ -708,11 +779,10 @@ impl Ingest {
                         .and_then(|r| self.analyse(Some(&r)))
                         .and_then(|(attrs, header)| {
                             clock.lap("parse");
-                            let (durable, signal) = oneshot::channel();
-                            let _ = durable.send(true);
                             let op =
                                 self.insert_op(&attrs, header, &sealed.id, len, &sealed.sha256);
-                            self.index(op, signal).map(|outcome| (attrs, outcome))
+                            let done = Box::pin(std::future::ready(Some(String::new())));
+                            self.index(op, done).map(|outcome| (attrs, outcome))
                         });
                     (indexed, Ok(sealed))
                 }
@@ -720,22 +790,24 @@ impl Ingest {
             }
         } else {
             std::thread::scope(|s| {
-                let (durable, signal) = oneshot::channel();
+                let (durable, durable_rx) = oneshot::channel();
+                let (meta, prefix) = (&self.meta, &self.prefix);
                 let sealer = s.spawn(move || {
-                    let sealed = blob.seal();
+                    let mut blob = blob;
+                    let sealed = blob.write(prefix).and_then(|()| blob.seal());
                     let _ = durable.send(sealed.is_ok());
                     sealed
                 });
-                let (meta, prefix) = (&self.meta, &self.prefix);
-                let hasher = s.spawn(move || crate::blob::sha256_hex(&[meta, prefix]));
+                let (sha, sha_rx) = oneshot::channel();
+                let hasher = s.spawn(move || {
+                    let _ = sha.send(crate::blob::sha256_hex(&[meta, prefix]));
+                });
                 let indexed = self.analyse(None).and_then(|(attrs, header)| {
-                    let sha = hasher.join().map_err(|_| StoreError::Io {
-                        path: "staging".into(),
-                        source: std::io::Error::other("hashing thread panicked"),
-                    })?;
                     clock.lap("parse");
-                    let op = self.insert_op(&attrs, header, &blob_id, len, &sha);
-                    self.index(op, signal).map(|outcome| (attrs, outcome))
+                    // the row goes to the writer now; the hash follows before the commit
+                    let op = self.insert_op(&attrs, header, &blob_id, len, "");
+                    let done = completion(durable_rx, Some(sha_rx));
+                    self.index(op, done).map(|outcome| (attrs, outcome))
                 });
                 let sealed = sealer.join().unwrap_or_else(|_| {
                     Err(StoreError::Io {
@@ -743,6 +815,8 @@ impl Ingest {
                         source: std::io::Error::other("fsync thread panicked"),
                     })
                 });
+                // a hasher that panicked sent nothing, so nothing was indexed
+                let _ = hasher.join();
                 (indexed, sealed)
             })
         };
@@ -836,17 +910,13 @@ impl Ingest {
     }
 
     /// Hand `op` to the group-commit writer and wait for its outcome; the writer commits once
-    /// `durable` says the blob survives a crash.
-    fn index(
-        &self,
-        op: InsertOp,
-        durable: oneshot::Receiver<bool>,
-    ) -> Result<InsertOutcome, StoreError> {
+    /// `done` says the blob survives a crash (and brings its hash, if `op` has none yet).
+    fn index(&self, op: InsertOp, done: Completion) -> Result<InsertOutcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.archive
             .inner
             .writer
-            .blocking_send(WriteRequest { op, durable, reply })
+            .blocking_send(WriteRequest { op, done, reply })
             .map_err(|_| StoreError::ShuttingDown)?;
         outcome
             .blocking_recv()

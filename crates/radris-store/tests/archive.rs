@@ -950,5 +950,163 @@ async fn a_batch_commits_only_the_instances_whose_blobs_are_durable() {
         assert!(results[1].is_ok(), "{}: {results:?}", b.name);
         let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
         assert_eq!(rows[0].num_instances, 3, "{}: counters", b.name);
+        // ... also after ops that went in: the batch starts over, and they go in once
+        let third = insert_ops(
+            &t,
+            &study("gate3", "Gate^Three", "20200103", Phantom::ChestCt, 2),
+            DuplicatePolicy::KeepFirst,
+        );
+        let mut dup = ops[2].clone();
+        dup.policy = DuplicatePolicy::Reject;
+        let batch = vec![third[0].clone(), third[1].clone(), dup];
+        let results = a
+            .index()
+            .insert_batch_gated(&batch, std::future::ready(vec![true, true, true]))
+            .await;
+        assert!(
+            results[0].is_ok() && results[1].is_ok(),
+            "{}: {results:?}",
+            b.name
+        );
+        assert!(
+            matches!(results[2], Err(StoreError::Duplicate(_))),
+            "{}: {results:?}",
+            b.name
+        );
+        let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(rows.len(), 2, "{}", b.name);
+        let mut counts: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|r| (r.num_series, r.num_instances))
+            .collect();
+        counts.sort();
+        assert_eq!(counts, vec![(1, 2), (1, 3)], "{}: {counts:?}", b.name);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_before_their_hash_commit_with_it_or_not_at_all() {
+    for b in backends().await {
+        let t = tenant("default");
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let spec = study("late", "Late^Hash", "20200104", Phantom::ChestCt, 3);
+        let ops = insert_ops(&t, &spec, DuplicatePolicy::KeepFirst);
+        let want: Vec<String> = ops.iter().map(|o| o.sha256.clone()).collect();
+        let mut sent = ops.clone();
+        sent[0].sha256.clear();
+        sent[2].sha256.clear();
+        // the first's hash arrives with its completion; the second had its own; the third's
+        // hash never came: it must not be indexed, and the others must commit with theirs
+        let done = vec![
+            Some(want[0].clone()),
+            Some(String::new()),
+            Some(String::new()),
+        ];
+        let results = a
+            .index()
+            .insert_batch_completed(&sent, std::future::ready(done))
+            .await;
+        assert!(
+            results[0].is_ok() && results[1].is_ok() && results[2].is_err(),
+            "{}: {results:?}",
+            b.name
+        );
+        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(insts.len(), 2, "{}", b.name);
+        for i in &insts {
+            let k = ops
+                .iter()
+                .position(|o| o.attrs.instance.sop_instance_uid.as_str() == i.sop_uid)
+                .unwrap();
+            assert_eq!(i.sha256, want[k], "{}: row {k}", b.name);
+        }
+        let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
+        assert_eq!(rows[0].num_instances, 2, "{}: counters", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sqlite_ingest_writer_commits_new_instances_and_hands_back_the_rest() {
+    use radris_store::index::direct::Handoff;
+    let b = &backends().await[0];
+    let t = tenant("default");
+    let a = open(b, DuplicatePolicy::Reject).await;
+    let ops = insert_ops(
+        &t,
+        &study("direct", "Direct^Writer", "20200105", Phantom::ChestCt, 4),
+        DuplicatePolicy::Reject,
+    );
+    let index = a.index().clone();
+    let stored = |index: radris_store::index::Index, t: TenantId| async move {
+        let q = query("IMAGE", &[]);
+        let mut rows: Vec<(String, String)> = index
+            .find_instances(&t, &q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.sop_uid, i.sha256))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let handle = tokio::runtime::Handle::current();
+    let ops2 = ops.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut w = index.direct_writer().expect("a SQLite file").unwrap();
+        let block_on = |f| handle.block_on(f);
+        // new instances, one of them with its hash arriving late: committed with it
+        let mut first = vec![ops2[0].clone(), ops2[1].clone()];
+        let late = std::mem::take(&mut first[1].sha256);
+        let done = std::future::ready(vec![Some(String::new()), Some(late)]);
+        let ok =
+            matches!(w.insert_batch(&first, done, block_on), Ok(r) if r.iter().all(Result::is_ok));
+        // a duplicate in the batch: handed back before the wait, nothing written
+        let dup = vec![ops2[2].clone(), ops2[0].clone()];
+        let done = std::future::ready(vec![Some(String::new()); 2]);
+        let pending = matches!(
+            w.insert_batch(&dup, done, block_on),
+            Err(Handoff::Pending(_))
+        );
+        // a blob that did not become durable: handed back after the wait, nothing written
+        let lost = vec![ops2[2].clone(), ops2[3].clone()];
+        let done = std::future::ready(vec![Some(String::new()), None]);
+        let after = match w.insert_batch(&lost, done, block_on) {
+            Err(Handoff::Done(d)) => d,
+            other => panic!(
+                "expected a hand-back after the wait, got ok={}",
+                other.is_ok()
+            ),
+        };
+        (ok, pending, after)
+    })
+    .await
+    .unwrap();
+    assert!(outcome.0, "new instances commit");
+    assert!(outcome.1, "a duplicate is handed back before the wait");
+    assert_eq!(outcome.2, vec![Some(String::new()), None]);
+    let mut want: Vec<(String, String)> = ops[..2]
+        .iter()
+        .map(|o| {
+            (
+                o.attrs.instance.sop_instance_uid.to_string(),
+                o.sha256.clone(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(stored(a.index().clone(), t.clone()).await, want);
+    let rows = a.find(&t, &query("STUDY", &[])).await.unwrap();
+    assert_eq!((rows[0].num_series, rows[0].num_instances), (1, 2));
+    // what was handed back, finished by the sqlx path: the duplicate is refused alone
+    let dup = vec![ops[2].clone(), ops[0].clone()];
+    let results = a
+        .index()
+        .insert_batch_completed(&dup, std::future::ready(vec![Some(String::new()); 2]))
+        .await;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(StoreError::Duplicate(_))),
+        "{results:?}"
+    );
+    assert_eq!(stored(a.index().clone(), t.clone()).await.len(), 3);
 }

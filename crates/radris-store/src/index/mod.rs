@@ -12,6 +12,7 @@
 mod annotations;
 mod browse;
 mod correct;
+pub mod direct;
 mod privacy;
 mod sql;
 mod write;
@@ -36,7 +37,7 @@ use crate::StoreError;
 use crate::schema::MIGRATIONS;
 pub use sql::COMPUTED_KEYS;
 use sql::{COLUMNS, Sql, bind_all, from_clause, order_clause, post_filter, where_clause};
-use write::{insert_one, recompute};
+use write::{insert_one, recompute, set_sha256};
 
 /// An open write transaction and the outcome of each op inserted in it.
 type InsertedInTx<'c> = (
@@ -120,6 +121,24 @@ pub enum DeleteLevel {
     Instance,
 }
 
+/// The completions of `ops` (see [`Index::insert_batch_completed`]), with `None` for an op
+/// that would be left without a SHA-256.
+fn settle(ops: &[InsertOp], done: Vec<Option<String>>) -> Vec<Option<String>> {
+    done.into_iter()
+        .zip(ops)
+        .map(|(d, op)| d.filter(|sha| !sha.is_empty() || !op.sha256.is_empty()))
+        .collect()
+}
+
+/// The SQLite file behind a `sqlite:` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = opts.get_filename();
+    (path != std::path::Path::new(":memory:") && !path.as_os_str().is_empty())
+        .then(|| path.to_owned())
+}
+
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -186,6 +205,15 @@ impl Index {
             Backend::Postgres => conn.begin().await,
         };
         tx.map_err(|e| StoreError::db("begin", e))
+    }
+
+    /// The ingest's own writer on the SQLite file ([`direct`]); `None` on PostgreSQL or an
+    /// in-memory database.
+    pub fn direct_writer(&self) -> Option<Result<direct::DirectWriter, StoreError>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        sqlite_file(&self.url).map(|path| direct::DirectWriter::open(&path))
     }
 
     pub fn backend(&self) -> Backend {
@@ -538,6 +566,24 @@ impl Index {
         ops: &[InsertOp],
         durable: impl std::future::Future<Output = Vec<bool>>,
     ) -> Vec<Result<InsertOutcome, StoreError>> {
+        let done = async {
+            let flags = durable.await;
+            flags.into_iter().map(|d| d.then(String::new)).collect()
+        };
+        self.insert_batch_completed(ops, done).await
+    }
+
+    /// [`Index::insert_batch_gated`] for ops whose SHA-256 may still be being computed too:
+    /// an op may come with an empty `sha256`, and its row is written while the hash runs.
+    /// `done` yields, per op in order, `None` when its blob could not be made durable, or
+    /// `Some(sha256)` once it is durable: the hash of an op that came without one (set on
+    /// its row before the commit), or empty when the op had it already. An op left without a
+    /// hash counts as not durable: no row is ever committed without its SHA-256.
+    pub async fn insert_batch_completed(
+        &self,
+        ops: &[InsertOp],
+        done: impl std::future::Future<Output = Vec<Option<String>>>,
+    ) -> Vec<Result<InsertOutcome, StoreError>> {
         let all_failed = |ops: &[InsertOp], msg: String| {
             ops.iter()
                 .map(|_| Err(StoreError::Database(msg.clone())))
@@ -547,10 +593,19 @@ impl Index {
             Ok(c) => c,
             Err(e) => return all_failed(ops, format!("acquire: {e}")),
         };
-        let attempt: Result<Result<_, Vec<bool>>, StoreError> = async {
-            let (tx, results) = self.insert_in(&mut conn, ops).await?;
-            let flags = durable.await;
-            if flags.len() == ops.len() && flags.iter().all(|d| *d) {
+        let attempt: Result<Result<_, Vec<Option<String>>>, StoreError> = async {
+            let (mut tx, results) = self.insert_in(&mut conn, ops).await?;
+            let done = settle(ops, done.await);
+            if done.len() == ops.len() && done.iter().all(Option::is_some) {
+                for ((op, sha), result) in ops.iter().zip(&done).zip(&results) {
+                    let inserted = matches!(
+                        result,
+                        Ok(InsertOutcome::Inserted | InsertOutcome::Replaced { .. })
+                    );
+                    if let Some(sha) = sha.as_deref().filter(|s| inserted && !s.is_empty()) {
+                        set_sha256(&mut tx, op, sha).await?;
+                    }
+                }
                 if results.iter().any(Result::is_ok) {
                     tx.commit().await.map_err(|e| StoreError::db("commit", e))?;
                 }
@@ -559,7 +614,7 @@ impl Index {
                 tx.rollback()
                     .await
                     .map_err(|e| StoreError::db("rollback", e))?;
-                Ok(Err(flags))
+                Ok(Err(done))
             }
         }
         .await;
@@ -567,18 +622,24 @@ impl Index {
         match attempt {
             Ok(Ok(results)) => results,
             Err(e) => all_failed(ops, e.to_string()),
-            Ok(Err(flags)) => {
+            Ok(Err(done)) => {
                 // rare (a failed fsync): insert the durable ones again, alone
                 let keep: Vec<InsertOp> = ops
                     .iter()
-                    .zip(&flags)
-                    .filter(|(_, d)| **d)
-                    .map(|(op, _)| op.clone())
+                    .zip(&done)
+                    .filter_map(|(op, d)| {
+                        let sha = d.as_ref()?;
+                        let mut op = op.clone();
+                        if !sha.is_empty() {
+                            op.sha256 = sha.clone();
+                        }
+                        Some(op)
+                    })
                     .collect();
                 let mut redone = Box::pin(self.insert_batch(&keep)).await.into_iter();
-                (0..ops.len())
-                    .map(|i| {
-                        if flags.get(i).copied().unwrap_or(false) {
+                done.iter()
+                    .map(|d| {
+                        if d.is_some() {
                             redone.next().unwrap_or_else(|| {
                                 Err(StoreError::Database("insert batch lost a result".into()))
                             })
@@ -593,9 +654,11 @@ impl Index {
         }
     }
 
-    /// Open a write transaction and insert `ops` in it. A batch first goes in under one
-    /// savepoint; if an op fails (a duplicate refused, a bad value), that savepoint is rolled
-    /// back and the batch goes in again with a savepoint per op, so only the failing ones fail. A lone op
+    /// Open a write transaction and insert `ops` in it. A batch first goes in as it is; if an
+    /// op fails (a duplicate refused, a bad value), the transaction is rolled back and the
+    /// batch goes in again with a savepoint per op, so only the failing ones fail. (No
+    /// savepoint around the first try: SQLite would copy every page the batch touches into a
+    /// statement journal, a cost paid on every batch for a failure that is rare.) A lone op
     /// uses the transaction itself as its savepoint (a failure leaves nothing to commit).
     async fn insert_in<'c>(
         &self,
@@ -607,9 +670,6 @@ impl Index {
             let result = insert_one(&mut tx, op).await;
             return Ok((tx, vec![result]));
         }
-        tx.execute("SAVEPOINT batch")
-            .await
-            .map_err(|e| StoreError::db("savepoint", e))?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             match insert_one(&mut tx, op).await {
@@ -618,11 +678,17 @@ impl Index {
             }
         }
         if results.len() == ops.len() {
-            return Ok((tx, results)); // the commit releases the savepoint
+            return Ok((tx, results));
         }
-        tx.execute("ROLLBACK TO SAVEPOINT batch")
+        // start over in a fresh transaction on the same connection; `tx` still owns it and
+        // will commit or roll back what follows
+        let restart = match self.backend {
+            Backend::Sqlite => "ROLLBACK; BEGIN IMMEDIATE",
+            Backend::Postgres => "ROLLBACK; BEGIN",
+        };
+        tx.execute(restart)
             .await
-            .map_err(|e| StoreError::db("rollback", e))?;
+            .map_err(|e| StoreError::db("restart transaction", e))?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             tx.execute("SAVEPOINT op")
