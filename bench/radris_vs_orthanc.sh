@@ -23,7 +23,8 @@ TOML
 "$BIN" serve --config "$WORK/radris.toml" --data-dir "$WORK/data" --dicom-listen 127.0.0.1:11112 \
   --http-listen 127.0.0.1:18080 --ae-title RADRIS > "$WORK/server.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+# (each step may fail: under set -e a failing command ends the trap, and the 3 GB stayed behind)
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -fs http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
 if ! kill -0 "$PID" 2>/dev/null || ! curl -fs http://127.0.0.1:18080/readyz >/dev/null; then
   echo "radris did not start (port 11112 or 18080 taken?):" >&2; cat "$WORK/server.log" >&2; exit 1
