@@ -859,6 +859,11 @@ async fn annotations_are_versioned_per_user_and_go_with_their_study() {
     }
 }
 
+/// Completions that only say whether each blob became durable (the ops carry their hashes).
+fn durable(flags: &[bool]) -> Vec<Option<String>> {
+    flags.iter().map(|d| d.then(String::new)).collect()
+}
+
 /// The index rows of a generated study's instances, as the archive would write them.
 fn insert_ops(
     t: &TenantId,
@@ -903,7 +908,7 @@ async fn a_batch_commits_only_the_instances_whose_blobs_are_durable() {
         // the second blob's fsync failed: it must not be indexed, the others must
         let results = a
             .index()
-            .insert_batch_gated(&ops, std::future::ready(vec![true, false, true]))
+            .insert_batch_completed(&ops, std::future::ready(durable(&[true, false, true])))
             .await;
         assert!(
             results[0].is_ok() && results[2].is_ok(),
@@ -930,7 +935,7 @@ async fn a_batch_commits_only_the_instances_whose_blobs_are_durable() {
         );
         let results = a
             .index()
-            .insert_batch_gated(&more, std::future::ready(vec![false, false]))
+            .insert_batch_completed(&more, std::future::ready(durable(&[false, false])))
             .await;
         assert!(results.iter().all(Result::is_err), "{}", b.name);
         assert_eq!(a.find(&t, &query("STUDY", &[])).await.unwrap().len(), 1);
@@ -940,7 +945,7 @@ async fn a_batch_commits_only_the_instances_whose_blobs_are_durable() {
         let batch = vec![dup, ops[1].clone()];
         let results = a
             .index()
-            .insert_batch_gated(&batch, std::future::ready(vec![true, true]))
+            .insert_batch_completed(&batch, std::future::ready(durable(&[true, true])))
             .await;
         assert!(
             matches!(results[0], Err(StoreError::Duplicate(_))),
@@ -961,7 +966,7 @@ async fn a_batch_commits_only_the_instances_whose_blobs_are_durable() {
         let batch = vec![third[0].clone(), third[1].clone(), dup];
         let results = a
             .index()
-            .insert_batch_gated(&batch, std::future::ready(vec![true, true, true]))
+            .insert_batch_completed(&batch, std::future::ready(durable(&[true, true, true])))
             .await;
         assert!(
             results[0].is_ok() && results[1].is_ok(),

@@ -552,33 +552,20 @@ impl Index {
     /// Apply a batch of inserts in one transaction (group commit). Each op runs inside a
     /// savepoint, so one failing op does not fail the others. Returns one result per op.
     pub async fn insert_batch(&self, ops: &[InsertOp]) -> Vec<Result<InsertOutcome, StoreError>> {
-        self.insert_batch_gated(ops, std::future::ready(vec![true; ops.len()]))
+        let done = vec![Some(String::new()); ops.len()];
+        self.insert_batch_completed(ops, std::future::ready(done))
             .await
     }
 
-    /// [`Index::insert_batch`] for ops whose blobs are still being made durable: the rows are
-    /// written while the fsyncs run, and the transaction commits only once `durable` says,
-    /// for every op, that its blob is durable (one flag per op, in order). If some are not,
-    /// the transaction is rolled back and the others are inserted again on their own, so the
-    /// committed index never references a blob that a crash could lose.
-    pub async fn insert_batch_gated(
-        &self,
-        ops: &[InsertOp],
-        durable: impl std::future::Future<Output = Vec<bool>>,
-    ) -> Vec<Result<InsertOutcome, StoreError>> {
-        let done = async {
-            let flags = durable.await;
-            flags.into_iter().map(|d| d.then(String::new)).collect()
-        };
-        self.insert_batch_completed(ops, done).await
-    }
-
-    /// [`Index::insert_batch_gated`] for ops whose SHA-256 may still be being computed too:
-    /// an op may come with an empty `sha256`, and its row is written while the hash runs.
-    /// `done` yields, per op in order, `None` when its blob could not be made durable, or
-    /// `Some(sha256)` once it is durable: the hash of an op that came without one (set on
-    /// its row before the commit), or empty when the op had it already. An op left without a
-    /// hash counts as not durable: no row is ever committed without its SHA-256.
+    /// [`Index::insert_batch`] for ops whose blobs are still being made durable, and whose
+    /// SHA-256 may still be being computed: the rows are written meanwhile (an op may come
+    /// with an empty `sha256`). `done` yields, per op in order, `None` when its blob could not
+    /// be made durable, or `Some(sha256)` once it is durable: the hash of an op that came
+    /// without one (set on its row before the commit), or empty when the op had it already.
+    /// The transaction commits only once every op is complete; otherwise it is rolled back
+    /// and the complete ones are inserted again on their own. So the committed index never
+    /// references a blob that a crash could lose, nor a row without its SHA-256 (an op left
+    /// without one counts as not durable).
     pub async fn insert_batch_completed(
         &self,
         ops: &[InsertOp],
