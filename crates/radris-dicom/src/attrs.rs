@@ -220,11 +220,30 @@ pub fn header_json(obj: &InMemDicomObject) -> Result<String, DicomError> {
 
 /// The header the index keeps: bulk data left out, UN-encoded index attributes and derived
 /// UIDs replaced by the values the index uses, so query responses agree with the index.
+///
+/// Written straight to the JSON text in tag order (PS3.18 F.2), without an intermediate
+/// JSON tree: this runs once per stored instance, on the ingest path.
 pub fn index_header_json(
     obj: &InMemDicomObject,
     attrs: &IndexAttributes,
 ) -> Result<String, DicomError> {
-    let mut h = strip_bulk(obj);
+    let mut entries: std::collections::BTreeMap<Tag, HeaderEntry<'_>> = obj
+        .iter()
+        .filter(|e| !is_bulk(e))
+        .map(|e| {
+            let entry = match e.value() {
+                Value::Sequence(seq) => HeaderEntry::Owned(InMemElement::new(
+                    e.tag(),
+                    VR::SQ,
+                    dicom_core::value::DataSetSequence::from(
+                        seq.items().iter().map(strip_bulk).collect::<Vec<_>>(),
+                    ),
+                )),
+                _ => HeaderEntry::Element(e),
+            };
+            (e.tag(), entry)
+        })
+        .collect();
     for (tag, vr, value) in [
         (
             tags::STUDY_INSTANCE_UID,
@@ -247,11 +266,8 @@ pub fn index_header_json(
             attrs.instance.sop_class_uid.as_str(),
         ),
     ] {
-        h.put(InMemElement::new(
-            tag,
-            vr,
-            dicom_core::PrimitiveValue::from(value),
-        ));
+        let value = dicom_core::PrimitiveValue::from(value);
+        entries.insert(tag, HeaderEntry::Owned(InMemElement::new(tag, vr, value)));
     }
     for (tag, vr) in [
         (tags::PATIENT_ID, VR::LO),
@@ -260,49 +276,74 @@ pub fn index_header_json(
         (tags::ACCESSION_NUMBER, VR::SH),
         (tags::MODALITY, VR::CS),
     ] {
-        if h.get(tag).is_some_and(|e| e.vr() == VR::UN) {
-            h.put(InMemElement::new(
-                tag,
-                vr,
-                dicom_core::PrimitiveValue::from(text(obj, tag)),
-            ));
+        if obj.get(tag).is_some_and(|e| e.vr() == VR::UN) {
+            let value = dicom_core::PrimitiveValue::from(text(obj, tag));
+            entries.insert(tag, HeaderEntry::Owned(InMemElement::new(tag, vr, value)));
         }
     }
-    let mut json = dicom_json::to_value(&h).map_err(|e| DicomError::Write(e.to_string()))?;
-    if let Some(map) = json.as_object_mut() {
-        // bulk values are referenced, not inlined: `bulk:<tag>` becomes a BulkDataURI when
-        // the metadata is served
-        let mut marks: Vec<(Tag, VR)> = obj
-            .iter()
-            .filter(|e| is_bulk(e))
-            .map(|e| (e.tag(), e.vr()))
-            .collect();
-        // the header is parsed up to Pixel Data: an image has it
-        if obj.get(tags::ROWS).is_some() && !marks.iter().any(|(t, _)| *t == tags::PIXEL_DATA) {
-            let bits = text(obj, tags::BITS_ALLOCATED);
-            let vr = if bits == "8" || bits == "1" {
-                VR::OB
-            } else {
-                VR::OW
-            };
-            marks.push((tags::PIXEL_DATA, vr));
-        }
-        for (tag, vr) in marks {
-            let key = format!("{:04X}{:04X}", tag.group(), tag.element());
-            map.insert(
-                key.clone(),
-                serde_json::json!({ "vr": vr.to_string(), "BulkDataURI": format!("bulk:{key}") }),
-            );
-        }
-        // keep tag order
-        let sorted: serde_json::Map<String, serde_json::Value> = std::mem::take(map)
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
-        *map = sorted;
+    // bulk values are referenced, not inlined: `bulk:<tag>` becomes a BulkDataURI when the
+    // metadata is served
+    for e in obj.iter().filter(|e| is_bulk(e)) {
+        entries.insert(e.tag(), HeaderEntry::Bulk(e.vr()));
     }
-    serde_json::to_string(&json).map_err(|e| DicomError::Write(e.to_string()))
+    // the header is parsed up to Pixel Data: an image has it
+    if obj.get(tags::ROWS).is_some() && !obj.iter().any(|e| e.tag() == tags::PIXEL_DATA) {
+        let bits = text(obj, tags::BITS_ALLOCATED);
+        let vr = if bits == "8" || bits == "1" {
+            VR::OB
+        } else {
+            VR::OW
+        };
+        entries.insert(tags::PIXEL_DATA, HeaderEntry::Bulk(vr));
+    }
+    serde_json::to_string(&IndexHeader(&entries)).map_err(|e| DicomError::Write(e.to_string()))
+}
+
+/// One attribute of [`index_header_json`]'s output.
+enum HeaderEntry<'a> {
+    /// As parsed.
+    Element(&'a InMemElement),
+    /// Replaced, or a sequence with its items' bulk values left out.
+    Owned(InMemElement),
+    /// A bulk value, referenced by its tag.
+    Bulk(VR),
+}
+
+/// The entries of [`index_header_json`], in tag order, as a DICOM JSON object.
+struct IndexHeader<'e, 'a>(&'e std::collections::BTreeMap<Tag, HeaderEntry<'a>>);
+
+impl serde::Serialize for IndexHeader<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (tag, entry) in self.0 {
+            let key = dicom_json::DicomJson::from(*tag);
+            match entry {
+                HeaderEntry::Element(e) => {
+                    map.serialize_entry(&key, &dicom_json::DicomJson::from(*e))?
+                }
+                HeaderEntry::Owned(e) => {
+                    map.serialize_entry(&key, &dicom_json::DicomJson::from(e))?
+                }
+                HeaderEntry::Bulk(vr) => map.serialize_entry(&key, &BulkRef(*tag, *vr))?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// `{"vr": .., "BulkDataURI": "bulk:GGGGEEEE"}` (see [`BULK_MARK`]).
+struct BulkRef(Tag, VR);
+
+impl serde::Serialize for BulkRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Tag(g, e) = self.0;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("vr", self.1.to_string())?;
+        map.serialize_entry("BulkDataURI", &format!("bulk:{g:04X}{e:04X}"))?;
+        map.end()
+    }
 }
 
 /// Prefix of the bulk data references kept in stored headers (see [`index_header_json`]).
@@ -383,5 +424,117 @@ mod tests {
         assert!(!json.contains("7FE00010"));
         let back = header_from_json(&json).unwrap();
         assert_eq!(text(&back, tags::PATIENT_ID), "P1");
+    }
+    /// What [`index_header_json`] must produce, the slow way: the stripped header as a JSON
+    /// tree, the index's values put in, bulk references added.
+    fn reference_index_header(
+        obj: &InMemDicomObject,
+        attrs: &IndexAttributes,
+    ) -> serde_json::Value {
+        let mut h = strip_bulk(obj);
+        for (tag, value) in [
+            (tags::STUDY_INSTANCE_UID, attrs.study.study_uid.as_str()),
+            (tags::SERIES_INSTANCE_UID, attrs.series.series_uid.as_str()),
+            (
+                tags::SOP_INSTANCE_UID,
+                attrs.instance.sop_instance_uid.as_str(),
+            ),
+            (tags::SOP_CLASS_UID, attrs.instance.sop_class_uid.as_str()),
+        ] {
+            h.put(InMemElement::new(tag, VR::UI, PrimitiveValue::from(value)));
+        }
+        if obj.get(tags::PATIENT_ID).is_some_and(|e| e.vr() == VR::UN) {
+            let id = PrimitiveValue::from(text(obj, tags::PATIENT_ID));
+            h.put(InMemElement::new(tags::PATIENT_ID, VR::LO, id));
+        }
+        let mut json = dicom_json::to_value(&h).unwrap();
+        let map = json.as_object_mut().unwrap();
+        for e in obj.iter().filter(|e| is_bulk(e)) {
+            let key = format!("{:04X}{:04X}", e.tag().group(), e.tag().element());
+            let uri = format!("bulk:{key}");
+            map.insert(
+                key,
+                serde_json::json!({"vr": e.vr().to_string(), "BulkDataURI": uri}),
+            );
+        }
+        if obj.get(tags::ROWS).is_some() && obj.get(tags::PIXEL_DATA).is_none() {
+            map.insert(
+                "7FE00010".into(),
+                serde_json::json!({"vr": "OW", "BulkDataURI": "bulk:7FE00010"}),
+            );
+        }
+        json
+    }
+
+    #[test]
+    fn index_header_is_the_stripped_header_with_index_values_and_bulk_references() {
+        let with_pixels = sample();
+        let mut without_pixels = sample();
+        without_pixels.remove_element(tags::PIXEL_DATA);
+        without_pixels.put(InMemElement::new(
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(512_u16),
+        ));
+        without_pixels.put(InMemElement::new(
+            tags::BITS_ALLOCATED,
+            VR::US,
+            PrimitiveValue::from(16_u16),
+        ));
+        let mut rich = sample();
+        // an UN-encoded index attribute, a derived study UID, a large private OB value, a
+        // sequence whose item holds a bulk value and a small one
+        rich.put(InMemElement::new(
+            tags::PATIENT_ID,
+            VR::UN,
+            PrimitiveValue::U8(b"P 9 ".to_vec().into()),
+        ));
+        rich.remove_element(tags::STUDY_INSTANCE_UID);
+        rich.put(InMemElement::new(
+            Tag(0x0009, 0x1010),
+            VR::OB,
+            PrimitiveValue::U8(vec![7u8; 4000].into()),
+        ));
+        rich.put(InMemElement::new(
+            Tag(0x0009, 0x1011),
+            VR::OB,
+            PrimitiveValue::U8(vec![1u8, 2].into()),
+        ));
+        let item = InMemDicomObject::from_element_iter([
+            InMemElement::new(tags::CODE_VALUE, VR::SH, "T-1234"),
+            InMemElement::new(
+                tags::ICON_IMAGE_SEQUENCE,
+                VR::OB,
+                PrimitiveValue::U8(vec![3u8; 3000].into()),
+            ),
+        ]);
+        rich.put(InMemElement::new(
+            tags::ANATOMIC_REGION_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+        rich.put(InMemElement::new(
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            "-125.5\\-30\\12.25",
+        ));
+        for obj in [with_pixels, without_pixels, rich] {
+            let attrs = IndexAttributes::from_header(&obj).unwrap();
+            let json = index_header_json(&obj, &attrs).unwrap();
+            let got: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(got, reference_index_header(&obj, &attrs), "{json}");
+            // tag order (PS3.18 F.2.1.1)
+            let keys: Vec<&String> = got.as_object().unwrap().keys().collect();
+            let positions: Vec<usize> = keys
+                .iter()
+                .map(|k| json.find(&format!("\"{k}\":")).unwrap())
+                .collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "{json}");
+            assert!(json.contains(BULK_MARK));
+            assert!(
+                !json.contains("InlineBinary\":\"Bwc"),
+                "bulk inlined: {json}"
+            );
+        }
     }
 }
