@@ -66,6 +66,9 @@ struct Inner {
     events: EventBus,
     policy: DuplicatePolicy,
     in_memory_limit: std::sync::atomic::AtomicUsize,
+    /// Runs each ingest's fsync and hash beside its header parse, on the runtime's pool of
+    /// blocking threads (kept alive between instances: no thread is made per instance).
+    workers: tokio::runtime::Handle,
 }
 
 /// The archive: cheap to clone, shared by DIMSE, HTTP and the CLI.
@@ -185,6 +188,7 @@ impl Archive {
                 events,
                 policy,
                 in_memory_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_IN_MEMORY_LIMIT),
+                workers: tokio::runtime::Handle::current(),
             }),
         };
         Ok(archive)
@@ -688,14 +692,19 @@ impl Ingest {
     /// Parse the header (everything before Pixel Data) and check it against the request.
     /// In memory, the structural check first proves every length fits (no truncation, no
     /// lying lengths) without allocating.
-    fn analyse(&self, file: Option<&BlobReader>) -> Result<(IndexAttributes, String), StoreError> {
+    /// `file` is the staging file of a data set too big for memory; otherwise it is `data`.
+    fn analyse(
+        &self,
+        data: &[u8],
+        file: Option<&BlobReader>,
+    ) -> Result<(IndexAttributes, String), StoreError> {
         let opts = OpenFileOptions::new().read_until(tags::PIXEL_DATA);
         let parsed = match file {
             None => {
-                radris_dicom::wire::check_structure(&self.prefix, &self.hint.transfer_syntax)?;
+                radris_dicom::wire::check_structure(data, &self.hint.transfer_syntax)?;
                 let meta = self.meta.get(128..).unwrap_or_default();
                 opts.read_preamble(dicom_object::file::ReadPreamble::Never)
-                    .from_reader(meta.chain(self.prefix.as_slice()))
+                    .from_reader(meta.chain(data))
             }
             Some(reader) => {
                 let offset = self.meta.len() as u64;
@@ -752,8 +761,8 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     ///
-    /// In memory, three things run at once: writing and fsyncing the staging file (its own
-    /// thread), the SHA-256 (another), and the header parse here. The row goes to the writer
+    /// In memory, three things run at once: writing and fsyncing the staging file and the
+    /// SHA-256 (each on a worker of the runtime's blocking pool), and the header parse here. The row goes to the writer
     /// as soon as the header is parsed, so it is written while the hash and the fsync run;
     /// the hash is set on it before the commit, and the transaction commits only after the
     /// fsync, so the committed index never names a blob that is not durable.
@@ -776,7 +785,7 @@ impl Ingest {
                         .inner
                         .blobs
                         .open_staged(&sealed.id, self.tenant.as_str())
-                        .and_then(|r| self.analyse(Some(&r)))
+                        .and_then(|r| self.analyse(&[], Some(&r)))
                         .and_then(|(attrs, header)| {
                             clock.lap("parse");
                             let op =
@@ -789,39 +798,45 @@ impl Ingest {
                 Err(e) => (Err(StoreError::ShuttingDown), Err(e)),
             }
         } else {
-            std::thread::scope(|s| {
-                let (durable, durable_rx) = oneshot::channel();
-                let (meta, prefix) = (&self.meta, &self.prefix);
-                let sealer = s.spawn(move || {
+            // the data set is shared by the three: the fsync and the hash run on the pool
+            let data = Arc::new(std::mem::take(&mut self.prefix));
+            let (durable, durable_rx) = oneshot::channel();
+            let (sealed_tx, sealed_rx) = oneshot::channel();
+            let (sha, sha_rx) = oneshot::channel();
+            let workers = &self.archive.inner.workers;
+            {
+                let data = data.clone();
+                workers.spawn_blocking(move || {
                     let mut blob = blob;
-                    let sealed = blob.write(prefix).and_then(|()| blob.seal());
+                    let sealed = blob.write(&data).and_then(|()| blob.seal());
                     let _ = durable.send(sealed.is_ok());
-                    sealed
+                    let _ = sealed_tx.send(sealed);
                 });
-                let (sha, sha_rx) = oneshot::channel();
-                let hasher = s.spawn(move || {
-                    let _ = sha.send(crate::blob::sha256_hex(&[meta, prefix]));
+            }
+            {
+                let (meta, data) = (self.meta.clone(), data.clone());
+                workers.spawn_blocking(move || {
+                    let _ = sha.send(crate::blob::sha256_hex(&[&meta, &data]));
                 });
-                let indexed = self.analyse(None).and_then(|(attrs, header)| {
-                    clock.lap("parse");
-                    // the row goes to the writer now; the hash follows before the commit
-                    let op = self.insert_op(&attrs, header, &blob_id, len, "");
-                    let done = completion(durable_rx, Some(sha_rx));
-                    self.index(op, done).map(|outcome| (attrs, outcome))
-                });
-                let sealed = sealer.join().unwrap_or_else(|_| {
-                    Err(StoreError::Io {
-                        path: "staging".into(),
-                        source: std::io::Error::other("fsync thread panicked"),
-                    })
-                });
-                // a hasher that panicked sent nothing, so nothing was indexed
-                let _ = hasher.join();
-                (indexed, sealed)
-            })
+            }
+            let indexed = self.analyse(&data, None).and_then(|(attrs, header)| {
+                clock.lap("parse");
+                // the row goes to the writer now; the hash follows before the commit
+                let op = self.insert_op(&attrs, header, &blob_id, len, "");
+                let done = completion(durable_rx, Some(sha_rx));
+                self.index(op, done).map(|outcome| (attrs, outcome))
+            });
+            // a worker that panicked or never ran sent nothing: nothing was indexed, and the
+            // staging file went with the blob
+            let sealed = sealed_rx.blocking_recv().unwrap_or_else(|_| {
+                Err(StoreError::Io {
+                    path: "staging".into(),
+                    source: std::io::Error::other("the fsync worker stopped"),
+                })
+            });
+            (indexed, sealed)
         };
         clock.lap("index_fsync");
-        self.prefix = Vec::new();
         let inner = &self.archive.inner;
         let ((attrs, outcome), sealed) = match (indexed, sealed) {
             (Ok(indexed), Ok(sealed)) => (indexed, sealed),

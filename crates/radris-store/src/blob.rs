@@ -10,12 +10,13 @@
 //! acknowledged (delete it): [`BlobStore::staged_ids`] and the archive's recovery do that.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::sync::Arc;
 
 use radris_core::TenantId;
 
 use crate::crypto::{BlobReader, DataKeys, SegmentWriter};
+use crate::direct_io::{self, StagingFile};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -28,6 +29,8 @@ pub struct BlobStore {
     root: PathBuf,
     staging_sync: std::sync::Arc<DirSync>,
     keys: Arc<DataKeys>,
+    /// Staging files are written around the page cache ([`crate::direct_io`]).
+    direct: bool,
 }
 
 /// Group fsync of one directory: concurrent callers share one `fsync` that started after
@@ -110,6 +113,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             staging_sync: std::sync::Arc::new(DirSync::new(root.join("staging"))),
             keys,
+            direct: crate::direct_io::supported(&root.join("staging")),
         })
     }
 
@@ -140,7 +144,7 @@ impl BlobStore {
             .open(&tmp)
             .map_err(io(&tmp))?;
         let result = (|| {
-            let mut w = SegmentWriter::new(BufWriter::with_capacity(256 * 1024, file), key);
+            let mut w = SegmentWriter::new(file, key);
             let mut buf = vec![0u8; 1 << 20];
             let mut pos = 0u64;
             loop {
@@ -151,11 +155,7 @@ impl BlobStore {
                 w.write_all(&buf[..n]).map_err(io(&tmp))?;
                 pos += n as u64;
             }
-            let file = w
-                .finish()
-                .map_err(io(&tmp))?
-                .into_inner()
-                .map_err(|e| io(&tmp)(e.into_error()))?;
+            let file = w.finish().map_err(io(&tmp))?;
             file.sync_all().map_err(io(&tmp))?;
             fs::rename(&tmp, &path).map_err(io(&tmp))?;
             match path.parent() {
@@ -207,19 +207,13 @@ impl BlobStore {
         let key = self.keys.new_blob_key(tenant)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let path = self.staging_path(&id);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = StagingFile::create(&path, self.direct).map_err(io(&path))?;
+        let align = if self.direct { direct_io::ALIGN } else { 1 };
         Ok(StagedBlob {
             id,
             path,
             dir_sync: self.staging_sync.clone(),
-            writer: Some(SegmentWriter::new(
-                BufWriter::with_capacity(256 * 1024, file),
-                key,
-            )),
+            writer: Some(SegmentWriter::with_alignment(file, key, align)),
             hasher: Some(Sha256::new()),
             len: 0,
         })
@@ -325,7 +319,7 @@ pub struct StagedBlob {
     id: String,
     path: PathBuf,
     dir_sync: std::sync::Arc<DirSync>,
-    writer: Option<SegmentWriter<BufWriter<File>>>,
+    writer: Option<SegmentWriter<StagingFile>>,
     /// `None` while the caller hashes the bytes itself (in parallel with the fsync).
     hasher: Option<Sha256>,
     len: u64,
@@ -398,8 +392,7 @@ impl StagedBlob {
                 path: self.path.display().to_string(),
                 source: std::io::Error::other("sealed twice"),
             })?;
-            let w = w.finish().map_err(io(&self.path))?;
-            let file = w.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
+            let file = w.finish().map_err(io(&self.path))?;
             file.sync_all().map_err(io(&self.path))?;
             self.dir_sync.sync()
         })();

@@ -20,6 +20,7 @@
 pub mod archive;
 pub mod blob;
 pub mod crypto;
+pub mod direct_io;
 pub mod index;
 mod schema;
 
