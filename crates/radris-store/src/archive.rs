@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::StoreError;
 use crate::blob::{BlobStore, StagedBlob};
 use crate::crypto::{BlobReader, DataKeys};
+use crate::fragments::Fragments;
 use crate::index::direct::{DirectWriter, Handoff};
 use crate::index::{DeleteLevel, FindRow, Index, InsertOp, InsertOutcome, StoredInstance};
 use radris_core::keys::KeyWrapper;
@@ -36,6 +37,7 @@ struct WriteRequest {
 }
 
 type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
+type Outcome = oneshot::Receiver<Result<InsertOutcome, StoreError>>;
 
 /// Resolves once an instance's blob is durable: `Some` with the SHA-256 if its row went to
 /// the writer before the hash was known (empty otherwise), `None` if the blob could not be
@@ -66,7 +68,7 @@ struct Inner {
     events: EventBus,
     policy: DuplicatePolicy,
     in_memory_limit: std::sync::atomic::AtomicUsize,
-    /// Runs each ingest's fsync and hash beside its header parse, on the runtime's pool of
+    /// Runs each ingest's write and fsync beside its header parse, on the runtime's pool of
     /// blocking threads (kept alive between instances: no thread is made per instance).
     workers: tokio::runtime::Handle,
 }
@@ -359,7 +361,7 @@ impl Archive {
             archive: self.clone(),
             blob: Some(blob),
             meta,
-            prefix: Vec::new(),
+            prefix: Fragments::default(),
             overflow: false,
             tenant,
             source,
@@ -641,7 +643,8 @@ pub struct Ingest {
     blob: Option<StagedBlob>,
     /// Our file meta group (with preamble), to parse the header as a Part-10 stream.
     meta: Vec<u8>,
-    prefix: Vec<u8>,
+    /// The data set while it is in memory.
+    prefix: Fragments,
     overflow: bool,
     tenant: TenantId,
     source: Option<AeTitle>,
@@ -649,21 +652,24 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Append data set bytes as they arrive, taking the buffer (the first fragment becomes
-    /// the in-memory copy without being copied).
+    /// Append data set bytes as they arrive, taking the buffer: in memory, the fragment is
+    /// kept as it is (see [`Fragments`]).
     pub fn write_owned(&mut self, data: Vec<u8>) -> Result<(), StoreError> {
-        if self.prefix.is_empty() && !self.overflow && self.blob.is_some() {
-            let limit = self
-                .archive
-                .inner
-                .in_memory_limit
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if data.len() <= limit {
-                self.prefix = data;
-                return Ok(());
-            }
+        if self.fits_in_memory(data.len()) {
+            self.prefix.push(data);
+            return Ok(());
         }
         self.write(&data)
+    }
+
+    /// Whether `more` bytes still keep the data set in memory.
+    fn fits_in_memory(&self, more: usize) -> bool {
+        let limit = self
+            .archive
+            .inner
+            .in_memory_limit
+            .load(std::sync::atomic::Ordering::Relaxed);
+        !self.overflow && self.blob.is_some() && self.prefix.len().saturating_add(more) <= limit
     }
 
     /// Append data set bytes as they arrive. A data set that fits in memory is only kept
@@ -671,20 +677,17 @@ impl Ingest {
     /// is just the socket reads; a bigger one streams to its staging file from the point it
     /// outgrows memory.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        if self.fits_in_memory(data.len()) {
+            self.prefix.push(data.to_vec());
+            return Ok(());
+        }
         let blob = self.blob.as_mut().ok_or(StoreError::ShuttingDown)?;
         if !self.overflow {
-            let limit = self
-                .archive
-                .inner
-                .in_memory_limit
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if self.prefix.len() + data.len() <= limit {
-                self.prefix.extend_from_slice(data);
-                return Ok(());
-            }
             self.overflow = true;
             blob.resume_hash(&[&self.meta]);
-            blob.write(&std::mem::take(&mut self.prefix))?;
+            for part in std::mem::take(&mut self.prefix).parts() {
+                blob.write(part)?;
+            }
         }
         blob.write(data)
     }
@@ -695,16 +698,16 @@ impl Ingest {
     /// `file` is the staging file of a data set too big for memory; otherwise it is `data`.
     fn analyse(
         &self,
-        data: &[u8],
+        data: &Fragments,
         file: Option<&BlobReader>,
     ) -> Result<(IndexAttributes, String), StoreError> {
         let opts = OpenFileOptions::new().read_until(tags::PIXEL_DATA);
         let parsed = match file {
             None => {
-                radris_dicom::wire::check_structure(data, &self.hint.transfer_syntax)?;
+                radris_dicom::wire::check_source(data, data.len(), &self.hint.transfer_syntax)?;
                 let meta = self.meta.get(128..).unwrap_or_default();
                 opts.read_preamble(dicom_object::file::ReadPreamble::Never)
-                    .from_reader(meta.chain(data))
+                    .from_reader(meta.chain(data.reader()))
             }
             Some(reader) => {
                 let offset = self.meta.len() as u64;
@@ -761,11 +764,11 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     ///
-    /// In memory, three things run at once: writing and fsyncing the staging file and the
-    /// SHA-256 (each on a worker of the runtime's blocking pool), and the header parse here. The row goes to the writer
-    /// as soon as the header is parsed, so it is written while the hash and the fsync run;
-    /// the hash is set on it before the commit, and the transaction commits only after the
-    /// fsync, so the committed index never names a blob that is not durable.
+    /// In memory, the staging file is written and fsynced on a worker of the runtime's
+    /// blocking pool while the header is parsed and the SHA-256 computed here. The row goes to
+    /// the writer as soon as the header is parsed, so it is written while the hash and the
+    /// fsync run; the hash is set on it before the commit, and the transaction commits only
+    /// after the fsync, so the committed index never names a blob that is not durable.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
         let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
@@ -785,7 +788,7 @@ impl Ingest {
                         .inner
                         .blobs
                         .open_staged(&sealed.id, self.tenant.as_str())
-                        .and_then(|r| self.analyse(&[], Some(&r)))
+                        .and_then(|r| self.analyse(&Fragments::default(), Some(&r)))
                         .and_then(|(attrs, header)| {
                             clock.lap("parse");
                             let op =
@@ -802,29 +805,30 @@ impl Ingest {
             let data = Arc::new(std::mem::take(&mut self.prefix));
             let (durable, durable_rx) = oneshot::channel();
             let (sealed_tx, sealed_rx) = oneshot::channel();
-            let (sha, sha_rx) = oneshot::channel();
-            let workers = &self.archive.inner.workers;
             {
                 let data = data.clone();
-                workers.spawn_blocking(move || {
+                self.archive.inner.workers.spawn_blocking(move || {
                     let mut blob = blob;
-                    let sealed = blob.write(&data).and_then(|()| blob.seal());
+                    let sealed = data
+                        .parts()
+                        .try_for_each(|part| blob.write(part))
+                        .and_then(|()| blob.seal());
                     let _ = durable.send(sealed.is_ok());
                     let _ = sealed_tx.send(sealed);
                 });
             }
-            {
-                let (meta, data) = (self.meta.clone(), data.clone());
-                workers.spawn_blocking(move || {
-                    let _ = sha.send(crate::blob::sha256_hex(&[&meta, &data]));
-                });
-            }
             let indexed = self.analyse(&data, None).and_then(|(attrs, header)| {
                 clock.lap("parse");
-                // the row goes to the writer now; the hash follows before the commit
+                // the row goes to the writer now, to be written while the hash is computed
+                // here; the hash follows it before the commit
                 let op = self.insert_op(&attrs, header, &blob_id, len, "");
-                let done = completion(durable_rx, Some(sha_rx));
-                self.index(op, done).map(|outcome| (attrs, outcome))
+                let (sha, sha_rx) = oneshot::channel();
+                let outcome = self.submit(op, completion(durable_rx, Some(sha_rx)))?;
+                let parts: Vec<&[u8]> = std::iter::once(self.meta.as_slice())
+                    .chain(data.parts())
+                    .collect();
+                let _ = sha.send(crate::blob::sha256_hex(&parts));
+                Self::outcome(outcome).map(|outcome| (attrs, outcome))
             });
             // a worker that panicked or never ran sent nothing: nothing was indexed, and the
             // staging file went with the blob
@@ -927,12 +931,22 @@ impl Ingest {
     /// Hand `op` to the group-commit writer and wait for its outcome; the writer commits once
     /// `done` says the blob survives a crash (and brings its hash, if `op` has none yet).
     fn index(&self, op: InsertOp, done: Completion) -> Result<InsertOutcome, StoreError> {
+        Self::outcome(self.submit(op, done)?)
+    }
+
+    /// Hand `op` to the group-commit writer: its outcome will come on the receiver.
+    fn submit(&self, op: InsertOp, done: Completion) -> Result<Outcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.archive
             .inner
             .writer
             .blocking_send(WriteRequest { op, done, reply })
             .map_err(|_| StoreError::ShuttingDown)?;
+        Ok(outcome)
+    }
+
+    /// Wait for the outcome of a [`Ingest::submit`]ted op.
+    fn outcome(outcome: Outcome) -> Result<InsertOutcome, StoreError> {
         outcome
             .blocking_recv()
             .map_err(|_| StoreError::ShuttingDown)?

@@ -21,6 +21,7 @@ pub mod archive;
 pub mod blob;
 pub mod crypto;
 pub mod direct_io;
+pub mod fragments;
 pub mod index;
 mod schema;
 
