@@ -37,7 +37,6 @@ struct WriteRequest {
 }
 
 type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
-type Outcome = oneshot::Receiver<Result<InsertOutcome, StoreError>>;
 
 /// Resolves once an instance's blob is durable: `Some` with the SHA-256 if its row went to
 /// the writer before the hash was known (empty otherwise), `None` if the blob could not be
@@ -68,8 +67,9 @@ struct Inner {
     events: EventBus,
     policy: DuplicatePolicy,
     in_memory_limit: std::sync::atomic::AtomicUsize,
-    /// Runs each ingest's write and fsync beside its header parse, on the runtime's pool of
-    /// blocking threads (kept alive between instances: no thread is made per instance).
+    /// Runs each ingest's write and fsync, and its hash, beside its header parse, on the
+    /// runtime's pool of blocking threads (kept alive between instances: no thread is made
+    /// per instance).
     workers: tokio::runtime::Handle,
 }
 
@@ -764,11 +764,12 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     ///
-    /// In memory, the staging file is written and fsynced on a worker of the runtime's
-    /// blocking pool while the header is parsed and the SHA-256 computed here. The row goes to
-    /// the writer as soon as the header is parsed, so it is written while the hash and the
-    /// fsync run; the hash is set on it before the commit, and the transaction commits only
-    /// after the fsync, so the committed index never names a blob that is not durable.
+    /// In memory, three things run at once: writing and fsyncing the staging file, and the
+    /// SHA-256, each on a worker of the runtime's blocking pool, and the header parse here.
+    /// The row goes to the writer as soon as the header is parsed, so it is written while the
+    /// hash and the fsync run; the hash is set on it before the commit, and the transaction
+    /// commits only after the fsync, so the committed index never names a blob that is not
+    /// durable.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
         let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
@@ -817,18 +818,22 @@ impl Ingest {
                     let _ = sealed_tx.send(sealed);
                 });
             }
+            let (sha, sha_rx) = oneshot::channel();
+            {
+                let (meta, data) = (self.meta.clone(), data.clone());
+                self.archive.inner.workers.spawn_blocking(move || {
+                    let parts: Vec<&[u8]> = std::iter::once(meta.as_slice())
+                        .chain(data.parts())
+                        .collect();
+                    let _ = sha.send(crate::blob::sha256_hex(&parts));
+                });
+            }
             let indexed = self.analyse(&data, None).and_then(|(attrs, header)| {
                 clock.lap("parse");
-                // the row goes to the writer now, to be written while the hash is computed
-                // here; the hash follows it before the commit
+                // the row goes to the writer now; the hash follows before the commit
                 let op = self.insert_op(&attrs, header, &blob_id, len, "");
-                let (sha, sha_rx) = oneshot::channel();
-                let outcome = self.submit(op, completion(durable_rx, Some(sha_rx)))?;
-                let parts: Vec<&[u8]> = std::iter::once(self.meta.as_slice())
-                    .chain(data.parts())
-                    .collect();
-                let _ = sha.send(crate::blob::sha256_hex(&parts));
-                Self::outcome(outcome).map(|outcome| (attrs, outcome))
+                let done = completion(durable_rx, Some(sha_rx));
+                self.index(op, done).map(|outcome| (attrs, outcome))
             });
             // a worker that panicked or never ran sent nothing: nothing was indexed, and the
             // staging file went with the blob
@@ -931,22 +936,12 @@ impl Ingest {
     /// Hand `op` to the group-commit writer and wait for its outcome; the writer commits once
     /// `done` says the blob survives a crash (and brings its hash, if `op` has none yet).
     fn index(&self, op: InsertOp, done: Completion) -> Result<InsertOutcome, StoreError> {
-        Self::outcome(self.submit(op, done)?)
-    }
-
-    /// Hand `op` to the group-commit writer: its outcome will come on the receiver.
-    fn submit(&self, op: InsertOp, done: Completion) -> Result<Outcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.archive
             .inner
             .writer
             .blocking_send(WriteRequest { op, done, reply })
             .map_err(|_| StoreError::ShuttingDown)?;
-        Ok(outcome)
-    }
-
-    /// Wait for the outcome of a [`Ingest::submit`]ted op.
-    fn outcome(outcome: Outcome) -> Result<InsertOutcome, StoreError> {
         outcome
             .blocking_recv()
             .map_err(|_| StoreError::ShuttingDown)?
