@@ -637,6 +637,14 @@ fn direct_writer_loop(
     }
 }
 
+/// Where [`Ingest::analyse`] reads a data set from.
+enum DataSet<'a> {
+    /// Kept in memory as it arrived.
+    InMemory(&'a Fragments),
+    /// Too big for memory: the sealed staging file, read through its decrypting reader.
+    Staged(&'a BlobReader),
+}
+
 /// One instance being received.
 pub struct Ingest {
     archive: Archive,
@@ -695,21 +703,16 @@ impl Ingest {
     /// Parse the header (everything before Pixel Data) and check it against the request.
     /// In memory, the structural check first proves every length fits (no truncation, no
     /// lying lengths) without allocating.
-    /// `file` is the staging file of a data set too big for memory; otherwise it is `data`.
-    fn analyse(
-        &self,
-        data: &Fragments,
-        file: Option<&BlobReader>,
-    ) -> Result<(IndexAttributes, String), StoreError> {
+    fn analyse(&self, data: DataSet<'_>) -> Result<(IndexAttributes, String), StoreError> {
         let opts = OpenFileOptions::new().read_until(tags::PIXEL_DATA);
-        let parsed = match file {
-            None => {
+        let parsed = match data {
+            DataSet::InMemory(data) => {
                 radris_dicom::wire::check_source(data, data.len(), &self.hint.transfer_syntax)?;
                 let meta = self.meta.get(128..).unwrap_or_default();
                 opts.read_preamble(dicom_object::file::ReadPreamble::Never)
                     .from_reader(meta.chain(data.reader()))
             }
-            Some(reader) => {
+            DataSet::Staged(reader) => {
                 let offset = self.meta.len() as u64;
                 let len =
                     usize::try_from(reader.len().saturating_sub(offset)).unwrap_or(usize::MAX);
@@ -789,7 +792,7 @@ impl Ingest {
                         .inner
                         .blobs
                         .open_staged(&sealed.id, self.tenant.as_str())
-                        .and_then(|r| self.analyse(&Fragments::default(), Some(&r)))
+                        .and_then(|r| self.analyse(DataSet::Staged(&r)))
                         .and_then(|(attrs, header)| {
                             clock.lap("parse");
                             let op =
@@ -828,13 +831,15 @@ impl Ingest {
                     let _ = sha.send(crate::blob::sha256_hex(&parts));
                 });
             }
-            let indexed = self.analyse(&data, None).and_then(|(attrs, header)| {
-                clock.lap("parse");
-                // the row goes to the writer now; the hash follows before the commit
-                let op = self.insert_op(&attrs, header, &blob_id, len, "");
-                let done = completion(durable_rx, Some(sha_rx));
-                self.index(op, done).map(|outcome| (attrs, outcome))
-            });
+            let indexed = self
+                .analyse(DataSet::InMemory(&data))
+                .and_then(|(attrs, header)| {
+                    clock.lap("parse");
+                    // the row goes to the writer now; the hash follows before the commit
+                    let op = self.insert_op(&attrs, header, &blob_id, len, "");
+                    let done = completion(durable_rx, Some(sha_rx));
+                    self.index(op, done).map(|outcome| (attrs, outcome))
+                });
             // a worker that panicked or never ran sent nothing: nothing was indexed, and the
             // staging file went with the blob
             let sealed = sealed_rx.blocking_recv().unwrap_or_else(|_| {
