@@ -133,6 +133,7 @@ class Server:
             open="true" if open_ae else "false", test_port=self.move_port,
             other_port=self.other_move_port) + extra_config)
         self.starts = 0
+        self.started_once = False
         # the index: SQLite in the data dir, or a database of its own on the E2E PostgreSQL
         self.env = dict(os.environ, TCP_NODELAY="1")
         if E2E_POSTGRES:
@@ -152,18 +153,31 @@ class Server:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         if not os.path.exists(RADRIS_BIN):
             pytest.fail(f"server binary {RADRIS_BIN} not found (build it first)")
-        self.starts += 1
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== start #{self.starts} {time.ctime()} =====\n".encode())
-        log.flush()
-        env = dict(self.env)
-        env.setdefault("RUST_BACKTRACE", "1")
-        self.proc = subprocess.Popen(self._cmd(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
-        log.close()
-        if self not in _LIVE_SERVERS:
-            _LIVE_SERVERS.append(self)
-        self.wait_ready()
+        for attempt in range(3):
+            self.starts += 1
+            log = open(self.log_path, "ab")
+            log.write(f"\n===== start #{self.starts} {time.ctime()} =====\n".encode())
+            log.flush()
+            env = dict(self.env)
+            env.setdefault("RUST_BACKTRACE", "1")
+            self.proc = subprocess.Popen(self._cmd(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=env, start_new_session=True)
+            log.close()
+            if self not in _LIVE_SERVERS:
+                _LIVE_SERVERS.append(self)
+            try:
+                self.wait_ready()
+                self.started_once = True
+                return self
+            except AssertionError:
+                # free_port() closes its probe socket before the server binds, and an outgoing
+                # connection (the tests', PostgreSQL's) may take that ephemeral port meanwhile:
+                # a first start may pick other ports; a restart must keep its own
+                lost_port = (self.proc.poll() is not None
+                             and "Address already in use" in self.log_tail())
+                if attempt == 2 or self.started_once or not lost_port:
+                    raise
+                self.port, self.http_port = free_port(), free_port()
         return self
 
     def _ssl_context(self):
