@@ -200,17 +200,16 @@ fn is_bulk(elem: &InMemElement) -> bool {
 pub fn strip_bulk(obj: &InMemDicomObject) -> InMemDicomObject {
     InMemDicomObject::from_element_iter(obj.iter().filter(|e| !is_bulk(e)).map(
         |e| match e.value() {
-            Value::Sequence(seq) => {
-                let items: Vec<InMemDicomObject> = seq.items().iter().map(strip_bulk).collect();
-                InMemElement::new(
-                    e.tag(),
-                    VR::SQ,
-                    dicom_core::value::DataSetSequence::from(items),
-                )
-            }
+            Value::Sequence(seq) => stripped_sequence(e.tag(), seq.items()),
             _ => e.clone(),
         },
     ))
+}
+
+/// A sequence element whose items have their bulk values left out (see [`strip_bulk`]).
+fn stripped_sequence(tag: Tag, items: &[InMemDicomObject]) -> InMemElement {
+    let items: Vec<InMemDicomObject> = items.iter().map(strip_bulk).collect();
+    InMemElement::new(tag, VR::SQ, dicom_core::value::DataSetSequence::from(items))
 }
 
 /// The header as DICOM JSON (PS3.18 F.2), bulk data left out.
@@ -232,13 +231,7 @@ pub fn index_header_json(
         .filter(|e| !is_bulk(e))
         .map(|e| {
             let entry = match e.value() {
-                Value::Sequence(seq) => HeaderEntry::Owned(InMemElement::new(
-                    e.tag(),
-                    VR::SQ,
-                    dicom_core::value::DataSetSequence::from(
-                        seq.items().iter().map(strip_bulk).collect::<Vec<_>>(),
-                    ),
-                )),
+                Value::Sequence(seq) => HeaderEntry::Owned(stripped_sequence(e.tag(), seq.items())),
                 _ => HeaderEntry::Element(e),
             };
             (e.tag(), entry)
@@ -287,7 +280,7 @@ pub fn index_header_json(
         entries.insert(e.tag(), HeaderEntry::Bulk(e.vr()));
     }
     // the header is parsed up to Pixel Data: an image has it
-    if obj.get(tags::ROWS).is_some() && !obj.iter().any(|e| e.tag() == tags::PIXEL_DATA) {
+    if obj.get(tags::ROWS).is_some() && obj.get(tags::PIXEL_DATA).is_none() {
         let bits = text(obj, tags::BITS_ALLOCATED);
         let vr = if bits == "8" || bits == "1" {
             VR::OB
