@@ -60,12 +60,10 @@ impl StagingFile {
     }
 
     fn cached(&mut self) -> std::io::Result<&File> {
-        if self.cached.is_none() {
-            self.cached = Some(OpenOptions::new().write(true).open(&self.path)?);
+        match &mut self.cached {
+            Some(file) => Ok(file),
+            slot @ None => Ok(slot.insert(OpenOptions::new().write(true).open(&self.path)?)),
         }
-        self.cached
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("staging file descriptor"))
     }
 }
 
