@@ -41,6 +41,22 @@ async function viewAfterInput(page) {
   throw new Error('the view keeps changing');
 }
 
+/**
+ * Tap `selector` until `done` holds in the page. Chromium drops a tap that comes soon after
+ * another touch gesture (seen after both one- and two-finger drags); a hand taps again.
+ */
+async function tapUntil(page, selector, done) {
+  for (let i = 0; i < 4; i += 1) {
+    await page.locator(selector).tap();
+    const ok = await waitFor(page, done, selector, 2_500).then(() => true, () => false);
+    if (ok) return;
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`${selector}: four taps went unanswered`);
+}
+
+const paneShown = (sel) => document.querySelector(sel)?.getAttribute('aria-selected') === 'true';
+
 /** Open server MPR; resolves with its timings once three planes and the 3D picture are drawn. */
 async function openServerMpr(page, tap = false) {
   assert.equal(await page.getByTestId('render-mode').inputValue(), 'server', 'software WebGL: the server renders by default');
@@ -274,7 +290,7 @@ test('phone: 390×844 touch, one pane at a time', { timeout: 300_000 }, async (t
   await waitPicture(page, 'sagittal', new RegExp(`position=${s1.positions.sagittal}&`), s0.panes.sagittal.url);
 
   // the sagittal tab; two fingers step its plane
-  await page.locator('[data-srv-pane="sagittal"]').tap();
+  await tapUntil(page, '[data-srv-pane="sagittal"]', paneShown);
   const sbox = await page.locator('[data-viewport-id="srv-sagittal"]').boundingBox();
   const [cx, cy] = [sbox.x + sbox.width / 2, sbox.y + sbox.height / 2];
   await drag(cdp, [[cx - 40, cy - 80], [cx + 40, cy - 80]], [[cx - 40, cy + 80], [cx + 40, cy + 80]], 10);
@@ -285,8 +301,7 @@ test('phone: 390×844 touch, one pane at a time', { timeout: 300_000 }, async (t
   // the W/L tool: one finger windows (Chromium swallows a tap that follows a two-finger
   // gesture within about a second: wait as a hand would)
   await page.waitForTimeout(1500);
-  await page.locator('[data-srv-tool="wl"]').tap();
-  await waitFor(page, () => document.querySelector('[data-srv-tool="wl"]').classList.contains('on'));
+  await tapUntil(page, '[data-srv-tool="wl"]', (sel) => document.querySelector(sel).classList.contains('on'));
   await drag(cdp, [[cx, cy]], [[cx + 60, cy + 40]]);
   const s3 = await viewAfterInput(page);
   assert.match(s3.window ?? '', /,/);
@@ -294,7 +309,8 @@ test('phone: 390×844 touch, one pane at a time', { timeout: 300_000 }, async (t
   await page.screenshot({ path: join(artifacts, 'thin-phone-sagittal.png') });
 
   // 3D: one finger turns it
-  await page.locator('[data-srv-pane="3d"]').tap();
+  await page.waitForTimeout(1500);
+  await tapUntil(page, '[data-srv-pane="3d"]', paneShown);
   await settled(page, '3d');
   const before = await canvasGrey(page, 'srv-3d');
   await drag(cdp, [[cx, cy]], [[cx - 100, cy]], 10);
