@@ -99,9 +99,13 @@ impl<S: crate::scp::DimseStream> Link for dicom_ul::association::ServerAssociati
     }
     /// Once established, the server reads PDUs with [`read_pdu`] only (dicom-ul's reader
     /// pulls 8 KiB per system call; mixing both readers would lose buffered bytes).
+    ///
+    /// After each PDU the peer's pending data is acknowledged at once ([`quick_ack`]).
     fn receive_pdu(&mut self) -> Result<Pdu, DimseError> {
         let max = self.acceptor_max_pdu_length();
-        read_pdu(self.inner_stream(), max)
+        let pdu = read_pdu(self.inner_stream(), max);
+        quick_ack(self.inner_stream().tcp());
+        pdu
     }
     fn peer_max_pdu(&self) -> u32 {
         self.requestor_max_pdu_length()
@@ -124,6 +128,38 @@ impl Link for dicom_ul::association::ClientAssociation<TcpStream> {
     fn peer_name(&self) -> String {
         "peer".into()
     }
+}
+
+/// Acknowledge what the peer sent without waiting for the delayed-ACK timer (`TCP_QUICKACK`,
+/// Linux; re-armed per read, as the kernel drops back to delayed ACKs by itself).
+///
+/// A requestor that keeps Nagle's algorithm on (dcmtk's `storescu` does) holds back the small
+/// last write of a message until its earlier segments are acknowledged; a server that answers
+/// only after the whole message, with delayed ACKs, then waits up to 40 ms for it. Measured
+/// here with `storescu` and 512 KiB CT instances on one association: 7–11 ms per instance of
+/// receive time before, the transfer's own time after.
+pub fn quick_ack(tcp: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid descriptor for the duration of the call, and a c_int option value
+        // of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::trace!(error = %std::io::Error::last_os_error(), "TCP_QUICKACK");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp;
 }
 
 /// Read one PDU straight from the socket: a 6-byte header, then the body in as few system calls
