@@ -286,8 +286,10 @@ impl Archive {
     }
 
     /// Staging files left by a crash: referenced by the index → publish; otherwise they were
-    /// never acknowledged → delete.
+    /// never acknowledged → delete. Empty ones are spares made ahead: used again.
     async fn recover(&self) -> Result<(), StoreError> {
+        let spares = self.inner.blobs.adopt_spares()?;
+        tracing::debug!(spares, "spare staging files taken back");
         let (mut published, mut discarded) = (0, 0);
         for id in self.inner.blobs.staged_ids()? {
             match self.inner.index.blob_path_of(&id).await? {

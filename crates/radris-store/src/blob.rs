@@ -8,10 +8,18 @@
 //! learns about it; it is renamed into place only after the index committed. So after a crash a
 //! staging file is either referenced by the index (finish the rename) or was never
 //! acknowledged (delete it): [`BlobStore::staged_ids`] and the archive's recovery do that.
+//!
+//! **Spares:** a new file's name is durable only once its directory is fsynced, a second
+//! device flush on every instance. So staging files are made ahead, empty, a batch at a time
+//! with one directory fsync for the batch ([`Spares`]); a blob written into one needs only its
+//! own fsync. Empty staging files are spares, never blobs (a sealed blob is never empty: it
+//! starts with its encryption header), so [`BlobStore::staged_ids`] leaves them out and a
+//! restart takes them back ([`BlobStore::adopt_spares`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use radris_core::TenantId;
 
@@ -31,6 +39,84 @@ pub struct BlobStore {
     keys: Arc<DataKeys>,
     /// Staging files are written around the page cache ([`crate::direct_io`]).
     direct: bool,
+    spares: Arc<Spares>,
+}
+
+/// Empty staging files whose names are already durable, made [`SPARE_BATCH`] at a time on a
+/// thread of their own when fewer than [`SPARE_LOW`] are left.
+///
+/// Another process on the same data directory (a CLI import beside the server) may hold some
+/// of the same files in its own list after a restart adopted them: a file is taken under an
+/// exclusive `flock` and only while still empty, so two writers never share one.
+#[derive(Debug, Default)]
+struct Spares {
+    ids: Mutex<Vec<String>>,
+    refilling: AtomicBool,
+}
+
+const SPARE_BATCH: usize = 64;
+const SPARE_LOW: usize = 16;
+
+impl Spares {
+    fn pop(&self) -> (Option<String>, usize) {
+        match self.ids.lock() {
+            Ok(mut ids) => {
+                let id = ids.pop();
+                (id, ids.len())
+            }
+            Err(_) => (None, usize::MAX),
+        }
+    }
+
+    fn extend(&self, more: Vec<String>) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.extend(more);
+        }
+    }
+
+    /// Make a batch of empty files in `dir` and fsync it once; then they may be used.
+    fn refill(&self, dir: &Path) {
+        let mut made = Vec::with_capacity(SPARE_BATCH);
+        for _ in 0..SPARE_BATCH {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            let path = dir.join(format!("{id}.part"));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(_) => made.push(id),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not make a spare staging file");
+                    break;
+                }
+            }
+        }
+        if !made.is_empty() {
+            match sync_dir(dir) {
+                Ok(()) => self.extend(made),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not make spare staging files durable");
+                    for id in made {
+                        let _ = fs::remove_file(dir.join(format!("{id}.part")));
+                    }
+                }
+            }
+        }
+        self.refilling.store(false, Ordering::Release);
+    }
+}
+
+/// Take `file`, a spare, for writing: only if no one else has (an exclusive, non-blocking
+/// `flock` on the descriptor that will be written, held until it is closed) and it is still
+/// empty.
+fn claim(file: &StagingFile) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_file().as_raw_fd();
+    // SAFETY: `fd` is an open descriptor owned by `file` for the duration of the call.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if file.as_file().metadata()?.len() != 0 {
+        return Err(std::io::Error::other("no longer empty"));
+    }
+    Ok(())
 }
 
 /// Group fsync of one directory: concurrent callers share one `fsync` that started after
@@ -114,6 +200,7 @@ impl BlobStore {
             staging_sync: std::sync::Arc::new(DirSync::new(root.join("staging"))),
             keys,
             direct: crate::direct_io::supported(&root.join("staging")),
+            spares: Arc::default(),
         })
     }
 
@@ -202,21 +289,66 @@ impl BlobStore {
         format!("{tenant}/{study}/{series}/{sop}.{blob_id}.dcm")
     }
 
-    /// Start writing a new blob of `tenant` in staging, encrypted under its active data key.
+    /// Start writing a new blob of `tenant` in staging, encrypted under its active data key:
+    /// into a spare if there is one (no directory fsync when it is sealed), else a new file.
     pub fn create(&self, tenant: &TenantId) -> Result<StagedBlob, StoreError> {
         let key = self.keys.new_blob_key(tenant)?;
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let path = self.staging_path(&id);
-        let file = StagingFile::create(&path, self.direct).map_err(io(&path))?;
+        let (file, id, path, dir_sync) = match self.take_spare() {
+            Some((file, id, path)) => (file, id, path, None),
+            None => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                let path = self.staging_path(&id);
+                let file = StagingFile::create(&path, self.direct).map_err(io(&path))?;
+                (file, id, path, Some(self.staging_sync.clone()))
+            }
+        };
         let align = if self.direct { direct_io::ALIGN } else { 1 };
         Ok(StagedBlob {
             id,
             path,
-            dir_sync: self.staging_sync.clone(),
+            dir_sync,
             writer: Some(SegmentWriter::with_alignment(file, key, align)),
             hasher: Some(Sha256::new()),
             len: 0,
         })
+    }
+
+    /// A spare opened and claimed, if one is left; asks for more when few are.
+    fn take_spare(&self) -> Option<(StagingFile, String, PathBuf)> {
+        loop {
+            let (id, left) = self.spares.pop();
+            if left < SPARE_LOW && !self.spares.refilling.swap(true, Ordering::AcqRel) {
+                let (spares, dir) = (self.spares.clone(), self.staging_dir());
+                let spawned = std::thread::Builder::new()
+                    .name("radris-spares".into())
+                    .spawn(move || spares.refill(&dir));
+                if spawned.is_err() {
+                    self.spares.refilling.store(false, Ordering::Release);
+                }
+            }
+            let id = id?;
+            let path = self.staging_path(&id);
+            match StagingFile::open_spare(&path, self.direct).and_then(|f| claim(&f).map(|()| f)) {
+                Ok(file) => return Some((file, id, path)),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "spare staging file passed over");
+                }
+            }
+        }
+    }
+
+    /// After a restart: the empty staging files a previous run made ahead become spares.
+    /// Only the server does this (in its crash recovery), before it ingests anything.
+    pub fn adopt_spares(&self) -> Result<usize, StoreError> {
+        let found: Vec<String> = self
+            .staging_entries()?
+            .into_iter()
+            .filter(|(_, len)| *len == 0)
+            .map(|(id, _)| id)
+            .collect();
+        let n = found.len();
+        self.spares.extend(found);
+        Ok(n)
     }
 
     /// Move a sealed staging file to its final place (after the index committed).
@@ -257,15 +389,28 @@ impl BlobStore {
         Ok(())
     }
 
-    /// The ids of files left in staging (after a crash).
+    /// The ids of blobs in staging (after a crash, or being written): not the spares.
     pub fn staged_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .staging_entries()?
+            .into_iter()
+            .filter(|(_, len)| *len > 0)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Every staging file's id and length.
+    fn staging_entries(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let dir = self.staging_dir();
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io(&dir))? {
             let entry = entry.map_err(io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match name.strip_suffix(".part") {
-                Some(id) => out.push(id.to_owned()),
+                Some(id) => {
+                    let len = entry.metadata().map_err(io(&entry.path()))?.len();
+                    out.push((id.to_owned(), len));
+                }
                 None => {
                     // not ours: leave it, but say so
                     tracing::warn!(file = %name, "unexpected file in staging directory");
@@ -318,7 +463,9 @@ impl BlobStore {
 pub struct StagedBlob {
     id: String,
     path: PathBuf,
-    dir_sync: std::sync::Arc<DirSync>,
+    /// The staging directory, to fsync when the file is new; `None` for a spare, whose name
+    /// is already durable.
+    dir_sync: Option<Arc<DirSync>>,
     writer: Option<SegmentWriter<StagingFile>>,
     /// `None` while the caller hashes the bytes itself (in parallel with the fsync).
     hasher: Option<Sha256>,
@@ -394,7 +541,10 @@ impl StagedBlob {
             })?;
             let file = w.finish().map_err(io(&self.path))?;
             file.sync_all().map_err(io(&self.path))?;
-            self.dir_sync.sync()
+            match &self.dir_sync {
+                Some(dir) => dir.sync(),
+                None => Ok(()),
+            }
         })();
         match result {
             Ok(()) => Ok(SealedBlob {
@@ -487,5 +637,87 @@ mod tests {
         b.write(b"partial").unwrap();
         drop(b);
         assert!(store.staged_ids().unwrap().is_empty());
+    }
+
+    /// Wait until the store holds spares (its refill thread is done).
+    fn wait_for_spares(store: &BlobStore) -> usize {
+        for _ in 0..500 {
+            let n = store.spares.ids.lock().unwrap().len();
+            if n > 0 && !store.spares.refilling.load(Ordering::Acquire) {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no spares were made");
+    }
+
+    #[tokio::test]
+    async fn spares_are_made_ahead_used_once_and_taken_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let tenant = TenantId::parse("default").unwrap();
+        // none yet: a new file, whose seal fsyncs the directory; a batch is made meanwhile
+        let first = store.create(&tenant).unwrap();
+        assert!(first.dir_sync.is_some());
+        assert_eq!(wait_for_spares(&store), SPARE_BATCH);
+        assert!(
+            store.staged_ids().unwrap().is_empty(),
+            "spares are not blobs"
+        );
+        let mut sealed = Vec::new();
+        for i in 0..3u8 {
+            let mut b = store.create(&tenant).unwrap();
+            assert!(b.dir_sync.is_none(), "written into a spare");
+            b.write(&[i; 5000]).unwrap();
+            sealed.push(b.seal().unwrap());
+        }
+        drop(first);
+        let mut staged = store.staged_ids().unwrap();
+        staged.sort();
+        let mut ids: Vec<String> = sealed.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        assert_eq!(staged, ids, "exactly the sealed blobs");
+        for s in &sealed {
+            let mut back = Vec::new();
+            store
+                .open_staged(&s.id, "default")
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back.len(), 5000);
+        }
+        // a restart takes back the empty ones, never a sealed blob
+        let left = store.spares.ids.lock().unwrap().len();
+        let again = self::store(dir.path()).await;
+        assert_eq!(again.adopt_spares().unwrap(), left);
+        let adopted = again.spares.ids.lock().unwrap().clone();
+        assert!(adopted.iter().all(|id| !ids.contains(id)));
+    }
+
+    #[tokio::test]
+    async fn a_spare_held_or_written_elsewhere_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let staging = dir.path().join("staging");
+        let (held, written, free) = ("0001", "0002", "0003");
+        for id in [held, written, free] {
+            std::fs::write(staging.join(format!("{id}.part")), b"").unwrap();
+        }
+        assert_eq!(store.adopt_spares().unwrap(), 3);
+        // another process holds one, another wrote into one
+        let other = StagingFile::open_spare(&staging.join(format!("{held}.part")), false).unwrap();
+        claim(&other).unwrap();
+        std::fs::write(staging.join(format!("{written}.part")), b"sealed elsewhere").unwrap();
+        // the pool is a stack: taken in reverse order of adoption, so make that known
+        *store.spares.ids.lock().unwrap() = vec![free.into(), written.into(), held.into()];
+        store.spares.refilling.store(true, Ordering::Release); // no refill in this test
+        let b = store.create(&TenantId::parse("default").unwrap()).unwrap();
+        assert_eq!(b.id(), free);
+        assert!(b.dir_sync.is_none());
+        assert_eq!(
+            std::fs::read(staging.join(format!("{written}.part"))).unwrap(),
+            b"sealed elsewhere"
+        );
+        drop(other);
     }
 }

@@ -54,6 +54,28 @@ impl StagingFile {
         })
     }
 
+    /// Open `path`, an empty file made ahead of time ([`crate::blob`]'s spares), to write it
+    /// from the start.
+    pub fn open_spare(path: &Path, direct: bool) -> std::io::Result<Self> {
+        let mut opts = OpenOptions::new();
+        opts.write(true);
+        if direct {
+            opts.custom_flags(libc::O_DIRECT);
+        }
+        Ok(StagingFile {
+            file: opts.open(path)?,
+            path: path.to_owned(),
+            direct,
+            pos: 0,
+            cached: None,
+        })
+    }
+
+    /// The descriptor direct writes go to.
+    pub fn as_file(&self) -> &File {
+        &self.file
+    }
+
     /// fsync: the data written either way, and the file's size, survive a crash.
     pub fn sync_all(&self) -> std::io::Result<()> {
         self.file.sync_all()
