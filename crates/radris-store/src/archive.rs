@@ -769,10 +769,10 @@ impl Ingest {
     /// Parse and validate, make durable, index (group commit), publish. Returns only when the
     /// instance survives a crash. Blocking: call from a blocking thread.
     ///
-    /// In memory, two things run at once: writing and fsyncing the staging file on a worker
-    /// of the runtime's blocking pool, and here the header parse, then the SHA-256. The row
-    /// goes to the writer as soon as the header is parsed, so it is written while the hash
-    /// and the fsync run; the hash is set on it before the commit, and the transaction
+    /// In memory, three things run at once: writing and fsyncing the staging file, and the
+    /// SHA-256, each on a worker of the runtime's blocking pool, and the header parse here.
+    /// The row goes to the writer as soon as the header is parsed, so it is written while the
+    /// hash and the fsync run; the hash is set on it before the commit, and the transaction
     /// commits only after the fsync, so the committed index never names a blob that is not
     /// durable.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
@@ -807,7 +807,7 @@ impl Ingest {
                 Err(e) => (Err(StoreError::ShuttingDown), Err(e)),
             }
         } else {
-            // the data set is shared with the worker that writes and fsyncs it
+            // the data set is shared by the three: the fsync and the hash run on the pool
             let data = Arc::new(std::mem::take(&mut self.prefix));
             let (durable, durable_rx) = oneshot::channel();
             let (sealed_tx, sealed_rx) = oneshot::channel();
@@ -824,20 +824,23 @@ impl Ingest {
                 });
             }
             let (sha, sha_rx) = oneshot::channel();
+            {
+                let (meta, data) = (self.meta.clone(), data.clone());
+                self.archive.inner.workers.spawn_blocking(move || {
+                    let parts: Vec<&[u8]> = std::iter::once(meta.as_slice())
+                        .chain(data.parts())
+                        .collect();
+                    let _ = sha.send(crate::blob::sha256_hex(&parts));
+                });
+            }
             let indexed = self
                 .analyse(DataSet::InMemory(&data))
                 .and_then(|(attrs, header)| {
                     clock.lap("parse");
-                    // the row goes to the writer now; the hash, computed here meanwhile,
-                    // follows before the commit
+                    // the row goes to the writer now; the hash follows before the commit
                     let op = self.insert_op(&attrs, header, &blob_id, len, "");
                     let done = completion(durable_rx, Some(sha_rx));
-                    let outcome = self.send_to_writer(op, done)?;
-                    let parts: Vec<&[u8]> = std::iter::once(self.meta.as_slice())
-                        .chain(data.parts())
-                        .collect();
-                    let _ = sha.send(crate::blob::sha256_hex(&parts));
-                    Self::outcome(outcome).map(|outcome| (attrs, outcome))
+                    self.index(op, done).map(|outcome| (attrs, outcome))
                 });
             // a worker that panicked or never ran sent nothing: nothing was indexed, and the
             // staging file went with the blob
@@ -940,28 +943,12 @@ impl Ingest {
     /// Hand `op` to the group-commit writer and wait for its outcome; the writer commits once
     /// `done` says the blob survives a crash (and brings its hash, if `op` has none yet).
     fn index(&self, op: InsertOp, done: Completion) -> Result<InsertOutcome, StoreError> {
-        Self::outcome(self.send_to_writer(op, done)?)
-    }
-
-    /// Hand `op` to the group-commit writer; its outcome comes on the receiver.
-    fn send_to_writer(
-        &self,
-        op: InsertOp,
-        done: Completion,
-    ) -> Result<oneshot::Receiver<Result<InsertOutcome, StoreError>>, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.archive
             .inner
             .writer
             .blocking_send(WriteRequest { op, done, reply })
             .map_err(|_| StoreError::ShuttingDown)?;
-        Ok(outcome)
-    }
-
-    /// Wait for what the writer made of a row.
-    fn outcome(
-        outcome: oneshot::Receiver<Result<InsertOutcome, StoreError>>,
-    ) -> Result<InsertOutcome, StoreError> {
         outcome
             .blocking_recv()
             .map_err(|_| StoreError::ShuttingDown)?
