@@ -288,10 +288,10 @@ impl Archive {
     /// Staging files left by a crash: referenced by the index → publish; otherwise they were
     /// never acknowledged → delete. Empty ones are spares made ahead: used again.
     async fn recover(&self) -> Result<(), StoreError> {
-        let spares = self.inner.blobs.adopt_spares()?;
+        let (spares, staged) = self.inner.blobs.adopt_spares()?;
         tracing::debug!(spares, "spare staging files taken back");
         let (mut published, mut discarded) = (0, 0);
-        for id in self.inner.blobs.staged_ids()? {
+        for id in staged {
             match self.inner.index.blob_path_of(&id).await? {
                 Some(rel) => {
                     self.inner.blobs.publish(&id, &rel)?;

@@ -337,18 +337,19 @@ impl BlobStore {
         }
     }
 
-    /// After a restart: the empty staging files a previous run made ahead become spares.
-    /// Only the server does this (in its crash recovery), before it ingests anything.
-    pub fn adopt_spares(&self) -> Result<usize, StoreError> {
-        let found: Vec<String> = self
+    /// After a restart, in one listing of the staging directory: the empty files a previous
+    /// run made ahead become spares again (how many: the first value), and the ids of the
+    /// blobs left there are returned for recovery. Only the server does this (in its crash
+    /// recovery), before it ingests anything.
+    pub fn adopt_spares(&self) -> Result<(usize, Vec<String>), StoreError> {
+        let (empty, staged): (Vec<_>, Vec<_>) = self
             .staging_entries()?
             .into_iter()
-            .filter(|(_, len)| *len == 0)
-            .map(|(id, _)| id)
-            .collect();
-        let n = found.len();
-        self.spares.extend(found);
-        Ok(n)
+            .partition(|(_, len)| *len == 0);
+        let n = empty.len();
+        self.spares
+            .extend(empty.into_iter().map(|(id, _)| id).collect());
+        Ok((n, staged.into_iter().map(|(id, _)| id).collect()))
     }
 
     /// Move a sealed staging file to its final place (after the index committed).
@@ -689,7 +690,9 @@ mod tests {
         // a restart takes back the empty ones, never a sealed blob
         let left = store.spares.ids.lock().unwrap().len();
         let again = self::store(dir.path()).await;
-        assert_eq!(again.adopt_spares().unwrap(), left);
+        let (adopted_n, mut blobs_left) = again.adopt_spares().unwrap();
+        blobs_left.sort();
+        assert_eq!((adopted_n, blobs_left), (left, ids.clone()));
         let adopted = again.spares.ids.lock().unwrap().clone();
         assert!(adopted.iter().all(|id| !ids.contains(id)));
     }
@@ -703,7 +706,7 @@ mod tests {
         for id in [held, written, free] {
             std::fs::write(staging.join(format!("{id}.part")), b"").unwrap();
         }
-        assert_eq!(store.adopt_spares().unwrap(), 3);
+        assert_eq!(store.adopt_spares().unwrap().0, 3);
         // another process holds one, another wrote into one
         let other = StagingFile::open_spare(&staging.join(format!("{held}.part")), false).unwrap();
         claim(&other).unwrap();

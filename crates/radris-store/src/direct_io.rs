@@ -33,9 +33,10 @@ pub struct StagingFile {
     cached: Option<File>,
 }
 
-fn open_new(path: &Path, direct: bool) -> std::io::Result<File> {
+/// Open `path` for writing, directly if `direct`; a new file (it must not exist) if `new`.
+fn open(path: &Path, direct: bool, new: bool) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.write(true).create_new(new);
     if direct {
         opts.custom_flags(libc::O_DIRECT);
     }
@@ -43,32 +44,25 @@ fn open_new(path: &Path, direct: bool) -> std::io::Result<File> {
 }
 
 impl StagingFile {
-    /// Create `path` (it must not exist), opened for direct writes if `direct`.
-    pub fn create(path: &Path, direct: bool) -> std::io::Result<Self> {
-        Ok(StagingFile {
-            file: open_new(path, direct)?,
+    fn with(file: File, path: &Path, direct: bool) -> Self {
+        StagingFile {
+            file,
             path: path.to_owned(),
             direct,
             pos: 0,
             cached: None,
-        })
+        }
+    }
+
+    /// Create `path` (it must not exist), opened for direct writes if `direct`.
+    pub fn create(path: &Path, direct: bool) -> std::io::Result<Self> {
+        Ok(Self::with(open(path, direct, true)?, path, direct))
     }
 
     /// Open `path`, an empty file made ahead of time ([`crate::blob`]'s spares), to write it
     /// from the start.
     pub fn open_spare(path: &Path, direct: bool) -> std::io::Result<Self> {
-        let mut opts = OpenOptions::new();
-        opts.write(true);
-        if direct {
-            opts.custom_flags(libc::O_DIRECT);
-        }
-        Ok(StagingFile {
-            file: opts.open(path)?,
-            path: path.to_owned(),
-            direct,
-            pos: 0,
-            cached: None,
-        })
+        Ok(Self::with(open(path, direct, false)?, path, direct))
     }
 
     /// The descriptor direct writes go to.
@@ -118,7 +112,7 @@ pub fn supported(dir: &Path) -> bool {
         uuid::Uuid::now_v7().simple()
     ));
     let result = (|| {
-        let file = open_new(&probe, true)?;
+        let file = open(&probe, true, true)?;
         let mut buf = vec![0u8; 2 * ALIGN];
         let off = buf.as_ptr().align_offset(ALIGN);
         let block = buf
