@@ -111,10 +111,11 @@ pub fn header_key_id(header: &[u8]) -> Option<uuid::Uuid> {
     uuid::Uuid::from_slice(&header[8..24]).ok()
 }
 
-/// Encrypts a stream of plaintext into the segment format. Each segment is sealed in place in
-/// an output buffer that is written out once it holds [`SegmentWriter::FLUSH_AT`] bytes (and
-/// at the end), so there is one copy of the data and few write calls; `W` needs no buffering
-/// of its own. With an alignment (for a file written around the page cache, see
+/// Encrypts a stream of plaintext into the segment format. Segments are sealed into an output
+/// buffer that is written out once it holds [`SegmentWriter::FLUSH_AT`] bytes (and at the end),
+/// so there are few write calls; `W` needs no buffering of its own. A whole segment inside one
+/// `write_all` is sealed from the caller's memory straight into that buffer; only a segment
+/// that spans calls (and the last one) is gathered there first and sealed in place. With an alignment (for a file written around the page cache, see
 /// [`crate::direct_io`]) every write but the last starts at an aligned address and is a
 /// multiple of it.
 pub struct SegmentWriter<W: Write> {
@@ -131,8 +132,9 @@ pub struct SegmentWriter<W: Write> {
 }
 
 impl<W: Write> SegmentWriter<W> {
-    /// Sealed bytes gathered before a write to `out`.
-    pub const FLUSH_AT: usize = 256 * 1024;
+    /// Sealed bytes gathered before a write to `out`: a CT or MR image (up to about 1 MiB)
+    /// goes out in one write (each write to a staging file is a device request).
+    pub const FLUSH_AT: usize = 1024 * 1024;
 
     pub fn new(out: W, key: BlobKey) -> Self {
         Self::with_alignment(out, key, 1)
@@ -173,10 +175,37 @@ impl<W: Write> SegmentWriter<W> {
             )
             .map_err(|_| std::io::Error::other("AES-GCM encryption failed"))?;
         self.buf.extend_from_slice(tag.as_ref());
+        self.sealed(last)
+    }
+
+    /// Seal `plain`, one whole segment that is not the last, from the caller's memory
+    /// straight into the output buffer: no copy of the plaintext first.
+    fn seal_segment_from(&mut self, plain: &[u8]) -> std::io::Result<()> {
+        debug_assert!(plain.len() == SEGMENT && self.buf.len() == self.open);
+        let nonce = BlobKey::nonce(self.index, false);
+        // zeroing the room is a store into cache; the copy it replaces read the plaintext
+        // from wherever it was received
+        self.buf.resize(self.open + SEGMENT + TAG, 0);
+        let (out, tag) = self.buf[self.open..].split_at_mut(SEGMENT);
+        self.key
+            .key
+            .seal_out_of_place_scatter(nonce, Aad::from(&self.key.header[..]), plain, out, &[], tag)
+            .map_err(|_| std::io::Error::other("AES-GCM encryption failed"))?;
+        self.sealed(false)
+    }
+
+    /// After a segment is sealed at the end of `buf`: write out what is due.
+    fn sealed(&mut self, last: bool) -> std::io::Result<()> {
         self.index += 1;
         let pending = self.buf.len() - self.base;
         if last {
-            self.out.write_all(&self.buf[self.base..])?;
+            // the aligned part in one write (direct, for a staging file), then the tail
+            let whole = pending - pending % self.align;
+            if whole > 0 {
+                self.out
+                    .write_all(&self.buf[self.base..self.base + whole])?;
+            }
+            self.out.write_all(&self.buf[self.base + whole..])?;
             self.buf.truncate(self.base);
         } else if pending >= Self::FLUSH_AT {
             // whole aligned blocks now; the rest moves to the front and goes with the next
@@ -196,6 +225,13 @@ impl<W: Write> SegmentWriter<W> {
         while !data.is_empty() {
             if self.buf.len() - self.open == SEGMENT {
                 self.seal_segment(false)?;
+            }
+            // a whole segment with more after it is sealed from `data` itself
+            if self.buf.len() == self.open && data.len() > SEGMENT {
+                let (segment, rest) = data.split_at(SEGMENT);
+                self.seal_segment_from(segment)?;
+                data = rest;
+                continue;
             }
             let take = (SEGMENT - (self.buf.len() - self.open)).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
@@ -840,6 +876,32 @@ pub(crate) mod tests {
         }
     }
 
+    /// Whole segments sealed from the caller's memory make the same bytes as segments gathered
+    /// and sealed in place, however the plaintext is split across calls.
+    #[test]
+    fn sealing_from_the_callers_memory_matches_sealing_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..8].copy_from_slice(MAGIC);
+        header[56..60].copy_from_slice(&(SEGMENT as u32).to_le_bytes());
+        let dek = [7u8; 32];
+        let size = 20 * SEGMENT + 3; // past FLUSH_AT: a write in the middle, then the tail
+        let plain: Vec<u8> = (0..size).map(|i| (i * 13 % 241) as u8).collect();
+        let mut files = Vec::new();
+        for chunk in [1000, SEGMENT, SEGMENT + 1, 3 * SEGMENT + 5, size] {
+            let path = dir.path().join(format!("c{chunk}"));
+            write_blob(&path, BlobKey::derive(&dek, header).unwrap(), &plain, chunk);
+            files.push((chunk, std::fs::read(&path).unwrap()));
+        }
+        let (_, reference) = &files[0];
+        for (chunk, bytes) in &files[1..] {
+            assert!(
+                bytes == reference,
+                "chunks of {chunk} differ from chunks of 1000"
+            );
+        }
+    }
+
     /// The writer of staging files: aligned blocks, written around the page cache where the
     /// file system allows, make the same blob as plain writes.
     #[tokio::test]
@@ -855,6 +917,7 @@ pub(crate) mod tests {
             4 * SEGMENT - 50,
             4 * SEGMENT + 1,
             9 * SEGMENT + 4097,
+            20 * SEGMENT + 3,
         ] {
             for chunk in [1000, 300_000] {
                 let plain: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
