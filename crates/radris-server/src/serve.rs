@@ -323,6 +323,9 @@ fn stamp_sites_of_remote_aes(cfg: &Config, archive: &Archive) {
     });
 }
 
+/// How long the reconciler rests after the event queue runs dry (see `start_workflow_tasks`).
+const RECONCILE_REST: Duration = Duration::from_millis(50);
+
 /// The RIS's background work: reconcile studies as their images arrive (off the event bus;
 /// once per study; a lagging subscriber sweeps the studies received meanwhile) and escalate
 /// STAT cases left unread (every 30 s).
@@ -345,6 +348,15 @@ fn start_workflow_tasks(
         let mut seen: std::collections::VecDeque<(String, String)> =
             std::collections::VecDeque::with_capacity(4096);
         loop {
+            // Ingest publishes one event per instance. Waiting at once for the next would wake
+            // a runtime thread for each instance a busy server stores; resting first lets a
+            // burst queue up and be read in one go (a study waits RECONCILE_REST at most).
+            if events.is_empty() {
+                tokio::select! {
+                    _ = stop1.cancelled() => return,
+                    _ = tokio::time::sleep(RECONCILE_REST) => {}
+                }
+            }
             let event = tokio::select! {
                 _ = stop1.cancelled() => return,
                 e = events.recv() => e,
