@@ -12,6 +12,14 @@ mod tls;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // dicom-rs reports the end of every data set it reads (each DIMSE command set) as an error
+    // value, and with RUST_BACKTRACE set snafu captures a stack trace in each one; nothing
+    // prints them. Panics keep their backtraces (RUST_BACKTRACE); library error values take
+    // none unless RUST_LIB_BACKTRACE asks for them.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the first statement of `main`, before any thread exists.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let args = cli::Cli::parse();
     cli::init_tracing(args.log_json);
     match cli::run(args) {
