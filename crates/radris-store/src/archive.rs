@@ -815,6 +815,7 @@ impl Ingest {
                 let data = data.clone();
                 self.archive.inner.workers.spawn_blocking(move || {
                     let mut blob = blob;
+                    blob.expect_len(len);
                     let sealed = data
                         .parts()
                         .try_for_each(|part| blob.write(part))

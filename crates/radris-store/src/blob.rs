@@ -518,6 +518,15 @@ impl StagedBlob {
         self.hasher = Some(h);
     }
 
+    /// The blob will hold `total` plaintext bytes in all (those written so far included): lets
+    /// a staging file written directly end on a block boundary, so none of it goes through
+    /// the page cache (see [`SegmentWriter::expect_len`]).
+    pub fn expect_len(&mut self, total: u64) {
+        if let Some(w) = self.writer.as_mut() {
+            w.expect_len(total);
+        }
+    }
+
     pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         let w = self.writer.as_mut().ok_or_else(|| StoreError::Io {
             path: self.path.display().to_string(),

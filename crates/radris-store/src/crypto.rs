@@ -14,9 +14,13 @@
 //!
 //! File format (`v1`):
 //! ```text
-//! header (64 bytes): "RDXBLOB1" | key id (16, UUID) | salt (32) | segment size u32 LE | 0u32
+//! header (64 bytes): "RDXBLOB1" | key id (16, UUID) | salt (32) | segment size u32 LE | pad u32 LE
+//! padding:           pad zero bytes (pad < S)
 //! segments:          AES-256-GCM(plain[i*S .. (i+1)*S]) ‖ tag (16), the last one flagged
 //! ```
+//! The padding makes a staging file whose length is known ahead end on a block boundary, so
+//! every byte of it is written directly (see [`crate::direct_io`]); blobs written without it
+//! have pad 0. The pad length is in the header, which every segment authenticates.
 //!
 //! **Invariant:** no blob is written or read in clear; there is no plaintext fallback.
 //!
@@ -102,13 +106,20 @@ impl BlobKey {
 
 /// The key id a blob header names (`None` if it is not a v1 blob header).
 pub fn header_key_id(header: &[u8]) -> Option<uuid::Uuid> {
+    header_pad(header)?;
+    uuid::Uuid::from_slice(&header[8..24]).ok()
+}
+
+/// The padding between a v1 blob header and its first segment (`None` if not a v1 header).
+fn header_pad(header: &[u8]) -> Option<u64> {
     if header.len() < HEADER_LEN as usize || &header[..8] != MAGIC {
         return None;
     }
-    if header[56..60] != (SEGMENT as u32).to_le_bytes() || header[60..64] != [0; 4] {
+    if header[56..60] != (SEGMENT as u32).to_le_bytes() {
         return None;
     }
-    uuid::Uuid::from_slice(&header[8..24]).ok()
+    let pad = u32::from_le_bytes([header[60], header[61], header[62], header[63]]);
+    (pad < SEGMENT as u32).then_some(u64::from(pad))
 }
 
 /// Encrypts a stream of plaintext into the segment format. Segments are sealed into an output
@@ -138,6 +149,34 @@ impl<W: Write> SegmentWriter<W> {
 
     pub fn new(out: W, key: BlobKey) -> Self {
         Self::with_alignment(out, key, 1)
+    }
+
+    /// Say how many plaintext bytes the blob will hold in all, before anything but the first
+    /// bytes of the first segment is written: padding after the header then makes the file end
+    /// on an alignment boundary, so with an alignment even its last write is whole blocks. A
+    /// different total later only means the tail is written unaligned. Without an alignment,
+    /// or once a segment is sealed, this does nothing.
+    pub fn expect_len(&mut self, plain_total: u64) {
+        let header_end = self.base + HEADER_LEN as usize;
+        if self.align <= 1 || self.index > 0 || self.open != header_end {
+            return;
+        }
+        let segments = plain_total.div_ceil(SEGMENT as u64).max(1);
+        let file_len = HEADER_LEN + plain_total + segments * TAG as u64;
+        let align = self.align as u64;
+        let pad = ((align - file_len % align) % align) as usize;
+        if pad == 0 {
+            return;
+        }
+        self.key.header[60..64].copy_from_slice(&(pad as u32).to_le_bytes());
+        self.buf[self.base..header_end].copy_from_slice(&self.key.header);
+        // the open segment's first bytes move up behind the padding
+        let gathered = self.buf.len() - self.open;
+        self.buf.resize(self.buf.len() + pad, 0);
+        self.buf
+            .copy_within(self.open..self.open + gathered, self.open + pad);
+        self.buf[self.open..self.open + pad].fill(0);
+        self.open += pad;
     }
 
     /// Like [`SegmentWriter::new`], writing `out` in multiples of `align` (a power of two)
@@ -253,6 +292,8 @@ impl<W: Write> SegmentWriter<W> {
 pub struct BlobReader {
     file: File,
     key: BlobKey,
+    /// Where the first segment starts (header and padding before it).
+    data_start: u64,
     plain_len: u64,
     segments: u64,
     pos: u64,
@@ -284,9 +325,10 @@ impl BlobReader {
             .map_err(|_| crypto_err(format!("{}: not an encrypted blob", path.display())))?;
         let key_id = header_key_id(&header)
             .ok_or_else(|| crypto_err(format!("{}: not an encrypted blob", path.display())))?;
+        let data_start = HEADER_LEN + header_pad(&header).unwrap_or_default();
         let dek = keys.key_blocking(&key_id, tenant)?;
         let key = BlobKey::derive(&dek, header)?;
-        let body = total - HEADER_LEN;
+        let body = total.saturating_sub(data_start);
         let stride = (SEGMENT + TAG) as u64;
         let segments = body.div_ceil(stride);
         let last_len = body - segments.saturating_sub(1) * stride;
@@ -299,6 +341,7 @@ impl BlobReader {
         let reader = BlobReader {
             file,
             key,
+            data_start,
             plain_len: body - segments * TAG as u64,
             segments,
             pos: 0,
@@ -328,7 +371,7 @@ impl BlobReader {
 
     fn segment(&self, index: u64) -> std::io::Result<Vec<u8>> {
         let stride = (SEGMENT + TAG) as u64;
-        let start = HEADER_LEN + index * stride;
+        let start = self.data_start + index * stride;
         let last = index + 1 == self.segments;
         let len = if last {
             self.plain_len - index * SEGMENT as u64 + TAG as u64
@@ -938,6 +981,54 @@ pub(crate) mod tests {
                 let r = BlobReader::open(&path, &keys, "a").unwrap();
                 assert_eq!(r.read_all().unwrap(), plain, "size {size}, chunk {chunk}");
             }
+        }
+    }
+
+    /// A staging file whose length is said ahead is padded to end on a block: written
+    /// directly to its last byte, and read back the same, whatever the chunks.
+    #[tokio::test]
+    async fn a_staging_file_of_known_length_is_padded_and_written_directly() {
+        use crate::direct_io::{ALIGN, StagingFile, supported};
+        let (dir, keys) = keys().await;
+        let a = TenantId::parse("a").unwrap();
+        let direct = supported(dir.path());
+        for size in [0, 1, 300, SEGMENT, 8 * SEGMENT + 13_000, 20 * SEGMENT + 3] {
+            for chunk in [300, 200_000] {
+                let plain: Vec<u8> = (0..size).map(|i| (i * 11 % 239) as u8).collect();
+                let path = dir.path().join(format!("x{size}-{chunk}"));
+                let file = StagingFile::create(&path, direct).unwrap();
+                let mut w =
+                    SegmentWriter::with_alignment(file, keys.new_blob_key(&a).unwrap(), ALIGN);
+                // the first bytes may already be written, as a file meta group is
+                let (first, rest) = plain.split_at(size.min(132));
+                w.write_all(first).unwrap();
+                w.expect_len(size as u64);
+                for c in rest.chunks(chunk) {
+                    w.write_all(c).unwrap();
+                }
+                let file = w.finish().unwrap();
+                file.sync_all().unwrap();
+                let on_disk = std::fs::metadata(&path).unwrap().len();
+                if direct {
+                    assert_eq!(on_disk % ALIGN as u64, 0, "size {size}: {on_disk} bytes");
+                    assert!(!file.wrote_through_cache(), "size {size}, chunk {chunk}");
+                }
+                let r = BlobReader::open(&path, &keys, "a").unwrap();
+                assert_eq!(r.len(), size as u64);
+                assert_eq!(r.read_all().unwrap(), plain, "size {size}, chunk {chunk}");
+            }
+        }
+        // the pad length is authenticated: another one fails to open or to decrypt
+        let path = dir.path().join(format!("x{}-300", 8 * SEGMENT + 13_000));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let pad = u32::from_le_bytes(bytes[60..64].try_into().unwrap());
+        if pad > 0 {
+            bytes[60..64].copy_from_slice(&(pad - 1).to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let read = BlobReader::open(&path, &keys, "a")
+                .ok()
+                .and_then(|r| r.read_all().ok());
+            assert!(read.is_none(), "a changed pad length must not read");
         }
     }
 

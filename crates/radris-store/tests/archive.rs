@@ -386,6 +386,18 @@ async fn retrieve_returns_the_bytes_as_received() {
         assert_eq!(insts.len(), 2);
         for inst in insts {
             let (_, file) = files.iter().find(|(u, _)| *u == inst.sop_uid).unwrap();
+            // written directly to its last byte: padded to end on a block (where the file
+            // system takes direct writes, as the ext4 of CI does)
+            let blob = a.blobs().path_of(&inst.blob_path);
+            let on_disk = std::fs::metadata(&blob).unwrap().len();
+            if radris_store::direct_io::supported(blob.parent().unwrap()) {
+                assert_eq!(
+                    on_disk % radris_store::direct_io::ALIGN as u64,
+                    0,
+                    "{}",
+                    b.name
+                );
+            }
             let layout = radris_dicom::part10::read_layout(file.as_slice()).unwrap();
             let a2 = a.clone();
             let got = tokio::task::spawn_blocking(move || a2.read_dataset(&inst).unwrap())
