@@ -111,7 +111,9 @@ export function App() {
 
   useEffect(() => {
     setUnauthenticatedHandler(() => {
-      setNotice('Your session has ended. Please sign in again.');
+      // a request that was in flight when the app signed out (idle logoff) comes back 401
+      // too: it must not replace the reason already shown
+      setNotice((shown) => shown ?? 'Your session has ended. Please sign in again.');
       setMe(null);
     });
     whoami()
