@@ -126,9 +126,10 @@ fn header_pad(header: &[u8]) -> Option<u64> {
 /// buffer that is written out once it holds [`SegmentWriter::FLUSH_AT`] bytes (and at the end),
 /// so there are few write calls; `W` needs no buffering of its own. A whole segment inside one
 /// `write_all` is sealed from the caller's memory straight into that buffer; only a segment
-/// that spans calls (and the last one) is gathered there first and sealed in place. With an alignment (for a file written around the page cache, see
-/// [`crate::direct_io`]) every write but the last starts at an aligned address and is a
-/// multiple of it.
+/// that spans calls (and the last one) is gathered there first and sealed in place. With an
+/// alignment (for a file written around the page cache, see [`crate::direct_io`]) every write
+/// starts at an aligned address and is a multiple of it, except the file's unaligned tail
+/// (none when [`SegmentWriter::expect_len`] was told the length).
 pub struct SegmentWriter<W: Write> {
     out: W,
     key: BlobKey,

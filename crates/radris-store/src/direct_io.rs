@@ -13,8 +13,9 @@
 //! header to end on a block, so all of it is written directly. A write that is not aligned
 //! (the tail of a blob streamed to disk) goes through the page cache on a second descriptor,
 //! and the fsync of the file makes both durable; that costs an open and a device round trip
-//! more (the page's writeback inside the fsync): 0.06–0.16 ms per file measured here. A file system without `O_DIRECT` (tmpfs) is found at
-//! start ([`supported`]) and written through the cache as before.
+//! more (the page's writeback inside the fsync): 0.06–0.16 ms per file measured here. A file
+//! system without `O_DIRECT` (tmpfs) is found at start ([`supported`]) and written through the
+//! cache as before.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
