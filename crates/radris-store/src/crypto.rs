@@ -950,7 +950,7 @@ pub(crate) mod tests {
     /// file system allows, make the same blob as plain writes.
     #[tokio::test]
     async fn aligned_writes_to_a_direct_staging_file_round_trip() {
-        use crate::direct_io::{ALIGN, StagingFile, supported};
+        use crate::direct_io::supported;
         let (dir, keys) = keys().await;
         let a = TenantId::parse("a").unwrap();
         let direct = supported(dir.path());
@@ -966,9 +966,7 @@ pub(crate) mod tests {
             for chunk in [1000, 300_000] {
                 let plain: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
                 let path = dir.path().join(format!("d{size}-{chunk}"));
-                let file = StagingFile::create(&path, direct).unwrap();
-                let mut w =
-                    SegmentWriter::with_alignment(file, keys.new_blob_key(&a).unwrap(), ALIGN);
+                let mut w = staging_writer(&path, direct, &keys, &a);
                 for c in plain.chunks(chunk) {
                     w.write_all(c).unwrap();
                 }
@@ -989,7 +987,7 @@ pub(crate) mod tests {
     /// directly to its last byte, and read back the same, whatever the chunks.
     #[tokio::test]
     async fn a_staging_file_of_known_length_is_padded_and_written_directly() {
-        use crate::direct_io::{ALIGN, StagingFile, supported};
+        use crate::direct_io::{ALIGN, supported};
         let (dir, keys) = keys().await;
         let a = TenantId::parse("a").unwrap();
         let direct = supported(dir.path());
@@ -997,9 +995,7 @@ pub(crate) mod tests {
             for chunk in [300, 200_000] {
                 let plain: Vec<u8> = (0..size).map(|i| (i * 11 % 239) as u8).collect();
                 let path = dir.path().join(format!("x{size}-{chunk}"));
-                let file = StagingFile::create(&path, direct).unwrap();
-                let mut w =
-                    SegmentWriter::with_alignment(file, keys.new_blob_key(&a).unwrap(), ALIGN);
+                let mut w = staging_writer(&path, direct, &keys, &a);
                 // the first bytes may already be written, as a file meta group is
                 let (first, rest) = plain.split_at(size.min(132));
                 w.write_all(first).unwrap();
@@ -1023,14 +1019,28 @@ pub(crate) mod tests {
         let path = dir.path().join(format!("x{}-300", 8 * SEGMENT + 13_000));
         let mut bytes = std::fs::read(&path).unwrap();
         let pad = u32::from_le_bytes(bytes[60..64].try_into().unwrap());
-        if pad > 0 {
-            bytes[60..64].copy_from_slice(&(pad - 1).to_le_bytes());
-            std::fs::write(&path, &bytes).unwrap();
-            let read = BlobReader::open(&path, &keys, "a")
-                .ok()
-                .and_then(|r| r.read_all().ok());
-            assert!(read.is_none(), "a changed pad length must not read");
-        }
+        assert_ne!(pad, 0, "this size needs padding");
+        bytes[60..64].copy_from_slice(&(pad - 1).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let read = BlobReader::open(&path, &keys, "a")
+            .ok()
+            .and_then(|r| r.read_all().ok());
+        assert!(read.is_none(), "a changed pad length must not read");
+    }
+
+    /// A writer of a new staging file at `path`, aligned as for direct writes.
+    fn staging_writer(
+        path: &Path,
+        direct: bool,
+        keys: &DataKeys,
+        tenant: &TenantId,
+    ) -> SegmentWriter<crate::direct_io::StagingFile> {
+        let file = crate::direct_io::StagingFile::create(path, direct).unwrap();
+        SegmentWriter::with_alignment(
+            file,
+            keys.new_blob_key(tenant).unwrap(),
+            crate::direct_io::ALIGN,
+        )
     }
 
     #[tokio::test]
