@@ -30,9 +30,18 @@ pub const DEFAULT_IN_MEMORY_LIMIT: usize = 64 << 20;
 
 /// One instance for the group-commit writer: its row, when it is complete (see
 /// [`Completion`]), and where the outcome goes.
+///
+/// With `durable` set, `done` resolves once the hash is known, not once the blob is durable:
+/// the blob is written into a spare staging file (its name already durable), and the SQLite
+/// writer may commit the row while the blob's fsync runs. The caller acknowledges only
+/// after both, and a restart checks every blob still in staging against its row
+/// ([`Archive::recover`]): a row whose blob did not reach the disk was never acknowledged
+/// and is removed. The sqlx path (PostgreSQL, duplicates, failures) waits for `durable`
+/// before it commits, as before.
 struct WriteRequest {
     op: InsertOp,
     done: Completion,
+    durable: Option<oneshot::Receiver<bool>>,
     reply: Reply,
 }
 
@@ -43,14 +52,17 @@ type Reply = oneshot::Sender<Result<InsertOutcome, StoreError>>;
 /// made durable (see [`Index::insert_batch_completed`]).
 type Completion = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
-/// The [`Completion`] of a blob that the thread holding `durable`'s sender makes durable, and
-/// whose hash comes from `sha`'s sender, if it was not known when the row was sent.
+/// The [`Completion`] of a blob that the thread holding `durable`'s sender makes durable
+/// (`None`: the caller waits for that itself), and whose hash comes from `sha`'s sender, if
+/// it was not known when the row was sent.
 fn completion(
-    durable: oneshot::Receiver<bool>,
+    durable: Option<oneshot::Receiver<bool>>,
     sha: Option<oneshot::Receiver<String>>,
 ) -> Completion {
     Box::pin(async move {
-        if !durable.await.unwrap_or(false) {
+        if let Some(durable) = durable
+            && !durable.await.unwrap_or(false)
+        {
             return None;
         }
         match sha {
@@ -285,32 +297,90 @@ impl Archive {
         Ok(rewritten)
     }
 
-    /// Staging files left by a crash: referenced by the index → publish; otherwise they were
-    /// never acknowledged → delete. Empty ones are spares made ahead: used again.
+    /// Staging files left by a crash. Referenced by the index: the row committed; publish the
+    /// blob if it is whole (every segment authenticates, and its length and SHA-256 are the
+    /// row's), else the row was committed ahead of a fsync that never finished (see
+    /// [`WriteRequest`]), was never acknowledged, and goes with the file. Not referenced:
+    /// never acknowledged, deleted. Empty ones are spares made ahead: used again, unless a
+    /// row names one (its blob never reached the disk).
     async fn recover(&self) -> Result<(), StoreError> {
-        let (spares, staged) = self.inner.blobs.adopt_spares()?;
-        tracing::debug!(spares, "spare staging files taken back");
-        let (mut published, mut discarded) = (0, 0);
+        let blobs = &self.inner.blobs;
+        let (empty, staged) = blobs.staging_split()?;
+        let (mut published, mut discarded, mut dropped) = (0, 0, 0);
+        let mut spares = Vec::with_capacity(empty.len());
+        for id in empty {
+            match self.inner.index.instance_of_blob(&id).await? {
+                Some(inst) => {
+                    self.drop_unacknowledged(&inst, "its staging file is empty")
+                        .await?;
+                    blobs.discard(&id);
+                    dropped += 1;
+                }
+                None => spares.push(id),
+            }
+        }
+        tracing::debug!(spares = spares.len(), "spare staging files taken back");
+        blobs.adopt(spares);
         for id in staged {
-            match self.inner.index.blob_path_of(&id).await? {
-                Some(rel) => {
-                    self.inner.blobs.publish(&id, &rel)?;
+            let Some(inst) = self.inner.index.instance_of_blob(&id).await? else {
+                blobs.discard(&id);
+                discarded += 1;
+                continue;
+            };
+            let whole = match blobs.hash_staged(&id, &inst.tenant) {
+                Ok((_, len)) if len as i64 != inst.size_bytes => Err(format!(
+                    "{len} bytes in staging, {} in the index",
+                    inst.size_bytes
+                )),
+                Ok((sha, _)) if !inst.sha256.is_empty() && sha != inst.sha256 => Err(format!(
+                    "SHA-256 {sha} in staging, {} in the index",
+                    inst.sha256
+                )),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+            match whole {
+                Ok(()) => {
+                    blobs.publish(&id, &inst.blob_path)?;
                     published += 1;
                 }
-                None => {
-                    self.inner.blobs.discard(&id);
-                    discarded += 1;
+                Err(why) => {
+                    self.drop_unacknowledged(&inst, &why).await?;
+                    blobs.discard(&id);
+                    dropped += 1;
                 }
             }
         }
-        if published + discarded > 0 {
+        if published + discarded + dropped > 0 {
             tracing::warn!(
                 published,
                 discarded,
+                dropped,
                 "recovered staging files after an unclean stop"
             );
         }
         Ok(())
+    }
+
+    /// Remove the row of an instance whose blob did not reach the disk before a crash.
+    async fn drop_unacknowledged(
+        &self,
+        inst: &StoredInstance,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(
+            tenant = %inst.tenant,
+            sop = %inst.sop_uid,
+            reason = why,
+            "an instance indexed ahead of its blob's fsync was never acknowledged: removed"
+        );
+        let tenant = TenantId::parse(&inst.tenant)
+            .map_err(|e| StoreError::Database(format!("tenant of {}: {e}", inst.sop_uid)))?;
+        self.inner
+            .index
+            .delete(&tenant, DeleteLevel::Instance, &inst.sop_uid)
+            .await
+            .map(drop)
     }
 
     /// Start receiving one instance. Write the data set bytes with [`Ingest::write`], then
@@ -570,10 +640,14 @@ fn check_one(blobs: &BlobStore, inst: &StoredInstance) -> Check {
 }
 
 /// A group commit's requests: the first and those already waiting behind it (up to 256).
-fn gather(
-    first: WriteRequest,
-    rx: &mut mpsc::Receiver<WriteRequest>,
-) -> (Vec<InsertOp>, Vec<Completion>, Vec<Reply>) {
+type Gathered = (
+    Vec<InsertOp>,
+    Vec<Completion>,
+    Vec<Option<oneshot::Receiver<bool>>>,
+    Vec<Reply>,
+);
+
+fn gather(first: WriteRequest, rx: &mut mpsc::Receiver<WriteRequest>) -> Gathered {
     let mut batch = vec![first];
     while batch.len() < 256 {
         match rx.try_recv() {
@@ -584,13 +658,15 @@ fn gather(
     metrics::histogram!("radris_index_group_commit_size").record(batch.len() as f64);
     let mut ops = Vec::with_capacity(batch.len());
     let mut pending = Vec::with_capacity(batch.len());
+    let mut durables = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for req in batch {
         ops.push(req.op);
         pending.push(req.done);
+        durables.push(req.durable);
         replies.push(req.reply);
     }
-    (ops, pending, replies)
+    (ops, pending, durables, replies)
 }
 
 /// Wait for each request's completion, in order.
@@ -598,6 +674,23 @@ async fn completed(pending: Vec<Completion>) -> Vec<Option<String>> {
     let mut out = Vec::with_capacity(pending.len());
     for d in pending {
         out.push(d.await);
+    }
+    out
+}
+
+/// `done`, then the blobs' durability where the completions left it out: what the sqlx
+/// path needs before it commits (a blob that did not become durable fails its op).
+async fn and_durable(
+    done: impl std::future::Future<Output = Vec<Option<String>>>,
+    durables: Vec<Option<oneshot::Receiver<bool>>>,
+) -> Vec<Option<String>> {
+    let mut out = done.await;
+    for (slot, durable) in out.iter_mut().zip(durables) {
+        if let Some(durable) = durable
+            && !durable.await.unwrap_or(false)
+        {
+            *slot = None;
+        }
     }
     out
 }
@@ -612,14 +705,16 @@ fn reply(replies: Vec<Reply>, results: Vec<Result<InsertOutcome, StoreError>>) {
 /// blobs' fsyncs (and maybe hashes) finish; the commit waits for all of them.
 async fn writer_loop(index: Index, mut rx: mpsc::Receiver<WriteRequest>) {
     while let Some(first) = rx.recv().await {
-        let (ops, pending, replies) = gather(first, &mut rx);
-        let results = index.insert_batch_completed(&ops, completed(pending)).await;
+        let (ops, pending, durables, replies) = gather(first, &mut rx);
+        let done = and_durable(completed(pending), durables);
+        let results = index.insert_batch_completed(&ops, done).await;
         reply(replies, results);
     }
 }
 
 /// The group-commit writer on an SQLite file: the same, on its own thread and connection
-/// ([`crate::index::direct`]); what that path hands back is finished by the sqlx one.
+/// ([`crate::index::direct`]), committing rows of blobs in spares without waiting for their
+/// fsync (see [`WriteRequest`]); what that path hands back is finished by the sqlx one.
 fn direct_writer_loop(
     mut direct: DirectWriter,
     index: Index,
@@ -627,13 +722,15 @@ fn direct_writer_loop(
     rt: tokio::runtime::Handle,
 ) {
     while let Some(first) = rx.blocking_recv() {
-        let (ops, pending, replies) = gather(first, &mut rx);
+        let (ops, pending, durables, replies) = gather(first, &mut rx);
         let results = match direct.insert_batch(&ops, completed(pending), |f| rt.block_on(f)) {
             Ok(results) => results,
-            Err(Handoff::Pending(done)) => rt.block_on(index.insert_batch_completed(&ops, done)),
-            Err(Handoff::Done(done)) => {
-                rt.block_on(index.insert_batch_completed(&ops, std::future::ready(done)))
+            Err(Handoff::Pending(done)) => {
+                rt.block_on(index.insert_batch_completed(&ops, and_durable(done, durables)))
             }
+            Err(Handoff::Done(done)) => rt.block_on(
+                index.insert_batch_completed(&ops, and_durable(std::future::ready(done), durables)),
+            ),
         };
         reply(replies, results);
     }
@@ -772,9 +869,10 @@ impl Ingest {
     /// In memory, three things run at once: writing and fsyncing the staging file, and the
     /// SHA-256, each on a worker of the runtime's blocking pool, and the header parse here.
     /// The row goes to the writer as soon as the header is parsed, so it is written while the
-    /// hash and the fsync run; the hash is set on it before the commit, and the transaction
-    /// commits only after the fsync, so the committed index never names a blob that is not
-    /// durable.
+    /// hash and the fsync run; the hash is set on it before the commit. The transaction
+    /// commits after the fsync, except for a blob in a spare on the SQLite writer, whose
+    /// fsync runs beside the commit (see [`WriteRequest`]); either way this returns only once
+    /// both are done, and a row whose blob then failed to become durable is deleted.
     pub fn commit(mut self) -> Result<Stored, StoreError> {
         let mut clock = PhaseClock::start();
         let blob = self.blob.take().ok_or(StoreError::ShuttingDown)?;
@@ -800,7 +898,7 @@ impl Ingest {
                             let op =
                                 self.insert_op(&attrs, header, &sealed.id, len, &sealed.sha256);
                             let done = Box::pin(std::future::ready(Some(String::new())));
-                            self.index(op, done).map(|outcome| (attrs, outcome))
+                            self.index(op, done, None).map(|outcome| (attrs, outcome))
                         });
                     (indexed, Ok(sealed))
                 }
@@ -809,6 +907,8 @@ impl Ingest {
         } else {
             // the data set is shared by the three: the fsync and the hash run on the pool
             let data = Arc::new(std::mem::take(&mut self.prefix));
+            // in a spare, the row may commit before the blob's fsync (see [`WriteRequest`])
+            let early = blob.in_spare();
             let (durable, durable_rx) = oneshot::channel();
             let (sealed_tx, sealed_rx) = oneshot::channel();
             {
@@ -840,8 +940,13 @@ impl Ingest {
                     clock.lap("parse");
                     // the row goes to the writer now; the hash follows before the commit
                     let op = self.insert_op(&attrs, header, &blob_id, len, "");
-                    let done = completion(durable_rx, Some(sha_rx));
-                    self.index(op, done).map(|outcome| (attrs, outcome))
+                    let (done, durable) = if early {
+                        (completion(None, Some(sha_rx)), Some(durable_rx))
+                    } else {
+                        (completion(Some(durable_rx), Some(sha_rx)), None)
+                    };
+                    self.index(op, done, durable)
+                        .map(|outcome| (attrs, outcome))
                 });
             // a worker that panicked or never ran sent nothing: nothing was indexed, and the
             // staging file went with the blob
@@ -859,6 +964,20 @@ impl Ingest {
             (Ok(indexed), Ok(sealed)) => (indexed, sealed),
             (Err(e), Ok(sealed)) => {
                 inner.blobs.discard(&sealed.id);
+                return Err(e);
+            }
+            // committed ahead of the fsync, which failed: the row names a blob that is not
+            // durable, and goes (the staging file went with the blob)
+            (Ok((attrs, InsertOutcome::Inserted)), Err(e)) => {
+                let sop = attrs.instance.sop_instance_uid.as_str();
+                let removed = inner.workers.block_on(inner.index.delete(
+                    &self.tenant,
+                    DeleteLevel::Instance,
+                    sop,
+                ));
+                if let Err(undo) = removed {
+                    tracing::error!(sop, error = %undo, "could not remove the row of an instance whose blob failed to become durable; `radris admin verify` reports it as missing");
+                }
                 return Err(e);
             }
             // the index refused to commit without the fsync; the staging file is gone
@@ -942,13 +1061,24 @@ impl Ingest {
     }
 
     /// Hand `op` to the group-commit writer and wait for its outcome; the writer commits once
-    /// `done` says the blob survives a crash (and brings its hash, if `op` has none yet).
-    fn index(&self, op: InsertOp, done: Completion) -> Result<InsertOutcome, StoreError> {
+    /// `done` says the blob survives a crash (and brings its hash, if `op` has none yet), or,
+    /// given `durable`, once the hash is there (see [`WriteRequest`]).
+    fn index(
+        &self,
+        op: InsertOp,
+        done: Completion,
+        durable: Option<oneshot::Receiver<bool>>,
+    ) -> Result<InsertOutcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.archive
             .inner
             .writer
-            .blocking_send(WriteRequest { op, done, reply })
+            .blocking_send(WriteRequest {
+                op,
+                done,
+                durable,
+                reply,
+            })
             .map_err(|_| StoreError::ShuttingDown)?;
         outcome
             .blocking_recv()

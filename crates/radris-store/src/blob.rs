@@ -4,17 +4,20 @@
 //! `<root>/staging/<blob-id>.part`. Every file, staging included, is encrypted
 //! ([`crate::crypto`]); the SHA-256 and length the index keeps are of the plaintext DICOM file.
 //!
-//! **Invariant:** a staging file is complete and fsynced (file and directory) before the index
-//! learns about it; it is renamed into place only after the index committed. So after a crash a
-//! staging file is either referenced by the index (finish the rename) or was never
-//! acknowledged (delete it): [`BlobStore::staged_ids`] and the archive's recovery do that.
+//! **Invariant:** a staging file is complete and fsynced (file and directory) before its
+//! instance is acknowledged, and renamed into place only after the index committed. Its row
+//! may commit before its fsync when the file is a spare (the archive's `WriteRequest`). So
+//! after a crash a staging file is either referenced by the index (whole: finish the rename;
+//! empty, short or torn: the crash came before the fsync, the instance was never
+//! acknowledged, row and file go) or was never acknowledged (delete it): the archive's
+//! recovery does that, with [`BlobStore::staging_split`] and [`BlobStore::hash_staged`].
 //!
 //! **Spares:** a new file's name is durable only once its directory is fsynced, a second
 //! device flush on every instance. So staging files are made ahead, empty, a batch at a time
 //! with one directory fsync for the batch ([`Spares`]); a blob written into one needs only its
 //! own fsync. Empty staging files are spares, never blobs (a sealed blob is never empty: it
 //! starts with its encryption header), so [`BlobStore::staged_ids`] leaves them out and a
-//! restart takes them back ([`BlobStore::adopt_spares`]).
+//! restart takes them back ([`BlobStore::adopt`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -337,19 +340,24 @@ impl BlobStore {
         }
     }
 
-    /// After a restart, in one listing of the staging directory: the empty files a previous
-    /// run made ahead become spares again (how many: the first value), and the ids of the
-    /// blobs left there are returned for recovery. Only the server does this (in its crash
-    /// recovery), before it ingests anything.
-    pub fn adopt_spares(&self) -> Result<(usize, Vec<String>), StoreError> {
+    /// After a restart, in one listing of the staging directory: the ids of the empty files
+    /// (spares a previous run made ahead, or a spare whose blob never reached the disk) and
+    /// of the blobs left there. Only the server does this (in its crash recovery), before it
+    /// ingests anything; it gives the spares back with [`BlobStore::adopt`].
+    pub fn staging_split(&self) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let (empty, staged): (Vec<_>, Vec<_>) = self
             .staging_entries()?
             .into_iter()
             .partition(|(_, len)| *len == 0);
-        let n = empty.len();
-        self.spares
-            .extend(empty.into_iter().map(|(id, _)| id).collect());
-        Ok((n, staged.into_iter().map(|(id, _)| id).collect()))
+        Ok((
+            empty.into_iter().map(|(id, _)| id).collect(),
+            staged.into_iter().map(|(id, _)| id).collect(),
+        ))
+    }
+
+    /// Use these empty staging files (from [`BlobStore::staging_split`]) as spares again.
+    pub fn adopt(&self, spares: Vec<String>) {
+        self.spares.extend(spares);
     }
 
     /// Move a sealed staging file to its final place (after the index committed).
@@ -443,21 +451,32 @@ impl BlobStore {
     /// SHA-256 (hex) and length of the plaintext of a published blob of `tenant`,
     /// authenticating every segment on the way.
     pub fn hash_file(&self, rel: &str, tenant: &str) -> Result<(String, u64), StoreError> {
-        let p = self.path_of(rel);
-        let mut f = self.open_reader(rel, tenant)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(io(&p))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            len += n as u64;
-        }
-        Ok((hex::encode(h.finalize()), len))
+        hash_plaintext(&self.path_of(rel), self.open_reader(rel, tenant)?)
     }
+
+    /// The same of a blob still in staging.
+    pub fn hash_staged(&self, blob_id: &str, tenant: &str) -> Result<(String, u64), StoreError> {
+        hash_plaintext(
+            &self.staging_path(blob_id),
+            self.open_staged(blob_id, tenant)?,
+        )
+    }
+}
+
+/// SHA-256 (hex) and length of the plaintext `f` decrypts from the file at `p`.
+fn hash_plaintext(p: &Path, mut f: BlobReader) -> Result<(String, u64), StoreError> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io(p))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), len))
 }
 
 /// A blob being written in staging; hashes as it goes.
@@ -501,6 +520,13 @@ impl StagedBlob {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether the file is a spare made ahead, whose name is already durable: sealing it
+    /// needs no directory fsync, and its row may commit before it is sealed (the archive's
+    /// recovery checks such blobs).
+    pub fn in_spare(&self) -> bool {
+        self.dir_sync.is_none()
     }
 
     /// Stop hashing inline: the caller computes the SHA-256 of exactly the bytes written
@@ -699,9 +725,10 @@ mod tests {
         // a restart takes back the empty ones, never a sealed blob
         let left = store.spares.ids.lock().unwrap().len();
         let again = self::store(dir.path()).await;
-        let (adopted_n, mut blobs_left) = again.adopt_spares().unwrap();
+        let (empty, mut blobs_left) = again.staging_split().unwrap();
         blobs_left.sort();
-        assert_eq!((adopted_n, blobs_left), (left, ids.clone()));
+        assert_eq!((empty.len(), blobs_left), (left, ids.clone()));
+        again.adopt(empty);
         let adopted = again.spares.ids.lock().unwrap().clone();
         assert!(adopted.iter().all(|id| !ids.contains(id)));
     }
@@ -715,7 +742,9 @@ mod tests {
         for id in [held, written, free] {
             std::fs::write(staging.join(format!("{id}.part")), b"").unwrap();
         }
-        assert_eq!(store.adopt_spares().unwrap().0, 3);
+        let (empty, _) = store.staging_split().unwrap();
+        assert_eq!(empty.len(), 3);
+        store.adopt(empty);
         // another process holds one, another wrote into one
         let other = StagingFile::open_spare(&staging.join(format!("{held}.part")), false).unwrap();
         claim(&other).unwrap();

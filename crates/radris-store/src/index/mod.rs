@@ -519,15 +519,21 @@ impl Index {
         rows.iter().map(stored_instance).collect()
     }
 
-    /// The relative blob path of an instance stored under this blob id.
-    pub async fn blob_path_of(&self, blob_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT blob_path FROM instances WHERE blob_id = $1")
-            .bind(blob_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("blob lookup", e))?;
-        row.map(|r| r.try_get(0).map_err(|e| StoreError::db("blob lookup", e)))
-            .transpose()
+    /// The instance stored under this blob id, in any tenant (crash recovery).
+    pub async fn instance_of_blob(
+        &self,
+        blob_id: &str,
+    ) -> Result<Option<StoredInstance>, StoreError> {
+        let row = sqlx::query(
+            "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
+             i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256 FROM instances i \
+             WHERE i.blob_id = $1",
+        )
+        .bind(blob_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("blob lookup", e))?;
+        row.as_ref().map(stored_instance).transpose()
     }
 
     /// Counts of (studies, series, instances, bytes) of a tenant.
