@@ -361,13 +361,20 @@ impl BlobStore {
     }
 
     /// Move a sealed staging file to its final place (after the index committed).
+    /// The series directory usually exists (every instance after a series' first): the
+    /// rename is tried first, and the directories are made only when it finds none.
     pub fn publish(&self, blob_id: &str, rel: &str) -> Result<(), StoreError> {
         let from = self.staging_path(blob_id);
         let to = self.path_of(rel);
-        if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).map_err(io(parent))?;
+        match fs::rename(&from, &to) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = to.parent() {
+                    fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                fs::rename(&from, &to).map_err(io(&from))
+            }
+            other => other.map_err(io(&from)),
         }
-        fs::rename(&from, &to).map_err(io(&from))
     }
 
     /// Delete a staging file that will never be published.
