@@ -561,18 +561,36 @@ async fn bad_data_sets_leave_nothing_behind() {
     }
 }
 
+/// A fresh archive on `b` with one generated CT study of `slices` instances in tenant
+/// `default`, and its instances.
+async fn ct_study_in_default(
+    b: &Backend,
+    seed: &str,
+    name: &str,
+    slices: u32,
+) -> (Archive, Vec<radris_store::index::StoredInstance>) {
+    let t = tenant("default");
+    let a = open(b, DuplicatePolicy::KeepFirst).await;
+    store(
+        &a,
+        &t,
+        &[study(seed, name, "20200101", Phantom::ChestCt, slices)],
+    )
+    .await;
+    let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+    (a, insts)
+}
+
+/// Where an instance's blob sat in staging before it was published.
+fn staging_path(b: &Backend, inst: &radris_store::index::StoredInstance) -> PathBuf {
+    let id = inst.blob_path.rsplit('.').nth(1).unwrap();
+    b.dir.path().join("staging").join(format!("{id}.part"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_detects_tampering_and_orphans_and_recovery_finishes_staging() {
     for b in backends().await {
-        let t = tenant("default");
-        let a = open(&b, DuplicatePolicy::KeepFirst).await;
-        store(
-            &a,
-            &t,
-            &[study("v", "V^W", "20200101", Phantom::ChestCt, 2)],
-        )
-        .await;
-        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        let (a, insts) = ct_study_in_default(&b, "v", "V^W", 2).await;
         let path: PathBuf = a.blobs().path_of(&insts[0].blob_path);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
@@ -591,10 +609,9 @@ async fn verify_detects_tampering_and_orphans_and_recovery_finishes_staging() {
             b.name
         );
         // crash between index commit and publish: the blob is back in staging
-        let id = insts[1].blob_path.rsplit('.').nth(1).unwrap().to_owned();
         std::fs::rename(
             a.blobs().path_of(&insts[1].blob_path),
-            b.dir.path().join("staging").join(format!("{id}.part")),
+            staging_path(&b, &insts[1]),
         )
         .unwrap();
         // and an unacknowledged staging file
@@ -628,24 +645,16 @@ async fn verify_detects_tampering_and_orphans_and_recovery_finishes_staging() {
 async fn recovery_removes_rows_whose_blobs_never_reached_the_disk() {
     for b in backends().await {
         let t = tenant("default");
-        let a = open(&b, DuplicatePolicy::KeepFirst).await;
-        store(
-            &a,
-            &t,
-            &[study("torn", "Torn^Blob", "20200105", Phantom::ChestCt, 5)],
-        )
-        .await;
-        let insts = a.find_instances(&t, &query("STUDY", &[])).await.unwrap();
+        let (a, insts) = ct_study_in_default(&b, "torn", "Torn^Blob", 5).await;
         assert_eq!(insts.len(), 5, "{}", b.name);
-        let staging = b.dir.path().join("staging");
         let back_to_staging = |k: usize, edit: &dyn Fn(&mut Vec<u8>)| {
             let final_path = a.blobs().path_of(&insts[k].blob_path);
-            let id = insts[k].blob_path.rsplit('.').nth(1).unwrap().to_owned();
             let mut bytes = std::fs::read(&final_path).unwrap();
             edit(&mut bytes);
-            std::fs::write(staging.join(format!("{id}.part")), &bytes).unwrap();
+            let staged = staging_path(&b, &insts[k]);
+            std::fs::write(&staged, &bytes).unwrap();
             std::fs::remove_file(&final_path).unwrap();
-            staging.join(format!("{id}.part"))
+            staged
         };
         let short = back_to_staging(0, &|b| b.truncate(b.len() / 2));
         let empty = back_to_staging(1, &|b| b.clear());
