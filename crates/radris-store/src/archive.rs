@@ -967,7 +967,9 @@ impl Ingest {
                 return Err(e);
             }
             // committed ahead of the fsync, which failed: the row names a blob that is not
-            // durable, and goes (the staging file went with the blob)
+            // durable, and goes (the staging file went with the blob). A duplicate of this
+            // instance acknowledged meanwhile under KeepFirst goes with it: an fsync error
+            // means a failing disk, and the client is told this store failed.
             (Ok((attrs, InsertOutcome::Inserted)), Err(e)) => {
                 let sop = attrs.instance.sop_instance_uid.as_str();
                 let removed = inner.workers.block_on(inner.index.delete(
