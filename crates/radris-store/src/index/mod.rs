@@ -146,6 +146,14 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// The columns [`stored_instance`] reads, in its order (instances aliased `i`).
+macro_rules! stored_instance_columns {
+    () => {
+        "i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
+         i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256"
+    };
+}
+
 impl Index {
     /// Connect, apply pending migrations. A `sqlite://` URL gets WAL, full sync and
     /// case-sensitive LIKE (PN columns are stored upper-cased instead).
@@ -391,11 +399,11 @@ impl Index {
         tenant: &TenantId,
         sop_uid: &str,
     ) -> Result<Option<StoredInstance>, StoreError> {
-        let row = sqlx::query(
-            "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
-             i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256 FROM instances i \
-             WHERE i.tenant_id = $1 AND i.sop_uid = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            stored_instance_columns!(),
+            " FROM instances i WHERE i.tenant_id = $1 AND i.sop_uid = $2"
+        ))
         .bind(tenant.as_str())
         .bind(sop_uid)
         .fetch_optional(&self.pool)
@@ -416,8 +424,11 @@ impl Index {
     ) -> Result<Vec<(StoredInstance, String)>, StoreError> {
         let mut sql = Sql {
             text: format!(
-                "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
-                 i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256, {} FROM instances i",
+                concat!(
+                    "SELECT ",
+                    stored_instance_columns!(),
+                    ", {} FROM instances i"
+                ),
                 if with_headers { "i.header_json" } else { "''" }
             ),
             ..Sql::default()
@@ -463,8 +474,7 @@ impl Index {
     ) -> Result<Vec<StoredInstance>, StoreError> {
         let mut sql = Sql {
             text: format!(
-                "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
-                 i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256 FROM {}",
+                concat!("SELECT ", stored_instance_columns!(), " FROM {}"),
                 from_clause(QueryLevel::Image)
             ),
             ..Sql::default()
@@ -524,11 +534,11 @@ impl Index {
         &self,
         blob_id: &str,
     ) -> Result<Option<StoredInstance>, StoreError> {
-        let row = sqlx::query(
-            "SELECT i.tenant_id, i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid, \
-             i.transfer_syntax, i.blob_path, i.size_bytes, i.sha256 FROM instances i \
-             WHERE i.blob_id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            stored_instance_columns!(),
+            " FROM instances i WHERE i.blob_id = $1"
+        ))
         .bind(blob_id)
         .fetch_optional(&self.pool)
         .await
