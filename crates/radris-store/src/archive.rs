@@ -337,7 +337,22 @@ impl Archive {
                     inst.sha256
                 )),
                 Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                // torn: a header or segment that does not authenticate, or a short file
+                Err(StoreError::Crypto(why)) => Err(why),
+                Err(StoreError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    Err(source.to_string())
+                }
+                // could not check it (unknown key, permissions, a failing disk): a row is never
+                // removed on that; the server refuses to start and says why
+                Err(e) => {
+                    tracing::error!(blob = %id, sop = %inst.sop_uid, error = %e, "recovery could not check a staged blob");
+                    return Err(e);
+                }
             };
             match whole {
                 Ok(()) => {

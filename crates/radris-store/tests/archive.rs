@@ -693,6 +693,57 @@ async fn recovery_removes_rows_whose_blobs_never_reached_the_disk() {
     }
 }
 
+/// Recovery removes a row only when its blob is shown to be incomplete: a staged blob it
+/// cannot check (here, one naming a data key nobody has) stops the start instead, and the
+/// row and the file stay for the next one.
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_never_removes_a_row_it_could_not_check() {
+    for b in backends().await {
+        let (a, insts) = ct_study_in_default(&b, "unk", "Unknown^Key", 2).await;
+        let staged = staging_path(&b, &insts[0]);
+        std::fs::rename(a.blobs().path_of(&insts[0].blob_path), &staged).unwrap();
+        let whole = std::fs::read(&staged).unwrap();
+        let mut other_key = whole.clone();
+        other_key[8..24].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
+        std::fs::write(&staged, &other_key).unwrap();
+        drop(a);
+        let kek = std::sync::Arc::new(radris_store::crypto::MemoryKek::new([3; 32]));
+        let refused = Archive::open(
+            b.dir.path(),
+            b.url.as_deref(),
+            DuplicatePolicy::KeepFirst,
+            EventBus::default(),
+            kek,
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(StoreError::UnknownKey(_))),
+            "{}: {:?}",
+            b.name,
+            refused.err()
+        );
+        assert!(staged.exists(), "{}: the staged blob is kept", b.name);
+        std::fs::write(&staged, &whole).unwrap();
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let t = tenant("default");
+        assert_eq!(
+            a.find_instances(&t, &query("STUDY", &[]))
+                .await
+                .unwrap()
+                .len(),
+            2,
+            "{}: the row is kept",
+            b.name
+        );
+        assert!(
+            a.blobs().path_of(&insts[0].blob_path).exists(),
+            "{}",
+            b.name
+        );
+        assert!(a.verify().await.unwrap().is_clean(), "{}", b.name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn large_instances_stream_to_disk_and_hash_inline() {
     for b in backends().await {
