@@ -248,3 +248,49 @@ def test_cross_tenant_dimse_matrix(server, db, svc, model, level):
             finally:
                 scp.close()
             assert not set(scp.received) & mine, (model, level, keys)
+
+
+# ---------------------------------------------------------------- retrieve keys and statuses
+def _modality_class(db, modality: str) -> str:
+    return next(str(d.SOPClassUID) for d in db.instances if d.Modality == modality)
+
+
+def test_retrieve_needs_the_unique_key_of_its_level(server, db):
+    """PS3.4 C.4.2.2.1 / C.4.3.2.1: a C-GET/C-MOVE selects by unique keys; an empty or missing
+    one is refused (A900), never read as "everything"."""
+    ct = _modality_class(db, "CT")
+    for keys in (dict(StudyInstanceUID=""), dict(PatientName="Doe*")):
+        st, rec, _ = dimse.get(server.port, make_query("STUDY", **keys),
+                               [(ct, "1.2.840.10008.1.2.1")])
+        assert (st, rec) == (0xA900, {}), (keys, st and hex(st))
+    st, rec, _ = dimse.get(server.port, make_query("SERIES", StudyInstanceUID=db.A,
+                                                   SeriesInstanceUID=""),
+                           [(ct, "1.2.840.10008.1.2.1")])
+    assert (st, rec) == (0xA900, {})
+    scp = dimse.StoreSCP(TESTSCU, server.move_port)
+    try:
+        st, _ = dimse.move(server.port, make_query("STUDY", StudyInstanceUID=""), TESTSCU)
+    finally:
+        scp.close()
+    assert st == 0xA900 and scp.received == {}
+
+
+def test_retrieve_ignores_keys_that_are_not_unique(server, db):
+    ct = _modality_class(db, "CT")
+    st, rec, _ = dimse.get(server.port, make_query("STUDY", StudyInstanceUID=db.A,
+                                                   PatientName="NOBODY", Modality="XA"),
+                           [(ct, "1.2.840.10008.1.2.1")])
+    assert st == 0x0000 and len(rec) == 2, (st and hex(st), len(rec))
+
+
+def test_retrieve_status_when_sub_operations_fail(server, db):
+    """PS3.4 C.4.3.3.1: Failure when every sub-operation failed, Warning when some did."""
+    ct = _modality_class(db, "CT")
+    # study B holds one MR image; only CT storage is offered
+    st, rec, _ = dimse.get(server.port, make_query("STUDY", StudyInstanceUID=db.B),
+                           [(ct, "1.2.840.10008.1.2.1")])
+    assert (st, rec) == (0xA702, {}), st and hex(st)
+    # study C holds two CT images and one MR image
+    st, rec, _ = dimse.get(server.port, make_query("STUDY", StudyInstanceUID=db.C),
+                           [(ct, "1.2.840.10008.1.2.1")])
+    assert st == 0xB000 and len(rec) == 2, (st and hex(st), len(rec))

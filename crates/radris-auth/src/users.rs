@@ -770,10 +770,10 @@ pub struct Profile {
     pub disabled: bool,
 }
 
-/// A person name as the index compares it: trimmed of spaces and NULs, upper-cased (the
-/// index's `referring_norm`).
+/// A person name as the index compares it (the index's `referring_norm`):
+/// [`radris_core::person_name_key`].
 pub fn person_name_norm(name: &str) -> String {
-    name.trim_matches([' ', '\0']).to_uppercase()
+    radris_core::person_name_key(name)
 }
 
 fn normalise_recovery(code: &str) -> String {

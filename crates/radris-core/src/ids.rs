@@ -187,3 +187,31 @@ mod tests {
         assert!(TenantId::parse("Upper").is_err());
     }
 }
+
+/// A person name (DICOM PN, or a name typed to match one) as the index, the RIS and the
+/// authorisation rules compare it: spaces and NULs trimmed, trailing empty components and
+/// component groups dropped, upper-cased. PS3.5 6.2 lets trailing empty components and their
+/// `^`/`=` delimiters be left out, so `DOE^JOHN^^^` (how many modalities pad a name) and
+/// `Doe^John` are the same name.
+pub fn person_name_key(name: &str) -> String {
+    name.trim_start_matches([' ', '\0'])
+        .trim_end_matches([' ', '\0', '^', '='])
+        .to_uppercase()
+}
+
+#[cfg(test)]
+mod person_name_tests {
+    use super::person_name_key;
+
+    #[test]
+    fn trailing_empty_components_do_not_count() {
+        assert_eq!(person_name_key("Doe^John"), "DOE^JOHN");
+        assert_eq!(person_name_key(" DOE^JOHN^^^ "), "DOE^JOHN");
+        assert_eq!(person_name_key("SMITH^JANE^^="), "SMITH^JANE");
+        assert_eq!(person_name_key("Müller^Jürgen\0"), "MÜLLER^JÜRGEN");
+        // inner empty components are kept: they say which component a value is
+        assert_eq!(person_name_key("^^Smith"), "^^SMITH");
+        assert_eq!(person_name_key("Doe^^Jr"), "DOE^^JR");
+        assert_eq!(person_name_key("^^^"), "");
+    }
+}

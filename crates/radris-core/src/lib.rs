@@ -18,4 +18,4 @@ pub mod events;
 mod ids;
 pub mod keys;
 
-pub use ids::{AeTitle, IdError, TenantId, Uid};
+pub use ids::{AeTitle, IdError, TenantId, Uid, person_name_key};

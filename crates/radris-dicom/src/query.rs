@@ -19,6 +19,11 @@ pub enum QueryError {
     MissingLevel,
     #[error("unknown Query/Retrieve Level {0:?}")]
     UnknownLevel(String),
+    #[error("a retrieve at {level} level needs a value for {key}, its unique key")]
+    MissingUniqueKey {
+        level: &'static str,
+        key: &'static str,
+    },
 }
 
 /// The level of a query (PS3.4 C.3).
@@ -79,13 +84,13 @@ pub fn is_case_insensitive(vr: VR) -> bool {
     vr == VR::PN
 }
 
-/// Normalise a stored or queried value of this VR for comparison.
+/// Normalise a stored or queried value of this VR for comparison: trimmed; a person name
+/// also upper-cased and without trailing empty components ([`radris_core::person_name_key`]).
 pub fn normalise(vr: VR, value: &str) -> String {
-    let v = value.trim_matches([' ', '\0']);
     if is_case_insensitive(vr) {
-        v.to_uppercase()
+        radris_core::person_name_key(value)
     } else {
-        v.to_owned()
+        value.trim_matches([' ', '\0']).to_owned()
     }
 }
 
@@ -109,16 +114,8 @@ impl Matcher {
             };
         }
         if is_range_vr(vr) && raw.contains('-') {
-            // DT values may carry a UTC offset with '-' (e.g. 20200101120000-0500); a range has
-            // the '-' at a position that splits into two parseable halves. Keep it simple and
-            // standard: split at the first '-' for DA/TM, and for DT at a '-' that is not part
-            // of an offset (offsets follow at least 4 digits of the date).
             let split_at = match vr {
-                VR::DT => raw
-                    .char_indices()
-                    .filter(|(_, c)| *c == '-')
-                    .map(|(i, _)| i)
-                    .find(|&i| i == 0 || i >= 8 || i + 1 == raw.len()),
+                VR::DT => dt_range_separator(raw),
                 _ => raw.find('-'),
             };
             if let Some(i) = split_at {
@@ -127,7 +124,7 @@ impl Matcher {
                     let s = s.trim();
                     (!s.is_empty()).then(|| s.to_owned())
                 };
-                let (from, to) = (opt(from), opt(to));
+                let (from, to) = (opt(from).map(|f| lower_bound(vr, f)), opt(to));
                 if from.is_none() && to.is_none() {
                     return Matcher::Universal;
                 }
@@ -135,6 +132,10 @@ impl Matcher {
             }
         }
         let v = normalise(vr, raw);
+        if v.is_empty() {
+            // a name of empty components only (`^^`)
+            return Matcher::Universal;
+        }
         if vr != VR::UI && (v.contains('*') || v.contains('?')) {
             if v.chars().all(|c| c == '*') {
                 return Matcher::Universal;
@@ -175,6 +176,58 @@ impl Matcher {
             Matcher::List(vs) => vs.iter().any(|v| v == value),
         }
     }
+}
+
+/// Where a DT range splits: the first `-` that is not the sign of a UTC offset. An offset is
+/// `-HHMM` (at most 14 hours) after at least a year, ending the value or the range's first half
+/// (`20200101120000-0500-20200102`). So `2020-2021` and `202001-202012` are ranges.
+fn dt_range_separator(raw: &str) -> Option<usize> {
+    let bytes = raw.as_bytes();
+    raw.char_indices()
+        .filter(|&(_, c)| c == '-')
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let offset = bytes
+                .get(i + 1..i + 5)
+                .filter(|d| d.iter().all(u8::is_ascii_digit));
+            let is_offset = i >= 4
+                && offset.is_some_and(|d| {
+                    let (h, m) = (
+                        (d[0] - b'0') * 10 + d[1] - b'0',
+                        (d[2] - b'0') * 10 + d[3] - b'0',
+                    );
+                    h <= 14 && m <= 59
+                })
+                && matches!(bytes.get(i + 5), None | Some(b'-'));
+            !is_offset
+        })
+}
+
+/// A range's lower bound as the shortest value with the same meaning, so that comparing
+/// strings also admits stored values of lower precision: a TM `120000` is `12` (a stored
+/// `1200`, 12:00, is not before it), a DT `20200101000000` is `2020`. Trailing zero fractions
+/// go too. Other VRs, and DT bounds with a UTC offset, are kept as given.
+fn lower_bound(vr: VR, from: String) -> String {
+    let (floor, min_len) = match vr {
+        VR::TM => ("00", 2),
+        VR::DT if from.bytes().all(|b| b.is_ascii_digit() || b == b'.') => ("00", 8),
+        _ => return from,
+    };
+    let mut s = match from.split_once('.') {
+        Some((whole, frac)) if frac.bytes().all(|b| b == b'0') => whole.to_owned(),
+        Some(_) => return from,
+        None => from,
+    };
+    while s.len() > min_len && s.len() % 2 == 0 && s.ends_with(floor) {
+        s.truncate(s.len() - 2);
+    }
+    if vr == VR::DT {
+        // the first day of a month, the first month of a year
+        while (s.len() == 8 || s.len() == 6) && s.ends_with("01") {
+            s.truncate(s.len() - 2);
+        }
+    }
+    s
 }
 
 /// `value <= to`, where a shorter upper bound covers everything it is a prefix of
@@ -262,6 +315,66 @@ impl FindQuery {
     pub fn matcher(&self, tag: Tag) -> Option<&Matcher> {
         self.keys.iter().find(|k| k.tag == tag).map(|k| &k.matcher)
     }
+
+    /// A C-GET / C-MOVE identifier reduced to what selects the instances to send: the unique
+    /// keys of the retrieve level and of the levels above it (PS3.4 C.4.2.1.4, C.4.2.2.1,
+    /// C.4.3.2.1). Every other key is ignored, values are taken literally (no wildcards), and
+    /// the level's own unique key must carry a value: one value, or a list of UIDs. A key above
+    /// the level with no value narrows nothing. Patient ID is a unique key only in the Patient
+    /// Root model (`patient_root`).
+    pub fn retrieve_keys(&self, patient_root: bool) -> Result<FindQuery, QueryError> {
+        let unique = [
+            (
+                QueryLevel::Patient,
+                tags::PATIENT_ID,
+                "Patient ID (0010,0020)",
+            ),
+            (
+                QueryLevel::Study,
+                tags::STUDY_INSTANCE_UID,
+                "Study Instance UID (0020,000D)",
+            ),
+            (
+                QueryLevel::Series,
+                tags::SERIES_INSTANCE_UID,
+                "Series Instance UID (0020,000E)",
+            ),
+            (
+                QueryLevel::Image,
+                tags::SOP_INSTANCE_UID,
+                "SOP Instance UID (0008,0018)",
+            ),
+        ];
+        let mut keys = Vec::new();
+        for (level, tag, name) in unique {
+            if level > self.level || (level == QueryLevel::Patient && !patient_root) {
+                continue;
+            }
+            let key = self.keys.iter().find(|k| k.tag == tag);
+            let matcher = key.map(|k| match &k.matcher {
+                Matcher::Wildcard(literal) => Matcher::Single(literal.clone()),
+                m => m.clone(),
+            });
+            match (key, matcher) {
+                (Some(key), Some(matcher)) if !matcher.is_universal() => keys.push(QueryKey {
+                    tag,
+                    vr: key.vr,
+                    matcher,
+                }),
+                _ if level == self.level => {
+                    return Err(QueryError::MissingUniqueKey {
+                        level: level.as_str(),
+                        key: name,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(FindQuery {
+            level: self.level,
+            keys,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +427,137 @@ mod tests {
         check(VR::DA, "20210101-", "", false);
         check(VR::TM, "0800-1200", "1200.5", true);
         check(VR::TM, "0800-1200", "1201", false);
+    }
+
+    #[test]
+    fn person_names_ignore_trailing_empty_components() {
+        // PS3.5 6.2: trailing empty components and their delimiters may be left out
+        check(VR::PN, "SMITH^JANE", "SMITH^JANE^^", true);
+        check(VR::PN, "DOE^JOHN^", "Doe^John", true);
+        check(VR::PN, "smith^jane*", "SMITH^JANE^^", true);
+        check(VR::PN, "SMITH^JANE", "SMITH^JANET", false);
+        assert_eq!(Matcher::parse(VR::PN, "^^"), Matcher::Universal);
+    }
+
+    #[test]
+    fn range_lower_bounds_admit_values_of_lower_precision() {
+        // a stored 1200 is 12:00:00, inside 120000-1300
+        check(VR::TM, "120000-1300", "1200", true);
+        check(VR::TM, "120000.000-", "12", true);
+        check(VR::TM, "120000-1300", "1159", false);
+        check(VR::TM, "123000-", "12", false);
+        check(VR::TM, "123000-", "1230", true);
+        check(VR::TM, "083000.6-", "083000.5", false);
+        check(VR::DT, "20200101000000-", "2020", true);
+        check(VR::DT, "20200115-", "202001", false);
+        check(VR::DA, "20200101-", "20191231", false);
+    }
+
+    #[test]
+    fn date_time_ranges_with_short_bounds_and_offsets() {
+        check(VR::DT, "2020-2021", "20200115103000", true);
+        check(VR::DT, "2020-2021", "20220101", false);
+        check(VR::DT, "202001-202012", "20200115103000", true);
+        check(VR::DT, "202001-202012", "20210101", false);
+        check(VR::DT, "-2019", "20191231235959", true);
+        // a '-' followed by a UTC offset is not a range
+        assert_eq!(
+            Matcher::parse(VR::DT, "20200101120000-0500"),
+            Matcher::Single("20200101120000-0500".into())
+        );
+        assert_eq!(
+            Matcher::parse(VR::DT, "20200101120000-0500-20200102"),
+            Matcher::Range {
+                from: Some("20200101120000-0500".into()),
+                to: Some("20200102".into())
+            }
+        );
+    }
+
+    fn identifier(level: &str, keys: &[(Tag, VR, &str)]) -> FindQuery {
+        use dicom_object::mem::InMemElement;
+        let mut obj = InMemDicomObject::from_element_iter([InMemElement::new(
+            tags::QUERY_RETRIEVE_LEVEL,
+            VR::CS,
+            level,
+        )]);
+        for &(tag, vr, v) in keys {
+            obj.put(InMemElement::new(tag, vr, v));
+        }
+        FindQuery::from_identifier(&obj).unwrap()
+    }
+
+    #[test]
+    fn retrieves_select_by_unique_keys_only() {
+        // an empty or missing unique key of the level is not "everything"
+        for keys in [
+            &[(tags::STUDY_INSTANCE_UID, VR::UI, "")][..],
+            &[(tags::PATIENT_NAME, VR::PN, "DOE*")][..],
+            &[],
+        ] {
+            assert!(matches!(
+                identifier("STUDY", keys).retrieve_keys(false),
+                Err(QueryError::MissingUniqueKey { level: "STUDY", .. })
+            ));
+        }
+        assert!(
+            identifier(
+                "SERIES",
+                &[
+                    (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"),
+                    (tags::SERIES_INSTANCE_UID, VR::UI, "")
+                ]
+            )
+            .retrieve_keys(false)
+            .is_err()
+        );
+        // other keys do not narrow; a list of UIDs is kept; the study above narrows
+        let q = identifier(
+            "SERIES",
+            &[
+                (tags::PATIENT_ID, VR::LO, "P1"),
+                (tags::PATIENT_NAME, VR::PN, "NOBODY"),
+                (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"),
+                (tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.1\\1.2.3.2"),
+                (tags::MODALITY, VR::CS, "XA"),
+            ],
+        )
+        .retrieve_keys(false)
+        .unwrap();
+        let kept: Vec<(Tag, Matcher)> = q.keys.into_iter().map(|k| (k.tag, k.matcher)).collect();
+        assert_eq!(
+            kept,
+            [
+                (tags::STUDY_INSTANCE_UID, Matcher::Single("1.2.3".into())),
+                (
+                    tags::SERIES_INSTANCE_UID,
+                    Matcher::List(vec!["1.2.3.1".into(), "1.2.3.2".into()])
+                ),
+            ]
+        );
+        // Patient ID is a unique key in the Patient Root model only, and taken literally
+        let q = identifier("PATIENT", &[(tags::PATIENT_ID, VR::LO, "P*")])
+            .retrieve_keys(true)
+            .unwrap();
+        assert_eq!(q.keys[0].matcher, Matcher::Single("P*".into()));
+        let q = identifier(
+            "STUDY",
+            &[
+                (tags::PATIENT_ID, VR::LO, "P1"),
+                (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"),
+            ],
+        );
+        assert_eq!(q.retrieve_keys(true).unwrap().keys.len(), 2);
+        assert_eq!(q.retrieve_keys(false).unwrap().keys.len(), 1);
+        // a universal Patient ID above the level narrows nothing
+        let q = identifier(
+            "STUDY",
+            &[
+                (tags::PATIENT_ID, VR::LO, ""),
+                (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"),
+            ],
+        );
+        assert_eq!(q.retrieve_keys(true).unwrap().keys.len(), 1);
     }
 
     #[test]

@@ -583,12 +583,7 @@ fn key_matches(m: &Matcher, vr: VR, stored: &str) -> bool {
             to: Some(t.clone()),
         }
         .matches(vr, stored),
-        // trailing empty components do not make a name different: DOE^JOHN == DOE^JOHN^^
-        (Matcher::Single(n), VR::PN) => {
-            let stored = crate::query::normalise(vr, stored);
-            !stored.is_empty() && stored.trim_end_matches('^') == n.trim_end_matches('^')
-        }
-        (m, VR::PN) => m.matches(vr, stored.trim_end_matches([' ', '\0', '^'])),
+        // names: trailing empty components do not count (query::normalise)
         (m, vr) => m.matches(vr, stored),
     }
 }

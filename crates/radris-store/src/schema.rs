@@ -483,4 +483,15 @@ CREATE TABLE peer_reviews (
 );
 CREATE INDEX peer_reviews_reviewer ON peer_reviews (tenant_id, reviewer, reviewed_at)
 "#,
+    // 15: person names compare without trailing empty components (`DOE^JOHN^^` is `DOE^JOHN`,
+    // PS3.5 6.2; radris_core::person_name_key): the stored comparison forms follow. They are
+    // upper-cased already; RTRIM/LTRIM with a character set mean the same on SQLite and
+    // PostgreSQL.
+    r#"
+UPDATE patients SET patient_name_norm = LTRIM(RTRIM(patient_name_norm, '^= '), ' ');
+UPDATE studies SET referring_norm = LTRIM(RTRIM(referring_norm, '^= '), ' ');
+UPDATE users SET person_name_norm = LTRIM(RTRIM(person_name_norm, '^= '), ' ');
+UPDATE ris_patients SET name_norm = LTRIM(RTRIM(name_norm, '^= '), ' ');
+UPDATE ris_orders SET referring_norm = LTRIM(RTRIM(referring_norm, '^= '), ' ')
+"#,
 ];

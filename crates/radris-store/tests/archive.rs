@@ -329,6 +329,92 @@ async fn find_at_every_level_with_standard_matching() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn find_edge_cases_of_names_times_and_modalities() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let t = tenant("default");
+        // a CT + MR study at 12:00 (stored as `1200`) of a name padded with empty components
+        let mut padded = study("e1", "SMITH^JANE^^", "20200115", Phantom::ChestCt, 1);
+        padded.time = "1200".into();
+        padded.series.push(SeriesSpec {
+            phantom: Phantom::MrBrain,
+            number: 2,
+            ..padded.series[0].clone()
+        });
+        let mut other = study("e2", "Doe^John", "20200115", Phantom::ChestCt, 1);
+        other.time = "130100".into();
+        store(&a, &t, &[padded, other]).await;
+        let n = b.name;
+        let names = |level: &'static str, key, vr, value: &'static str| {
+            let a = a.clone();
+            let t = t.clone();
+            async move {
+                let mut v = check(
+                    &a,
+                    &t,
+                    query(level, &[(key, vr, value)]),
+                    tags::PATIENT_NAME,
+                )
+                .await;
+                v.sort();
+                v
+            }
+        };
+        // PS3.5 6.2: trailing empty components do not make another name
+        assert_eq!(
+            names("PATIENT", tags::PATIENT_NAME, VR::PN, "smith^jane").await,
+            ["SMITH^JANE^^"],
+            "{n}"
+        );
+        assert_eq!(
+            names("PATIENT", tags::PATIENT_NAME, VR::PN, "DOE^JOHN^").await,
+            ["Doe^John"],
+            "{n}"
+        );
+        // a lower bound with more precision than the stored value: 1200 is 12:00:00
+        assert_eq!(
+            names("STUDY", tags::STUDY_TIME, VR::TM, "120000-1300").await,
+            ["SMITH^JANE^^"],
+            "{n}"
+        );
+        assert_eq!(
+            names("STUDY", tags::STUDY_TIME, VR::TM, "120001-").await,
+            ["Doe^John"],
+            "{n}"
+        );
+        // a wildcard matches one modality, never a run across two (CT and MR are not C*R)
+        assert!(
+            names("STUDY", tags::MODALITIES_IN_STUDY, VR::CS, "C*R")
+                .await
+                .is_empty(),
+            "{n}"
+        );
+        assert_eq!(
+            names("STUDY", tags::MODALITIES_IN_STUDY, VR::CS, "M?").await,
+            ["SMITH^JANE^^"],
+            "{n}"
+        );
+        assert_eq!(
+            names("SERIES", tags::MODALITIES_IN_STUDY, VR::CS, "C*").await,
+            ["Doe^John", "SMITH^JANE^^", "SMITH^JANE^^"],
+            "{n}: at series level too"
+        );
+        // paging still counts only matches when the wildcard is checked after SQL
+        let (page, more) = a
+            .index()
+            .find_page(
+                &t,
+                &query("STUDY", &[(tags::MODALITIES_IN_STUDY, VR::CS, "C*")]),
+                1,
+                Some(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!((page.len(), more), (1, false), "{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn another_tenant_sees_nothing() {
     for b in backends().await {
         let a = open(&b, DuplicatePolicy::KeepFirst).await;

@@ -934,6 +934,15 @@ impl Session<'_> {
                 "PATIENT level is not part of the Study Root model",
             );
         }
+        // a retrieve selects by unique keys only: an empty Study Instance UID is not "all"
+        let query = if field == command::C_FIND_RQ {
+            query
+        } else {
+            match query.retrieve_keys(model == QueryModel::PatientRoot) {
+                Ok(q) => q,
+                Err(e) => return fail(assoc, status::DATASET_MISMATCH, &e.to_string()),
+            }
+        };
         let started = Instant::now();
         let result = match field {
             command::C_FIND_RQ => self.find(assoc, pc_id, message_id, &sop_class, &ts, &query),

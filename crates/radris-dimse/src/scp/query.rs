@@ -273,8 +273,11 @@ impl Session<'_> {
         failed_uids: Vec<String>,
         cancelled: bool,
     ) -> Result<(), DimseError> {
+        // PS3.4 C.4.2.3.1 / C.4.3.3.1: Failure if every sub-operation failed, Warning if some did
         let code = if cancelled {
             status::CANCEL
+        } else if counts.failed > 0 && counts.completed == 0 && counts.warning == 0 {
+            status::OUT_OF_RESOURCES_SUBOPS
         } else if counts.failed > 0 || counts.warning > 0 {
             status::WARNING_SUBOPS_FAILED
         } else {

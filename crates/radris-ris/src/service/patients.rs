@@ -156,7 +156,7 @@ impl Ris {
             .bind(pid.as_str())
             .bind(issuer.as_str())
             .bind(name.as_str())
-            .bind(name.to_uppercase())
+            .bind(radris_core::person_name_key(&name))
             .bind(birth.as_str())
             .bind(sex.as_str())
             .bind(now)
@@ -229,7 +229,7 @@ impl Ris {
                  WHERE tenant_id = $6 AND id = $7",
             )
             .bind(name.as_str())
-            .bind(name.to_uppercase())
+            .bind(radris_core::person_name_key(&name))
             .bind(birth.as_str())
             .bind(sex.as_str())
             .bind(super::now_millis())

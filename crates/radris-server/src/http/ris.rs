@@ -381,7 +381,8 @@ async fn order(
     let o = ris(&st).order(&p.tenant, &id, true).await?;
     if let Some((user, person)) = referrer_filter(&st, &p, &a).await? {
         let theirs = o.ordered_by == user
-            || (!person.is_empty() && o.referring_physician.to_uppercase() == person);
+            || (!person.is_empty()
+                && radris_core::person_name_key(&o.referring_physician) == person);
         if !theirs {
             return Err(RisError::NotFound(format!("order {id}")).into());
         }

@@ -332,8 +332,8 @@ impl Index {
             QueryLevel::Study => {
                 "st.header_json, 1, st.num_series, st.num_instances, st.modalities"
             }
-            QueryLevel::Series => "se.header_json, 1, 1, se.num_instances, ''",
-            QueryLevel::Image => "i.header_json, 1, 1, 1, ''",
+            QueryLevel::Series => "se.header_json, 1, 1, se.num_instances, st.modalities",
+            QueryLevel::Image => "i.header_json, 1, 1, 1, st.modalities",
         };
         let mut sql = Sql {
             text: format!("SELECT {select} FROM {}", from_clause(level)),
@@ -362,7 +362,8 @@ impl Index {
         let mut skip = if in_sql { 0 } else { offset };
         for row in rows {
             let header_json: String = row.try_get(0).map_err(|e| StoreError::db("find row", e))?;
-            if !post_filter(&header_json, &post) {
+            let modalities: String = row.try_get(4).map_err(|e| StoreError::db("find row", e))?;
+            if !post_filter(&header_json, &modalities, &post) {
                 continue;
             }
             if skip > 0 {
@@ -373,7 +374,6 @@ impl Index {
                 row.try_get::<i64, _>(i)
                     .map_err(|e| StoreError::db("find row", e))
             };
-            let modalities: String = row.try_get(4).map_err(|e| StoreError::db("find row", e))?;
             out.push(FindRow {
                 header_json,
                 num_studies: get(1)?,

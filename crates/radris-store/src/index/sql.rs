@@ -264,6 +264,11 @@ pub(super) fn where_clause<'q>(
             Some(col) if col.level > level => {} // below the query level: not a matching key
             Some(col) => {
                 let cond = if col.tag == tags::MODALITIES_IN_STUDY {
+                    // LIKE's `%` would run across the `|` between values: the wildcard is
+                    // checked again on each value
+                    if matches!(key.matcher, Matcher::Wildcard(_)) {
+                        post.push(key);
+                    }
                     modalities_sql(sql, &key.matcher)
                 } else {
                     matcher_sql(sql, col.expr, &key.matcher)
@@ -296,15 +301,27 @@ pub(super) fn bind_all<'q>(
     args.iter().fold(query, |q, a| q.bind(a.as_str()))
 }
 
-/// Post-filter on keys without a column: match against the stored header.
-pub(super) fn post_filter(header_json: &str, keys: &[&QueryKey]) -> bool {
-    if keys.is_empty() {
+/// Post-filter on keys without a column (matched against the stored header) and on a
+/// wildcard for ModalitiesInStudy (matched against each of the study's `modalities`, stored as
+/// `|CT|MR|`).
+pub(super) fn post_filter(header_json: &str, modalities: &str, keys: &[&QueryKey]) -> bool {
+    let (on_modalities, on_header): (Vec<&QueryKey>, Vec<&QueryKey>) = keys
+        .iter()
+        .partition(|k| k.tag == tags::MODALITIES_IN_STUDY);
+    let values = modalities.trim_matches('|').replace('|', "\\");
+    if !on_modalities
+        .iter()
+        .all(|k| !values.is_empty() && k.matcher.matches(k.vr, &values))
+    {
+        return false;
+    }
+    if on_header.is_empty() {
         return true;
     }
     let Ok(obj) = radris_dicom::attrs::header_from_json(header_json) else {
         return false;
     };
-    keys.iter().all(|k| {
+    on_header.iter().all(|k| {
         let v = radris_dicom::attrs::text(&obj, k.tag);
         k.matcher.matches(k.vr, &v)
     })
