@@ -4,6 +4,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -201,6 +202,91 @@ def test_raw_store_complete_works(server, good):
     assert dimse.count_instances(server.port, ds.SOPInstanceUID, ds.StudyInstanceUID,
                                  ds.SeriesInstanceUID) == 1
     good.append(ds)
+
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _deflate(*parts: bytes) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw DEFLATE (PS3.5 A.5)
+    return b"".join(z.compress(p) for p in parts) + z.flush()
+
+
+def _store_status(server, ds, body: bytes, ts: str) -> int | None:
+    st, _note = dimse.store_raw(server.port, ds.SOPClassUID, ds.SOPInstanceUID, ts, body)
+    return st
+
+
+def test_deflated_data_sets_are_checked_like_any_other(server, bad, good):
+    """A deflated data set is inflated (bounded) and walked before it is accepted: a few KiB
+    that inflate to 100 MiB, a cut stream and bytes after its end are refused; a whole one,
+    with or without its even-length pad byte, is stored."""
+    def image(name):
+        return dimse.make_image(name, "DFL1", rows=64, cols=64)
+
+    bomb = image("Deflate^Bomb")
+    huge = struct.pack("<HH2sHI", 0x7FE1, 0x0010, b"OB", 0, 100 << 20)
+    zeros = bytes(1 << 20)
+    body = _deflate(dimse.encode_dataset(bomb), huge, *([zeros] * 100))
+    assert len(body) < 200_000
+    t0 = time.time()
+    assert _store_status(server, bomb, body, DEFLATED) == 0xC000
+    assert time.time() - t0 < 30
+    bad.append(bomb)
+
+    for name, mangle in [("Deflate^Cut", lambda b: b[: len(b) // 2]),
+                         ("Deflate^Trailing", lambda b: b + os.urandom(1000) + b"\1")]:
+        ds = image(name)
+        st = _store_status(server, ds, mangle(_deflate(dimse.encode_dataset(ds))), DEFLATED)
+        assert st is not None and dimse.is_failure(st), (name, st)
+        bad.append(ds)
+
+    for name, pad in [("Deflate^Whole", False), ("Deflate^Padded", True)]:
+        ds = image(name)
+        body = _deflate(dimse.encode_dataset(ds))
+        if pad and len(body) % 2 == 1:
+            body += b"\0"
+        assert _store_status(server, ds, body, DEFLATED) == 0x0000, name
+        assert dimse.count_instances(server.port, ds.SOPInstanceUID) == 1
+        good.append(ds)
+    assert_alive(server)
+
+
+def _raw_store(server, context_class: str, ds, data: bytes) -> int:
+    """C-STORE `data` for `ds` over hand-made PDUs on a context for `context_class`."""
+    sock, _max_pdu = dimse.raw_associate(server.port, context_class)
+    try:
+        sock.sendall(dimse.p_data(1, dimse.c_store_rq_command(ds.SOPClassUID, ds.SOPInstanceUID),
+                                  command=True, last=True))
+        sock.sendall(dimse.p_data(1, data, command=False, last=True))
+        ptype, body = dimse.recv_pdu(sock)
+        assert ptype == 0x04, PDU_NAMES.get(ptype, ptype)
+        # status (0000,0900) in the implicit-LE command set
+        idx = body.find(b"\x00\x00\x00\x09\x02\x00\x00\x00")
+        assert idx >= 0, body
+        return struct.unpack("<H", body[idx + 8:idx + 10])[0]
+    finally:
+        sock.close()
+
+
+def test_file_meta_inside_a_data_set_is_refused(server, bad):
+    """Group 0002 belongs to the Part-10 header only: inside a data set it would make the
+    stored file declare another transfer syntax."""
+    ds = dimse.make_image("Meta^Smuggled", "MET1")
+    ts = b"1.2.840.10008.1.2.2\0"
+    smuggled = struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", len(ts)) + ts
+    assert _raw_store(server, ds.SOPClassUID, ds, smuggled + dimse.encode_dataset(ds)) == 0xC000
+    bad.append(ds)
+    assert_alive(server)
+
+
+def test_store_on_another_sop_class_context_is_refused(server, bad):
+    """A C-STORE travels on the presentation context of its SOP class (PS3.7 9.1.1.1)."""
+    ds = dimse.make_image("Wrong^Context", "CTX1")
+    mr = "1.2.840.10008.5.1.4.1.1.4"
+    assert _raw_store(server, mr, ds, dimse.encode_dataset(ds)) == 0x0122
+    bad.append(ds)
+    assert_alive(server)
 
 
 def test_nothing_partial_after_restart(server, bad, good):

@@ -26,3 +26,35 @@ def test_silent_connection_and_idle_association_are_closed(server_factory):
     assert dimse.echo(srv.port) == 0
     silent.close()
     assoc.close()
+
+
+def test_a_pdu_trickled_byte_by_byte_is_cut_at_the_idle_timeout(server_factory):
+    """A peer that sends one byte now and then renews every read's timeout; the PDU as a whole
+    must still arrive within the idle timeout, or the association is aborted."""
+    srv = server_factory(extra_config=TIMEOUTS)
+    assoc, _max_pdu = dimse.raw_associate(srv.port)
+    pdu = dimse.p_data(1, dimse.c_store_rq_command("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"),
+                       command=True, last=True)
+    t0 = time.time()
+    closed = False
+    for b in pdu:  # one byte a second: about 100 s for the whole PDU
+        try:
+            assoc.sendall(bytes([b]))
+        except OSError:
+            closed = True
+            break
+        assoc.settimeout(1.0)
+        try:
+            if assoc.recv(4096) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+            break
+    elapsed = time.time() - t0
+    assert closed, "the trickled PDU was never cut"
+    assert elapsed <= 12, elapsed
+    assert dimse.echo(srv.port) == 0
+    assoc.close()

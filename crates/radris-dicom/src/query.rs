@@ -19,7 +19,7 @@ pub enum QueryError {
     MissingLevel,
     #[error("unknown Query/Retrieve Level {0:?}")]
     UnknownLevel(String),
-    #[error("a retrieve at {level} level needs a value for {key}, its unique key")]
+    #[error("retrieve at {level} level needs a {key} value")]
     MissingUniqueKey {
         level: &'static str,
         key: &'static str,
@@ -324,25 +324,21 @@ impl FindQuery {
     /// Root model (`patient_root`).
     pub fn retrieve_keys(&self, patient_root: bool) -> Result<FindQuery, QueryError> {
         let unique = [
-            (
-                QueryLevel::Patient,
-                tags::PATIENT_ID,
-                "Patient ID (0010,0020)",
-            ),
+            (QueryLevel::Patient, tags::PATIENT_ID, "Patient ID"),
             (
                 QueryLevel::Study,
                 tags::STUDY_INSTANCE_UID,
-                "Study Instance UID (0020,000D)",
+                "Study Instance UID",
             ),
             (
                 QueryLevel::Series,
                 tags::SERIES_INSTANCE_UID,
-                "Series Instance UID (0020,000E)",
+                "Series Instance UID",
             ),
             (
                 QueryLevel::Image,
                 tags::SOP_INSTANCE_UID,
-                "SOP Instance UID (0008,0018)",
+                "SOP Instance UID",
             ),
         ];
         let mut keys = Vec::new();

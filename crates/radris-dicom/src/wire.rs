@@ -126,8 +126,12 @@ fn is_known_vr(vr: &[u8]) -> bool {
         )
 }
 
-/// Check a data set encoded in `ts_uid`. Deflated data sets are not walked (their lengths are
-/// checked by the inflating parser as it goes).
+/// The most a deflated data set may inflate to. A deflate stream expands up to about 1000
+/// times: a few KiB on the wire would otherwise cost GiBs of memory before any length is seen.
+pub const MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Check a data set encoded in `ts_uid`. A deflated one is inflated (at most
+/// [`MAX_INFLATED_BYTES`]) and walked: the stream must be whole, with nothing after its end.
 pub fn check_structure(bytes: &[u8], ts_uid: &str) -> Result<(), DicomError> {
     check_source(bytes, bytes.len(), ts_uid)
 }
@@ -138,21 +142,129 @@ pub fn check_source<S: Source + ?Sized>(
     len: usize,
     ts_uid: &str,
 ) -> Result<(), DicomError> {
+    check_source_within(bytes, len, ts_uid, MAX_INFLATED_BYTES)
+}
+
+/// [`check_source`], a deflated data set inflating to at most `max_inflated` bytes.
+pub fn check_source_within<S: Source + ?Sized>(
+    bytes: &S,
+    len: usize,
+    ts_uid: &str,
+    max_inflated: usize,
+) -> Result<(), DicomError> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid.trim_end_matches(['\0', ' ']))
         .ok_or_else(|| DicomError::TransferSyntax(ts_uid.to_owned()))?;
     if matches!(ts.codec(), Codec::Dataset(_)) {
-        return Ok(());
+        // Deflated Explicit VR Little Endian (PS3.5 A.5): raw DEFLATE around explicit VR LE
+        let inflated = inflate(bytes, len, max_inflated)?;
+        return check_walk(
+            inflated.as_slice(),
+            inflated.len(),
+            Enc {
+                explicit: true,
+                big: false,
+            },
+        );
     }
     let enc = Enc {
         explicit: ts.uid() != "1.2.840.10008.1.2",
         big: ts.endianness() == Endianness::Big,
     };
+    check_walk(bytes, len, enc)
+}
+
+fn check_walk<S: Source + ?Sized>(bytes: &S, len: usize, enc: Enc) -> Result<(), DicomError> {
+    // File Meta Information belongs to the Part-10 header, never to a data set (PS3.10 7.1):
+    // inside one it would change how the stored file is read
+    if u16_at(bytes, 0, enc.big) == Some(0x0002) {
+        return Err(err(
+            0,
+            "File Meta Information (group 0002) inside the data set".into(),
+        ));
+    }
     let end = walk(bytes, 0, len, enc, 0, false)?;
     if end != len {
         return Err(err(end, "unexpected delimiter at the top level".into()));
     }
     Ok(())
+}
+
+/// What may follow a deflate stream's end: nothing, one NUL padding to an even length, or the
+/// gzip trailer some writers leave (CRC-32 and length of the inflated bytes; pydicom's
+/// `image_dfl.dcm` has one), itself possibly padded.
+fn deflate_tail_ok<S: Source + ?Sized>(src: &S, pos: usize, len: usize, inflated: &[u8]) -> bool {
+    let rest = len - pos;
+    let nul_at = |at: usize| bytes_at::<1, S>(src, at) == Some([0]);
+    let gzip_trailer = || {
+        let mut crc = flate2::Crc::new();
+        crc.update(inflated);
+        let mut want = [0u8; 8];
+        want[..4].copy_from_slice(&crc.sum().to_le_bytes());
+        want[4..].copy_from_slice(&(inflated.len() as u32).to_le_bytes());
+        bytes_at::<8, S>(src, pos) == Some(want)
+    };
+    match rest {
+        0 => true,
+        1 => nul_at(pos),
+        8 => gzip_trailer(),
+        9 => nul_at(pos + 8) && gzip_trailer(),
+        _ => false,
+    }
+}
+
+/// Inflate the raw DEFLATE stream in `len` bytes of `src`: refused if it is cut short, if bytes
+/// follow its end, or if it inflates to more than `max` bytes.
+fn inflate<S: Source + ?Sized>(src: &S, len: usize, max: usize) -> Result<Vec<u8>, DicomError> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut z = Decompress::new(false);
+    let mut out: Vec<u8> = Vec::with_capacity(len.saturating_mul(4).min(max).max(64));
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut pos = 0usize;
+    loop {
+        let n = (len - pos).min(chunk.len());
+        if !src.read_into(pos, &mut chunk[..n]) {
+            return Err(err(pos, "deflated data set unreadable".into()));
+        }
+        let mut input = &chunk[..n];
+        loop {
+            if out.len() == out.capacity() {
+                if out.len() >= max {
+                    return Err(err(
+                        pos,
+                        format!("deflated data set inflates to more than {max} bytes"),
+                    ));
+                }
+                out.reserve_exact(out.len().max(64 * 1024).min(max - out.len()));
+            }
+            let (in_before, out_before) = (z.total_in(), z.total_out());
+            let status = z
+                .decompress_vec(input, &mut out, FlushDecompress::None)
+                .map_err(|e| err(pos, format!("deflated data set is corrupt: {e}")))?;
+            let used = (z.total_in() - in_before) as usize;
+            input = &input[used..];
+            pos += used;
+            if status == Status::StreamEnd {
+                if !deflate_tail_ok(src, pos, len, &out) {
+                    return Err(err(
+                        pos,
+                        format!("{} bytes after the end of the deflated data set", len - pos),
+                    ));
+                }
+                return Ok(out);
+            }
+            let room = out.len() < out.capacity();
+            if input.is_empty() && room {
+                break; // wants more input
+            }
+            if used == 0 && z.total_out() == out_before && room {
+                return Err(err(pos, "deflated data set is corrupt".into()));
+            }
+        }
+        if pos >= len {
+            return Err(err(pos, "deflated data set is cut short".into()));
+        }
+    }
 }
 
 /// Walk elements from `pos` to `end`; returns where it stopped (at `end`, or just after a
@@ -320,6 +432,63 @@ mod tests {
 
     const EVRLE: &str = "1.2.840.10008.1.2.1";
     const IVRLE: &str = "1.2.840.10008.1.2";
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(data).unwrap();
+        z.finish().unwrap()
+    }
+
+    #[test]
+    fn deflated_data_sets_are_inflated_within_a_bound_and_walked() {
+        const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+        let mut ok = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 2, 0, b'A', b'B'];
+        ok.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4,
+        ]);
+        let z = deflate(&ok);
+        assert!(check_structure(&z, DEFLATED).is_ok());
+        // one NUL may pad the stream to an even length; anything else after its end may not
+        let mut padded = z.clone();
+        padded.push(0);
+        assert!(check_structure(&padded, DEFLATED).is_ok());
+        let mut trailing = z.clone();
+        trailing.extend_from_slice(&[0, 0]);
+        assert!(check_structure(&trailing, DEFLATED).is_err());
+        // the gzip trailer (CRC-32, length) some writers leave is accepted, a wrong one is not
+        let mut crc = flate2::Crc::new();
+        crc.update(&ok);
+        let mut gzip = z.clone();
+        gzip.extend_from_slice(&crc.sum().to_le_bytes());
+        gzip.extend_from_slice(&(ok.len() as u32).to_le_bytes());
+        assert!(check_structure(&gzip, DEFLATED).is_ok());
+        gzip[z.len()] ^= 1;
+        assert!(check_structure(&gzip, DEFLATED).is_err());
+        assert!(check_structure(&z[..z.len() / 2], DEFLATED).is_err());
+        assert!(check_structure(&[], DEFLATED).is_err());
+        // the inflated bytes are walked: a lying length inside is found
+        let mut lying = ok.clone();
+        lying[18] = 0xFF;
+        assert!(check_structure(&deflate(&lying), DEFLATED).is_err());
+        // a small stream that inflates past the bound is refused without inflating it all
+        let mut bomb = ok.clone();
+        bomb.extend_from_slice(&[0xE1, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0, 0, 0x10, 0]);
+        bomb.resize(bomb.len() + (1 << 20), 0);
+        let z = deflate(&bomb);
+        assert!(z.len() < 4096);
+        assert!(check_source_within(z.as_slice(), z.len(), DEFLATED, 1 << 20).is_err());
+        assert!(check_source_within(z.as_slice(), z.len(), DEFLATED, 2 << 20).is_ok());
+    }
+
+    #[test]
+    fn file_meta_elements_do_not_belong_in_a_data_set() {
+        let ts = b"1.2.840.10008.1.2.2\0";
+        let mut meta = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0];
+        meta.extend_from_slice(ts);
+        meta.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, b'P', b'N', 2, 0, b'A', b'B']);
+        assert!(check_structure(&meta, EVRLE).is_err());
+    }
 
     #[test]
     fn accepts_well_formed_and_refuses_lying_lengths() {

@@ -104,7 +104,18 @@ impl<S: crate::scp::DimseStream> Link for dicom_ul::association::ServerAssociati
     /// ([`quick_ack`]).
     fn receive_pdu(&mut self) -> Result<Pdu, DimseError> {
         let max = self.acceptor_max_pdu_length();
-        let pdu = read_pdu(self.inner_stream(), max)?;
+        // the socket's read timeout is the idle timeout, set once the association is up
+        let pdu = match self.inner_stream().tcp().read_timeout() {
+            Ok(Some(limit)) => read_pdu(
+                &mut PduDeadline {
+                    inner: self.inner_stream(),
+                    first: None,
+                    limit,
+                },
+                max,
+            )?,
+            _ => read_pdu(self.inner_stream(), max)?,
+        };
         if let Pdu::PData { data } = &pdu
             && data.iter().any(|v| v.value_type == PDataValueType::Command)
         {
@@ -132,6 +143,30 @@ impl Link for dicom_ul::association::ClientAssociation<TcpStream> {
     }
     fn peer_name(&self) -> String {
         "peer".into()
+    }
+}
+
+/// A PDU must arrive whole within `limit` (the idle timeout) of its first byte. Each socket
+/// read has the idle timeout too, but a peer sending a byte every few seconds would renew it
+/// forever and hold an association slot: this bounds the whole PDU.
+struct PduDeadline<'a, R> {
+    inner: &'a mut R,
+    first: Option<std::time::Instant>,
+    limit: std::time::Duration,
+}
+
+impl<R: std::io::Read> std::io::Read for PduDeadline<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let now = std::time::Instant::now();
+        let first = *self.first.get_or_insert(now);
+        if now.duration_since(first) > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "a PDU did not arrive whole within the idle timeout",
+            ));
+        }
+        Ok(n)
     }
 }
 
@@ -297,10 +332,20 @@ pub fn encode_dataset(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, D
 
 /// Decode a (small) data set in a transfer syntax.
 pub fn decode_dataset(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, DimseError> {
+    decode_dataset_within(bytes, ts_uid, radris_dicom::wire::MAX_INFLATED_BYTES)
+}
+
+/// [`decode_dataset`] for a data set that may inflate (Deflated Explicit VR Little Endian) to at
+/// most `max_inflated` bytes: query identifiers and other small messages.
+pub fn decode_dataset_within(
+    bytes: &[u8],
+    ts_uid: &str,
+    max_inflated: usize,
+) -> Result<InMemDicomObject, DimseError> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| DimseError::Encoding(format!("unknown transfer syntax {ts_uid}")))?;
-    radris_dicom::wire::check_structure(bytes, ts_uid)
+    radris_dicom::wire::check_source_within(bytes, bytes.len(), ts_uid, max_inflated)
         .map_err(|e| DimseError::Protocol(format!("malformed data set: {e}")))?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| DimseError::Protocol(format!("malformed data set: {e}")))
@@ -351,12 +396,21 @@ pub fn send_message<L: Link>(
             ],
         });
     }
-    link.send_pdu(&Pdu::PData {
-        data: vec![command_pdv],
-    })?;
+    // a PDV item carries 6 bytes of header inside the PDU's variable part; PS3.8 sets no
+    // lower bound on the peer's maximum, so even the command is split when it must be
+    let chunk = max.saturating_sub(6).clamp(1, 4 << 20);
+    let mut parts = command_pdv.data.chunks(chunk).peekable();
+    while let Some(part) = parts.next() {
+        link.send_pdu(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc_id,
+                value_type: PDataValueType::Command,
+                is_last: parts.peek().is_none(),
+                data: part.to_vec(),
+            }],
+        })?;
+    }
     if let Some(data) = dataset {
-        // a PDV item carries 6 bytes of header inside the PDU's variable part
-        let chunk = max.saturating_sub(6).clamp(1024, 4 << 20);
         if data.is_empty() {
             link.send_pdu(&Pdu::PData {
                 data: vec![PDataValue {

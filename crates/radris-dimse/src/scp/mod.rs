@@ -40,8 +40,8 @@ mod workflow;
 
 use crate::DimseError;
 use crate::message::{
-    Link, NO_DATASET, command, decode_command, decode_dataset, el_str, el_ui, get_str, get_u16,
-    response, send_message, status,
+    Link, NO_DATASET, command, decode_command, decode_dataset_within, el_str, el_ui, get_str,
+    get_u16, response, send_message, status,
 };
 
 /// What the DIMSE service needs from the rest of the server.
@@ -500,7 +500,7 @@ struct StoreInProgress {
 }
 
 /// Largest identifier (C-FIND/GET/MOVE data set) we accept.
-const MAX_IDENTIFIER_BYTES: usize = 1 << 20;
+pub(crate) const MAX_IDENTIFIER_BYTES: usize = 1 << 20;
 
 /// Largest N-service data set we accept: a Storage Commitment request for a study of tens of
 /// thousands of instances is a few MiB.
@@ -527,6 +527,15 @@ fn store_error_status(e: &StoreError) -> u16 {
         StoreError::TooLarge { .. } => status::OUT_OF_RESOURCES,
         _ => status::OUT_OF_RESOURCES,
     }
+}
+
+/// The abstract syntax (SOP class) negotiated for presentation context `pc_id`.
+fn abstract_syntax_of<S: DimseStream>(assoc: &ServerAssociation<S>, pc_id: u8) -> Option<String> {
+    assoc
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.id == pc_id && pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| pc.abstract_syntax.trim_end_matches(['\0', ' ']).to_owned())
 }
 
 fn transfer_syntax_of<S: DimseStream>(assoc: &ServerAssociation<S>, pc_id: u8) -> Option<String> {
@@ -719,10 +728,20 @@ impl Session<'_> {
                     received: 0,
                     started: Instant::now(),
                 };
+                let context = abstract_syntax_of(assoc, pc_id).unwrap_or_default();
                 if let Err(e) = radris_core::Uid::parse(&sop_instance)
                     .and_then(|_| radris_core::Uid::parse(&sop_class))
                 {
                     st.error = Some((status::CANNOT_UNDERSTAND, e.to_string()));
+                } else if context != sop_class {
+                    // a message travels on the context negotiated for its SOP class (PS3.7
+                    // 9.1.1.1, PS3.8 7.1.1.13): the context's transfer syntax is agreed for it
+                    st.error = Some((
+                        status::SOP_CLASS_NOT_SUPPORTED,
+                        format!(
+                            "SOP class {sop_class} sent on the presentation context of {context}"
+                        ),
+                    ));
                 } else {
                     let hint = IngestHint {
                         sop_class_uid: sop_class,
@@ -916,10 +935,14 @@ impl Session<'_> {
         }
         let model = QueryModel::of(field, &sop_class);
         let Some(model) = model else {
-            return fail(assoc, 0x0122, "SOP class not supported");
+            return fail(
+                assoc,
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "SOP class not supported",
+            );
         };
         let ts = transfer_syntax_of(assoc, pc_id).unwrap_or_default();
-        let identifier = match decode_dataset(&bytes, &ts) {
+        let identifier = match decode_dataset_within(&bytes, &ts, MAX_IDENTIFIER_BYTES) {
             Ok(i) => i,
             Err(e) => return fail(assoc, status::CANNOT_UNDERSTAND, &e.to_string()),
         };

@@ -22,7 +22,7 @@ use super::query::cancel_requested;
 use super::{DimseStream, Session, transfer_syntax_of};
 use crate::DimseError;
 use crate::message::{
-    command, decode_dataset, el_str, el_ui, encode_dataset, get_str, get_u16, response,
+    command, decode_dataset_within, el_str, el_ui, encode_dataset, get_str, get_u16, response,
     send_message, status,
 };
 
@@ -104,7 +104,8 @@ impl Session<'_> {
             sop_instance,
         };
         let ts = transfer_syntax_of(assoc, pc_id).unwrap_or_default();
-        let data = match bytes.map(|b| decode_dataset(&b, &ts)) {
+        let data = match bytes.map(|b| decode_dataset_within(&b, &ts, super::MAX_IDENTIFIER_BYTES))
+        {
             None => None,
             Some(Ok(d)) => Some(d),
             Some(Err(e)) => {
@@ -180,7 +181,7 @@ impl Session<'_> {
             );
         };
         let ts = transfer_syntax_of(assoc, pc_id).unwrap_or_default();
-        let query = match decode_dataset(bytes, &ts)
+        let query = match decode_dataset_within(bytes, &ts, super::MAX_IDENTIFIER_BYTES)
             .map_err(|e| WorkflowError::Invalid(e.to_string()))
             .and_then(|ident| WorklistQuery::from_identifier(&ident))
         {
