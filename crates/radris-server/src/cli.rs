@@ -720,6 +720,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for p in &report.staged {
                 println!("STAGED {p}");
             }
+            for id in &report.unpublished {
+                println!(
+                    "UNPUBLISHED {id} (indexed; read from staging until the next start publishes it)"
+                );
+            }
             println!(
                 "verify: {} objects ok, {} mismatches, {} missing, {} orphans",
                 report.ok,

@@ -126,7 +126,11 @@ pub struct VerifyReport {
     pub mismatches: Vec<(String, String)>,
     pub missing: Vec<String>,
     pub orphans: Vec<String>,
+    /// Staging files no row names (left by a crash before the commit).
     pub staged: Vec<String>,
+    /// Blobs whose rows committed but which are still in staging (not an error: they are
+    /// read from there, and the next start publishes them).
+    pub unpublished: Vec<String>,
 }
 
 impl VerifyReport {
@@ -356,8 +360,9 @@ impl Archive {
             };
             match whole {
                 Ok(()) => {
-                    blobs.publish(&id, &inst.blob_path)?;
-                    published += 1;
+                    if blobs.publish(&id, &inst.blob_path)? {
+                        published += 1;
+                    }
                 }
                 Err(why) => {
                     self.drop_unacknowledged(&inst, &why).await?;
@@ -572,9 +577,13 @@ impl Archive {
         Ok((studies.len(), instances))
     }
 
-    /// Re-hash every object and compare index and blobs.
+    /// Re-hash every object and compare index and blobs. Safe beside a running server: a
+    /// blob stored while the index is read is not an orphan, and a staging file counts only
+    /// if it is there from start to end and no row names it (a row that names one is an
+    /// instance not published yet, served from staging).
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
+        let staged_at_start: HashSet<String> = self.inner.blobs.staged_ids()?.into_iter().collect();
         let mut known: HashSet<String> = HashSet::new();
         let mut after: Option<(String, String)> = None;
         loop {
@@ -621,12 +630,29 @@ impl Archive {
             }
         }
         for rel in self.inner.blobs.list_published()? {
-            if !known.contains(&rel) {
+            if !known.contains(&rel) && !self.indexed_blob(BlobStore::id_of(&rel)).await? {
                 report.orphans.push(rel);
             }
         }
-        report.staged = self.inner.blobs.staged_ids()?;
+        for id in self.inner.blobs.staged_ids()? {
+            if !staged_at_start.contains(&id) {
+                continue; // written while verify ran
+            }
+            if self.indexed_blob(Some(&id)).await? {
+                report.unpublished.push(id);
+            } else {
+                report.staged.push(id);
+            }
+        }
         Ok(report)
+    }
+
+    /// Whether a row names this blob id.
+    async fn indexed_blob(&self, id: Option<&str>) -> Result<bool, StoreError> {
+        Ok(match id {
+            Some(id) => self.inner.index.instance_of_blob(id).await?.is_some(),
+            None => false,
+        })
     }
 }
 
@@ -1007,15 +1033,23 @@ impl Ingest {
             attrs.instance.sop_instance_uid.as_str(),
             &sealed.id,
         );
-        let newly_stored = match outcome {
-            InsertOutcome::Inserted => {
-                inner.blobs.publish(&sealed.id, &rel)?;
+        // The row is committed and the blob durable in staging: the instance is stored. A
+        // publish that fails leaves it there, read from staging until the next start's
+        // recovery renames it; one that finds the staging file gone was overtaken by a delete
+        // or an overwrite of the instance, which removed it.
+        let publish = |id: &str| match inner.blobs.publish(id, &rel) {
+            Ok(placed) => placed,
+            Err(e) => {
+                tracing::error!(blob = %id, error = %e, "could not move a stored blob into place; it is served from staging until the next start publishes it");
                 true
             }
+        };
+        let newly_stored = match outcome {
+            InsertOutcome::Inserted => publish(&sealed.id),
             InsertOutcome::Replaced { old_blob_path } => {
-                inner.blobs.publish(&sealed.id, &rel)?;
+                let placed = publish(&sealed.id);
                 inner.blobs.remove(&old_blob_path)?;
-                true
+                placed
             }
             InsertOutcome::KeptExisting => {
                 inner.blobs.discard(&sealed.id);

@@ -212,9 +212,21 @@ impl BlobStore {
         &self.keys
     }
 
-    /// Decrypting reader over a published blob of `tenant`.
+    /// Decrypting reader over a published blob of `tenant`; or, when it is not in place yet,
+    /// over its staging file: a row can commit before its blob is renamed into place (and a
+    /// publish that failed, or a process killed in between, leaves it there until the next
+    /// start's recovery publishes it). The instance is durable and indexed either way.
     pub fn open_reader(&self, rel: &str, tenant: &str) -> Result<BlobReader, StoreError> {
-        BlobReader::open(&self.path_of(rel), &self.keys, tenant)
+        match BlobReader::open(&self.path_of(rel), &self.keys, tenant) {
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && blob_id_of(rel).is_some_and(|id| self.staging_path(id).exists()) =>
+            {
+                let id = blob_id_of(rel).unwrap_or_default();
+                BlobReader::open(&self.staging_path(id), &self.keys, tenant)
+            }
+            other => other,
+        }
     }
 
     /// Rewrite a published blob of `tenant` under the tenant's active data key, if it is
@@ -279,6 +291,11 @@ impl BlobStore {
     /// Absolute path of a blob from its path relative to `blobs/`.
     pub fn path_of(&self, rel: &str) -> PathBuf {
         self.blobs_dir().join(rel)
+    }
+
+    /// The id of a blob from its published path (`…/<sop>.<id>.dcm`).
+    pub fn id_of(rel: &str) -> Option<&str> {
+        blob_id_of(rel)
     }
 
     /// The relative path a blob gets once committed.
@@ -363,17 +380,30 @@ impl BlobStore {
     /// Move a sealed staging file to its final place (after the index committed).
     /// The series directory usually exists (every instance after a series' first): the
     /// rename is tried first, and the directories are made only when it finds none.
-    pub fn publish(&self, blob_id: &str, rel: &str) -> Result<(), StoreError> {
+    ///
+    /// Returns false, and does nothing, when the staging file is gone: a delete or an overwrite
+    /// of the instance came after its row committed and removed it ([`BlobStore::remove`]).
+    pub fn publish(&self, blob_id: &str, rel: &str) -> Result<bool, StoreError> {
         let from = self.staging_path(blob_id);
         let to = self.path_of(rel);
         match fs::rename(&from, &to) {
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !from.exists() {
+                    return Ok(false);
+                }
                 if let Some(parent) = to.parent() {
                     fs::create_dir_all(parent).map_err(io(parent))?;
                 }
-                fs::rename(&from, &to).map_err(io(&from))
+                match fs::rename(&from, &to) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !from.exists() => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(io(&from)(e)),
+                }
             }
-            other => other.map_err(io(&from)),
+            Err(e) => Err(io(&from)(e)),
         }
     }
 
@@ -385,8 +415,18 @@ impl BlobStore {
         }
     }
 
-    /// Remove a published blob and the directories it leaves empty.
+    /// Remove a blob and the directories it leaves empty: its staging file first (its row may
+    /// have committed before the rename into place; a publish that comes after then finds
+    /// nothing to publish), then the published file.
     pub fn remove(&self, rel: &str) -> Result<(), StoreError> {
+        if let Some(id) = blob_id_of(rel) {
+            let staged = self.staging_path(id);
+            match fs::remove_file(&staged) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&staged)(e)),
+            }
+        }
         let p = self.path_of(rel);
         match fs::remove_file(&p) {
             Ok(()) => {}
@@ -614,6 +654,12 @@ impl Drop for StagedBlob {
     }
 }
 
+/// `<id>` of `…/<sop>.<id>.dcm` ([`BlobStore::final_rel_path`]); ids are hex, never dotted.
+fn blob_id_of(rel: &str) -> Option<&str> {
+    let (_, id) = rel.strip_suffix(".dcm")?.rsplit_once('.')?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,7 +688,7 @@ mod tests {
         );
         assert_eq!(store.staged_ids().unwrap(), vec![sealed.id.clone()]);
         let rel = BlobStore::final_rel_path("default", "1.2", "1.2.3", "1.2.3.4", &sealed.id);
-        store.publish(&sealed.id, &rel).unwrap();
+        assert!(store.publish(&sealed.id, &rel).unwrap());
         assert!(store.staged_ids().unwrap().is_empty());
         assert_eq!(store.hash_file(&rel, "default").unwrap().0, sealed.sha256);
         let raw = std::fs::read(store.path_of(&rel)).unwrap();
@@ -651,6 +697,32 @@ mod tests {
         store.remove(&rel).unwrap();
         assert!(store.list_published().unwrap().is_empty());
         assert!(!store.blobs_dir().join("default").exists());
+    }
+
+    #[tokio::test]
+    async fn a_blob_removed_before_its_publish_is_never_published() {
+        // a delete or an overwrite that comes between a row's commit and its blob's rename
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let tenant = TenantId::parse("default").unwrap();
+        let mut b = store.create(&tenant).unwrap();
+        b.write(b"hello").unwrap();
+        let sealed = b.seal().unwrap();
+        let rel = BlobStore::final_rel_path("default", "1.2", "1.2.3", "1.2.3.4", &sealed.id);
+        assert_eq!(BlobStore::id_of(&rel), Some(sealed.id.as_str()));
+        // not in place yet: read from staging
+        assert_eq!(store.hash_file(&rel, "default").unwrap().0, sealed.sha256);
+        store.remove(&rel).unwrap();
+        assert!(
+            !store.publish(&sealed.id, &rel).unwrap(),
+            "nothing to publish"
+        );
+        assert!(store.list_published().unwrap().is_empty());
+        assert!(store.staged_ids().unwrap().is_empty());
+        assert!(
+            !store.blobs_dir().join("default").exists(),
+            "no empty directories made"
+        );
     }
 
     #[test]

@@ -700,6 +700,23 @@ async fn verify_detects_tampering_and_orphans_and_recovery_finishes_staging() {
             staging_path(&b, &insts[1]),
         )
         .unwrap();
+        // it is still read (from staging), and verify says it waits to be published
+        let a2 = a.clone();
+        let inst = insts[1].clone();
+        tokio::task::spawn_blocking(move || a2.read_dataset(&inst).unwrap())
+            .await
+            .unwrap();
+        let report = a.verify().await.unwrap();
+        assert_eq!(
+            (
+                report.missing.len(),
+                report.unpublished.len(),
+                report.staged.len()
+            ),
+            (0, 1, 0),
+            "{}: {report:?}",
+            b.name
+        );
         // and an unacknowledged staging file
         std::fs::write(
             b.dir
