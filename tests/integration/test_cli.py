@@ -1,6 +1,7 @@
 """The rest of the CLI contract: `radris import` (recursive, resumable, rejected-file summary),
 `radris demo` (the synthetic demo set, queried back over DIMSE), the admin SCU, and many
 associations at once."""
+import os
 import re
 import threading
 
@@ -25,10 +26,23 @@ def test_import_is_recursive_resumable_and_reports_rejects(server_factory, ct_se
     assert again.returncode == 0, again.stdout + again.stderr
     assert "import: 0 stored, 20 already present, 0 rejected" in again.stdout, again.stdout
     srv.assert_verify_clean(expect_objects=20)
+    # odd entries in the tree are listed as rejected; the rest is imported
+    odd = tmp_path / "odd"
+    (odd / "a").mkdir(parents=True)
+    for f in ct_series.files[20:23]:
+        (odd / "a" / f.name).write_bytes(f.read_bytes())
+    (odd / "a" / "broken").symlink_to(odd / "nowhere")
+    os.mkfifo(odd / "a" / "fifo")
+    (odd / "a" / "loop").symlink_to(odd)
+    third = run_radris("import", "--data-dir", srv.data_dir, odd, timeout=120)
+    assert third.returncode == 1, third.stdout + third.stderr
+    assert "import: 3 stored, 0 already present, 2 rejected" in third.stdout, third.stdout
+    assert re.search(r"rejected .*broken: cannot read it", third.stdout), third.stdout
+    assert re.search(r"rejected .*fifo: not a regular file", third.stdout), third.stdout
     srv.start()
     got = dimse.find(srv.port, dimse.make_query("SERIES", StudyInstanceUID=ct_series.study_uid,
                                                 NumberOfSeriesRelatedInstances=""))
-    assert [int(r.NumberOfSeriesRelatedInstances) for r in got] == [20]
+    assert [int(r.NumberOfSeriesRelatedInstances) for r in got] == [23]
 
 
 def values(v) -> set[str]:

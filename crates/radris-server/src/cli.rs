@@ -1212,9 +1212,12 @@ fn dicom(cmd: DicomCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DicomCommand::Store { peer, files } => {
-            let mut all = Vec::new();
+            let (mut all, mut skipped) = (Vec::new(), Vec::new());
             for f in &files {
-                crate::import::collect_files(f, &mut all)?;
+                crate::import::collect_files(f, &mut all, &mut skipped)?;
+            }
+            for (p, why) in &skipped {
+                eprintln!("skipped {}: {why}", p.display());
             }
             let outcomes = scu::store_files(&opts(&peer), &all, |o| {
                 if let Err(e) = &o.result {

@@ -15,23 +15,54 @@ pub struct Summary {
     pub rejected: Vec<(PathBuf, String)>,
 }
 
-/// Every regular file under `path` (or `path` itself).
-pub fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// Every regular file under `path` (or `path` itself). A path given on the command line that
+/// cannot be read is an error; inside the tree, an entry that cannot be imported (a broken
+/// link, a FIFO or socket, an unreadable folder) goes to `skipped` with the reason, and a
+/// folder reached again through a symbolic link (a loop) is walked once.
+pub fn collect_files(
+    path: &Path,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut seen = std::collections::HashSet::new();
+    walk(path, &meta, out, skipped, &mut seen);
+    Ok(())
+}
+
+fn walk(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<(PathBuf, String)>,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) {
+    use std::os::unix::fs::MetadataExt;
     if meta.is_file() {
         out.push(path.to_path_buf());
-        return Ok(());
+        return;
     }
-    let mut entries: Vec<_> = std::fs::read_dir(path)
-        .with_context(|| format!("listing {}", path.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
+    if !meta.is_dir() {
+        skipped.push((path.to_path_buf(), "not a regular file or folder".into()));
+        return;
+    }
+    if !seen.insert((meta.dev(), meta.ino())) {
+        return; // already walked: a symbolic link back up the tree
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(e) => {
+            skipped.push((path.to_path_buf(), format!("cannot list the folder: {e}")));
+            return;
+        }
+    };
     entries.sort();
     for p in entries {
-        collect_files(&p, out)?;
+        match std::fs::metadata(&p) {
+            Ok(m) => walk(&p, &m, out, skipped, seen),
+            Err(e) => skipped.push((p, format!("cannot read it: {e}"))),
+        }
     }
-    Ok(())
 }
 
 pub fn import(
@@ -43,8 +74,9 @@ pub fn import(
 ) -> anyhow::Result<Summary> {
     let _guard = rt.enter();
     let mut files = Vec::new();
+    let mut skipped = Vec::new();
     for p in paths {
-        collect_files(p, &mut files)?;
+        collect_files(p, &mut files, &mut skipped)?;
     }
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(indicatif::ProgressStyle::with_template(
@@ -95,6 +127,7 @@ pub fn import(
     });
     bar.finish();
     let mut rejected = rejected.into_inner().unwrap_or_default();
+    rejected.extend(skipped);
     rejected.sort();
     let summary = Summary {
         stored: stored.into_inner(),

@@ -156,6 +156,7 @@ impl Archive {
     ) -> Result<Self, StoreError> {
         let archive = Self::attach(data_dir, database_url, policy, events, keys).await?;
         archive.recover().await?;
+        archive.finish_removals().await?;
         Ok(archive)
     }
 
@@ -535,15 +536,37 @@ impl Archive {
         if let Some(patient) = self.inner.index.patient_of(tenant, level, uid).await? {
             self.check_hold(tenant, &patient).await?;
         }
+        // removals an earlier delete left half done (its process was killed) go first
+        self.finish_removals().await?;
         let paths = self.inner.index.delete(tenant, level, uid).await?;
-        for p in &paths {
-            self.inner.blobs.remove(p)?;
-        }
+        self.remove_blobs(&paths).await?;
         self.inner.events.publish(Event::Deleted {
             tenant: tenant.clone(),
             uid: radris_core::Uid::parse(uid).map_err(|e| StoreError::Mismatch(e.to_string()))?,
         });
         Ok(paths.len())
+    }
+
+    /// Remove the files of deleted rows (queued by the delete's transaction), then unqueue them.
+    async fn remove_blobs(&self, paths: &[String]) -> Result<(), StoreError> {
+        let (blobs, owned) = (self.inner.blobs.clone(), paths.to_vec());
+        tokio::task::spawn_blocking(move || owned.iter().try_for_each(|p| blobs.remove(p)))
+            .await
+            .map_err(|e| StoreError::Database(format!("blob removal worker: {e}")))??;
+        self.inner.index.removals_done(paths).await
+    }
+
+    /// Finish the removals a delete committed but did not complete (a crash in between).
+    async fn finish_removals(&self) -> Result<(), StoreError> {
+        let pending = self.inner.index.pending_removals().await?;
+        if !pending.is_empty() {
+            tracing::warn!(
+                files = pending.len(),
+                "removing the files of rows deleted before an unclean stop"
+            );
+            self.remove_blobs(&pending).await?;
+        }
+        Ok(())
     }
 
     async fn check_hold(&self, tenant: &TenantId, patient_id: &str) -> Result<(), StoreError> {

@@ -494,4 +494,12 @@ UPDATE users SET person_name_norm = LTRIM(RTRIM(person_name_norm, '^= '), ' ');
 UPDATE ris_patients SET name_norm = LTRIM(RTRIM(name_norm, '^= '), ' ');
 UPDATE ris_orders SET referring_norm = LTRIM(RTRIM(referring_norm, '^= '), ' ')
 "#,
+    // 16: blobs whose rows a delete has committed away, until their files are gone: a crash
+    // in between no longer leaves files no row names (start-up finishes the removals)
+    r#"
+CREATE TABLE blob_removals (
+    blob_path TEXT PRIMARY KEY,
+    queued_at BIGINT NOT NULL
+)
+"#,
 ];

@@ -612,6 +612,30 @@ async fn delete_keeps_index_and_blobs_consistent() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_delete_cut_short_after_its_commit_is_finished_on_the_next_start() {
+    for b in backends().await {
+        let (a, insts) = ct_study_in_default(&b, "k", "Kill^Delete", 3).await;
+        let t = tenant("default");
+        // the rows go (and the removals are queued with them); the process dies before the files
+        let paths = a
+            .index()
+            .delete(&t, DeleteLevel::Study, &insts[0].study_uid)
+            .await
+            .unwrap();
+        assert_eq!(paths.len(), 3, "{}", b.name);
+        assert!(a.blobs().path_of(&paths[0]).exists());
+        drop(a);
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        for p in &paths {
+            assert!(!a.blobs().path_of(p).exists(), "{}: {p} removed", b.name);
+        }
+        assert!(a.index().pending_removals().await.unwrap().is_empty());
+        let report = a.verify().await.unwrap();
+        assert!(report.is_clean(), "{}: {report:?}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_data_sets_leave_nothing_behind() {
     for b in backends().await {
         let a = open(&b, DuplicatePolicy::KeepFirst).await;

@@ -776,10 +776,51 @@ impl Index {
         recompute(&mut tx, tenant, &series_set, &study_set).await?;
         // a study that is gone takes its annotation documents with it
         annotations::drop_orphaned(&mut tx, tenant, &study_set).await?;
+        // the files go after the commit; until then they are queued with it
+        let now = now_millis();
+        for p in &paths {
+            sqlx::query(
+                "INSERT INTO blob_removals (blob_path, queued_at) VALUES ($1, $2) \
+                 ON CONFLICT (blob_path) DO NOTHING",
+            )
+            .bind(p.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::db("delete: queue removals", e))?;
+        }
         tx.commit()
             .await
             .map_err(|e| StoreError::db("delete: commit", e))?;
         Ok(paths)
+    }
+
+    /// Blob files a committed delete still has to remove (after a crash).
+    pub async fn pending_removals(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar::<_, String>("SELECT blob_path FROM blob_removals ORDER BY blob_path")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("pending removals", e))
+    }
+
+    /// These blob files are gone.
+    pub async fn removals_done(&self, paths: &[String]) -> Result<(), StoreError> {
+        for chunk in paths.chunks(500) {
+            let mut sql = Sql::default();
+            let args: Vec<String> = chunk.iter().map(|p| sql.arg(p.as_str())).collect();
+            sql.text = format!(
+                "DELETE FROM blob_removals WHERE blob_path IN ({})",
+                args.join(", ")
+            );
+            bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(sql.text.clone())),
+                &sql.args,
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("removals done", e))?;
+        }
+        Ok(())
     }
 
     /// The database URL (without credentials) for logs.
