@@ -636,6 +636,27 @@ async fn a_delete_cut_short_after_its_commit_is_finished_on_the_next_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_connection_left_in_a_transaction_is_never_handed_out_again() {
+    for b in backends().await {
+        let a = open(&b, DuplicatePolicy::KeepFirst).await;
+        let index = a.index();
+        let mut conn = index.pool().acquire().await.unwrap();
+        let tx = index.begin_write(&mut conn).await.unwrap();
+        // what a COMMIT that failed on a full disk leaves: the transaction still open
+        std::mem::forget(tx);
+        drop(conn);
+        // the next writer begins at once (a pooled stale connection would refuse to, or hold
+        // SQLite's write lock for the 30 s busy timeout)
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut conn = index.pool().acquire().await.unwrap();
+            index.begin_write(&mut conn).await.map(drop)
+        })
+        .await;
+        assert!(matches!(next, Ok(Ok(()))), "{}: {next:?}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_data_sets_leave_nothing_behind() {
     for b in backends().await {
         let a = open(&b, DuplicatePolicy::KeepFirst).await;

@@ -174,7 +174,15 @@ impl Index {
         } else {
             url.to_owned()
         };
-        let mut opts = AnyPoolOptions::new().max_connections(8).min_connections(1);
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            // a connection still inside a transaction is closed, never pooled: a COMMIT that
+            // failed (a full disk) leaves one that would hold SQLite's write lock and refuse
+            // every later BEGIN ("non-zero transaction depth")
+            .after_release(|conn, _meta| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            });
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
