@@ -58,3 +58,21 @@ def test_a_pdu_trickled_byte_by_byte_is_cut_at_the_idle_timeout(server_factory):
     assert elapsed <= 12, elapsed
     assert dimse.echo(srv.port) == 0
     assoc.close()
+
+
+def test_a_connection_over_the_limit_gets_an_associate_reject(server_factory):
+    """PS3.8 9.3.4: over the association limit the requestor is told why (rejected-transient,
+    service-provider, local-limit-exceeded), not just disconnected."""
+    srv = server_factory(extra_config="\n[dimse]\nmax_associations = 2\n")
+    held = [dimse.raw_associate(srv.port)[0] for _ in range(2)]
+    time.sleep(0.3)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(dimse.build_assoc_rq())
+    ptype, body = dimse.recv_pdu(s)
+    s.close()
+    assert ptype == 0x03, ptype
+    assert tuple(body[1:4]) == (2, 3, 2), body.hex()
+    for h in held:
+        h.close()
+    time.sleep(0.5)
+    assert dimse.echo(srv.port) == 0

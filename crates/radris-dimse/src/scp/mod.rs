@@ -170,6 +170,9 @@ fn start_listener(
             if ctx2.active.load(Ordering::SeqCst) >= ctx2.limits.max_associations {
                 tracing::warn!(%peer, limit = ctx2.limits.max_associations, "too many associations; connection refused");
                 metrics::counter!("radris_dimse_associations_refused_total", "reason" => "limit").increment(1);
+                if tls.is_none() {
+                    refuse_busy(stream);
+                }
                 continue;
             }
             ctx2.active.fetch_add(1, Ordering::SeqCst);
@@ -191,6 +194,25 @@ fn start_listener(
         accept_thread: Some(accept_thread),
         ctx,
     })
+}
+
+/// Answer a connection over the association limit with A-ASSOCIATE-RJ (rejected-transient,
+/// service-provider, local-limit-exceeded: PS3.8 9.3.4) instead of a bare close, without
+/// waiting on it: what the requestor already sent is read first (so the close is a FIN, not
+/// a reset that could discard the answer), the answer written, the socket shut.
+fn refuse_busy(mut stream: TcpStream) {
+    use std::io::{Read, Write};
+    const RJ_LIMIT: [u8; 10] = [0x03, 0x00, 0, 0, 0, 4, 0x00, 0x02, 0x03, 0x02];
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 16 * 1024];
+        for _ in 0..8 {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+    let _ = stream.write_all(&RJ_LIMIT);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// The byte streams an association runs on: plain TCP or TLS over TCP.
