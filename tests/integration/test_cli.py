@@ -39,6 +39,12 @@ def test_import_is_recursive_resumable_and_reports_rejects(server_factory, ct_se
     assert "import: 3 stored, 0 already present, 2 rejected" in third.stdout, third.stdout
     assert re.search(r"rejected .*broken: cannot read it", third.stdout), third.stdout
     assert re.search(r"rejected .*fifo: not a regular file", third.stdout), third.stdout
+    # resumable under the `reject` policy too: a file stored byte for byte already is no conflict
+    reject = tmp_path / "reject.toml"
+    reject.write_text('duplicate_policy = "reject"\n')
+    fourth = run_radris("import", "--config", reject, "--data-dir", srv.data_dir, src / "nested")
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    assert "import: 0 stored, 20 already present, 0 rejected" in fourth.stdout, fourth.stdout
     srv.start()
     got = dimse.find(srv.port, dimse.make_query("SERIES", StudyInstanceUID=ct_series.study_uid,
                                                 NumberOfSeriesRelatedInstances=""))

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use radris_core::TenantId;
-use radris_store::Archive;
+use radris_store::{Archive, StoreError};
 
 pub struct Summary {
     pub stored: usize,
@@ -103,15 +103,25 @@ pub fn import(
                         std::fs::read(path)
                             .map_err(|e| e.to_string())
                             .and_then(|bytes| {
-                                archive
-                                    .ingest_part10(tenant.clone(), &bytes)
-                                    .map_err(|e| e.to_string())
+                                match archive.ingest_part10(tenant.clone(), &bytes) {
+                                    Ok(s) => Ok(s.newly_stored),
+                                    // under the `reject` policy, a file stored byte for byte already is
+                                    // what resuming an interrupted import meets: not a conflict
+                                    Err(StoreError::Duplicate(sop))
+                                        if stored_identically(
+                                            archive, rt, &tenant, &sop, &bytes,
+                                        ) =>
+                                    {
+                                        Ok(false)
+                                    }
+                                    Err(e) => Err(e.to_string()),
+                                }
                             });
                     match outcome {
-                        Ok(s) if s.newly_stored => {
+                        Ok(true) => {
                             stored.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(_) => {
+                        Ok(false) => {
                             present.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(why) => {
@@ -126,6 +136,9 @@ pub fn import(
         }
     });
     bar.finish();
+    if !bar.is_hidden() {
+        eprintln!(); // the summary goes below the bar, not after it
+    }
     let mut rejected = rejected.into_inner().unwrap_or_default();
     rejected.extend(skipped);
     rejected.sort();
@@ -144,4 +157,23 @@ pub fn import(
         println!("  rejected {}: {why}", p.display());
     }
     Ok(summary)
+}
+
+/// Whether the archive holds `sop` as exactly these bytes (the index keeps the stored file's
+/// SHA-256 and length; an import stores the file as it is).
+fn stored_identically(
+    archive: &Archive,
+    rt: &tokio::runtime::Runtime,
+    tenant: &TenantId,
+    sop: &str,
+    bytes: &[u8],
+) -> bool {
+    use sha2::Digest;
+    match rt.block_on(archive.index().instance(tenant, sop)) {
+        Ok(Some(inst)) => {
+            inst.size_bytes == bytes.len() as i64
+                && inst.sha256 == hex::encode(sha2::Sha256::digest(bytes))
+        }
+        _ => false,
+    }
 }
