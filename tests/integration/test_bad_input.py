@@ -103,6 +103,30 @@ def test_assoc_rq_item_length_lies(server):
     assert_alive(server)
 
 
+@pytest.mark.parametrize("contexts", [
+    (),                                                           # none at all
+    ((2, dimse.CT_IMAGE_STORAGE, (ExplicitVRLittleEndian,)),),   # an even ID
+    ((1, dimse.CT_IMAGE_STORAGE, (ExplicitVRLittleEndian,)),
+     (1, "1.2.840.10008.1.1", (ExplicitVRLittleEndian,))),        # the same ID twice
+    ((1, "1." + "2" * 3000, (ExplicitVRLittleEndian,)),),         # no UID is that long
+], ids=["none", "even-id", "duplicate-id", "overlong-abstract-syntax"])
+def test_malformed_presentation_contexts_abort_the_association(server, contexts):
+    """PS3.8 9.3.2: one or more presentation contexts, each with its own odd ID."""
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(dimse.build_assoc_rq(contexts=contexts))
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert closed, "the association went on"
+    # dicom-ul answers the request; the server then aborts before any message is taken
+    pdus = []
+    while len(data) >= 6:
+        ptype, _, length = struct.unpack(">BBI", data[:6])
+        pdus.append(ptype)
+        data = data[6 + length:]
+    assert pdus and pdus[-1] in (0x03, 0x07), pdus
+    assert_alive(server)
+
+
 def test_truncated_dataset_refused(server, bad):
     ds = dimse.make_image("Trunc^Ated", "TRUNC1", rows=64, cols=64)
     full = dimse.encode_dataset(ds)

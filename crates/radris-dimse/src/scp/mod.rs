@@ -431,6 +431,32 @@ fn await_first_message(
     }
 }
 
+/// What makes a negotiated request malformed (PS3.8 9.3.2): no presentation context at all,
+/// an even context ID (only odd IDs 1–255 exist), the same ID twice, an abstract syntax longer
+/// than a UID can be. dicom-ul accepts these; the association is aborted right after.
+fn malformed_contexts(pcs: &[dicom_ul::pdu::PresentationContextNegotiated]) -> Option<String> {
+    if pcs.is_empty() {
+        return Some("no presentation context".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for pc in pcs {
+        if pc.id % 2 == 0 {
+            return Some(format!("presentation context ID {} is even", pc.id));
+        }
+        if !seen.insert(pc.id) {
+            return Some(format!("presentation context ID {} proposed twice", pc.id));
+        }
+        if pc.abstract_syntax.trim_end_matches(['\0', ' ']).len() > 64 {
+            return Some(format!(
+                "abstract syntax of {} characters in context {}",
+                pc.abstract_syntax.len(),
+                pc.id
+            ));
+        }
+    }
+    None
+}
+
 fn not_established(peer: &str, e: &dicom_ul::association::Error) {
     tracing::warn!(%peer, error = %e, "association not established");
     metrics::counter!("radris_dimse_associations_failed_total").increment(1);
@@ -450,6 +476,12 @@ fn serve_association<S: DimseStream>(
         let _ = assoc.abort();
         return;
     };
+    if let Some(why) = malformed_contexts(assoc.presentation_contexts()) {
+        tracing::warn!(%peer, %calling, reason = %why, "association aborted: malformed A-ASSOCIATE-RQ");
+        metrics::counter!("radris_dimse_associations_failed_total").increment(1);
+        let _ = assoc.abort();
+        return;
+    }
     if let Err(e) = assoc
         .inner_stream()
         .tcp()
