@@ -1072,6 +1072,8 @@ impl Ingest {
             InsertOutcome::Replaced { old_blob_path } => {
                 let placed = publish(&sealed.id);
                 inner.blobs.remove(&old_blob_path)?;
+                let old = [old_blob_path];
+                inner.workers.block_on(inner.index.removals_done(&old))?;
                 placed
             }
             InsertOutcome::KeptExisting => {

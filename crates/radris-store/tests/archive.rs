@@ -538,6 +538,11 @@ async fn duplicate_policies() {
             "{}: {report:?}",
             b.name
         );
+        assert!(
+            a.index().pending_removals().await.unwrap().is_empty(),
+            "{}: the replaced file's removal is queued, done and unqueued",
+            b.name
+        );
     }
 }
 

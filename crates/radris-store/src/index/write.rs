@@ -44,6 +44,16 @@ pub(super) async fn insert_one(
                     .execute(&mut *conn)
                     .await
                     .map_err(|e| StoreError::db("overwrite", e))?;
+                // the replaced file goes after the commit; queued with it (as a delete's are)
+                sqlx::query(
+                    "INSERT INTO blob_removals (blob_path, queued_at) VALUES ($1, $2) \
+                     ON CONFLICT (blob_path) DO NOTHING",
+                )
+                .bind(old.as_str())
+                .bind(now_millis())
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| StoreError::db("overwrite: queue removal", e))?;
                 recompute(conn, &op.tenant, &[se], &[st]).await?;
                 if !insert_instance_row(conn, op).await? {
                     return Err(StoreError::Database(
