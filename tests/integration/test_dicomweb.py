@@ -328,3 +328,24 @@ def test_bulkdata_byte_ranges(srv, small_series):
     for odd in ("items=1-2", "bytes=x-y", "bytes=-", "bytes=5"):
         r = s.get(url, headers={"Range": odd})
         assert r.status_code == 200 and "Content-Range" not in r.headers, odd
+
+
+def test_wado_of_an_unreadable_object_is_an_error_status(tmp_path_factory, small_series):
+    """A single object whose blob is gone answers with a problem document, not a 200 whose
+    body breaks off."""
+    files, study, series, _ = small_series
+    s = Server(tmp_path_factory.mktemp("dw-gone"))
+    s.start()
+    try:
+        sess = s.session()
+        assert stow(sess, s.dicomweb, files[:1]).status_code == 200
+        uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SOPInstanceUID)
+        blobs = list((s.data_dir / "blobs").rglob(f"{uid}.*.dcm"))
+        assert len(blobs) == 1, blobs
+        blobs[0].unlink()
+        r = sess.get(f"{s.dicomweb}/studies/{study}/series/{series}/instances/{uid}",
+                     headers={"Accept": 'multipart/related; type="application/dicom"'})
+        assert r.status_code == 500, (r.status_code, r.headers)
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+    finally:
+        s.stop()

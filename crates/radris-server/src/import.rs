@@ -1,6 +1,7 @@
 //! `radris import`: recursive, parallel, resumable (already stored instances are kept and
 //! counted as such), with a progress bar and a summary of rejected files.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -147,15 +148,21 @@ pub fn import(
         already_present: present.into_inner(),
         rejected,
     };
-    println!(
+    // a reader that went away (`radris import … | head`) ends the listing, not the process
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "import: {} stored, {} already present, {} rejected",
         summary.stored,
         summary.already_present,
         summary.rejected.len()
-    );
-    for (p, why) in &summary.rejected {
-        println!("  rejected {}: {why}", p.display());
-    }
+    )
+    .and_then(|()| {
+        summary
+            .rejected
+            .iter()
+            .try_for_each(|(p, why)| writeln!(out, "  rejected {}: {why}", p.display()))
+    });
     Ok(summary)
 }
 

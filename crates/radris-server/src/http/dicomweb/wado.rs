@@ -188,6 +188,10 @@ async fn retrieve(
     if found.is_empty() {
         return Err(ApiError::not_found("no such study, series or instance"));
     }
+    if let [(only, _)] = found.as_slice() {
+        // one object: a blob that cannot be read is an error status, not a 200 cut short
+        state.archive.open_blob(only).await?;
+    }
     let mut parts = Vec::with_capacity(found.len());
     for (inst, _) in found {
         match &wanted_ts {
