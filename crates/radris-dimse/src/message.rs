@@ -399,39 +399,39 @@ pub fn send_message<L: Link>(
     // a PDV item carries 6 bytes of header inside the PDU's variable part; PS3.8 sets no
     // lower bound on the peer's maximum, so even the command is split when it must be
     let chunk = max.saturating_sub(6).clamp(1, 4 << 20);
-    let mut parts = command_pdv.data.chunks(chunk).peekable();
-    while let Some(part) = parts.next() {
+    send_fragments(
+        link,
+        pc_id,
+        PDataValueType::Command,
+        &command_pdv.data,
+        chunk,
+    )?;
+    match dataset {
+        Some(data) => send_fragments(link, pc_id, PDataValueType::Data, data, chunk),
+        None => Ok(()),
+    }
+}
+
+/// `bytes` as P-DATA-TF PDUs of one PDV each, at most `chunk` bytes per PDV, the last flagged
+/// as such; an empty `bytes` is one empty last fragment.
+fn send_fragments<L: Link>(
+    link: &mut L,
+    pc_id: u8,
+    value_type: PDataValueType,
+    bytes: &[u8],
+    chunk: usize,
+) -> Result<(), DimseError> {
+    let count = bytes.len().div_ceil(chunk).max(1);
+    for i in 0..count {
+        let part = &bytes[(i * chunk).min(bytes.len())..((i + 1) * chunk).min(bytes.len())];
         link.send_pdu(&Pdu::PData {
             data: vec![PDataValue {
                 presentation_context_id: pc_id,
-                value_type: PDataValueType::Command,
-                is_last: parts.peek().is_none(),
+                value_type: value_type.clone(),
+                is_last: i + 1 == count,
                 data: part.to_vec(),
             }],
         })?;
-    }
-    if let Some(data) = dataset {
-        if data.is_empty() {
-            link.send_pdu(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: pc_id,
-                    value_type: PDataValueType::Data,
-                    is_last: true,
-                    data: Vec::new(),
-                }],
-            })?;
-        }
-        let mut parts = data.chunks(chunk).peekable();
-        while let Some(part) = parts.next() {
-            link.send_pdu(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: pc_id,
-                    value_type: PDataValueType::Data,
-                    is_last: parts.peek().is_none(),
-                    data: part.to_vec(),
-                }],
-            })?;
-        }
     }
     Ok(())
 }

@@ -583,20 +583,25 @@ fn store_error_status(e: &StoreError) -> u16 {
     }
 }
 
-/// The abstract syntax (SOP class) negotiated for presentation context `pc_id`.
-fn abstract_syntax_of<S: DimseStream>(assoc: &ServerAssociation<S>, pc_id: u8) -> Option<String> {
+/// Presentation context `pc_id`, if it was accepted.
+fn accepted_context<S: DimseStream>(
+    assoc: &ServerAssociation<S>,
+    pc_id: u8,
+) -> Option<&dicom_ul::pdu::PresentationContextNegotiated> {
     assoc
         .presentation_contexts()
         .iter()
         .find(|pc| pc.id == pc_id && pc.reason == PresentationContextResultReason::Acceptance)
+}
+
+/// The abstract syntax (SOP class) negotiated for presentation context `pc_id`.
+fn abstract_syntax_of<S: DimseStream>(assoc: &ServerAssociation<S>, pc_id: u8) -> Option<String> {
+    accepted_context(assoc, pc_id)
         .map(|pc| pc.abstract_syntax.trim_end_matches(['\0', ' ']).to_owned())
 }
 
 fn transfer_syntax_of<S: DimseStream>(assoc: &ServerAssociation<S>, pc_id: u8) -> Option<String> {
-    assoc
-        .presentation_contexts()
-        .iter()
-        .find(|pc| pc.id == pc_id && pc.reason == PresentationContextResultReason::Acceptance)
+    accepted_context(assoc, pc_id)
         .map(|pc| pc.transfer_syntax.trim_end_matches(['\0', ' ']).to_owned())
 }
 
