@@ -558,7 +558,7 @@ pub(crate) const MAX_IDENTIFIER_BYTES: usize = 1 << 20;
 
 /// Largest N-service data set we accept: a Storage Commitment request for a study of tens of
 /// thousands of instances is a few MiB.
-const MAX_N_DATASET_BYTES: usize = 32 << 20;
+pub(crate) const MAX_N_DATASET_BYTES: usize = 32 << 20;
 
 struct Session<'a> {
     ctx: &'a ScpContext,

@@ -104,8 +104,7 @@ impl Session<'_> {
             sop_instance,
         };
         let ts = transfer_syntax_of(assoc, pc_id).unwrap_or_default();
-        let data = match bytes.map(|b| decode_dataset_within(&b, &ts, super::MAX_IDENTIFIER_BYTES))
-        {
+        let data = match bytes.map(|b| decode_dataset_within(&b, &ts, super::MAX_N_DATASET_BYTES)) {
             None => None,
             Some(Ok(d)) => Some(d),
             Some(Err(e)) => {
