@@ -175,11 +175,10 @@ fn stored_identically(
     sop: &str,
     bytes: &[u8],
 ) -> bool {
-    use sha2::Digest;
     match rt.block_on(archive.index().instance(tenant, sop)) {
         Ok(Some(inst)) => {
             inst.size_bytes == bytes.len() as i64
-                && inst.sha256 == hex::encode(sha2::Sha256::digest(bytes))
+                && inst.sha256 == radris_store::blob::sha256_hex(&[bytes])
         }
         _ => false,
     }

@@ -218,12 +218,15 @@ impl BlobStore {
     /// start's recovery publishes it). The instance is durable and indexed either way.
     pub fn open_reader(&self, rel: &str, tenant: &str) -> Result<BlobReader, StoreError> {
         match BlobReader::open(&self.path_of(rel), &self.keys, tenant) {
-            Err(StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound
-                    && blob_id_of(rel).is_some_and(|id| self.staging_path(id).exists()) =>
+            Err(StoreError::Io { source, path })
+                if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                let id = blob_id_of(rel).unwrap_or_default();
-                BlobReader::open(&self.staging_path(id), &self.keys, tenant)
+                match blob_id_of(rel).map(|id| self.staging_path(id)) {
+                    Some(staged) if staged.exists() => {
+                        BlobReader::open(&staged, &self.keys, tenant)
+                    }
+                    _ => Err(StoreError::Io { source, path }),
+                }
             }
             other => other,
         }

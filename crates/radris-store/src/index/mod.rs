@@ -785,17 +785,8 @@ impl Index {
         // a study that is gone takes its annotation documents with it
         annotations::drop_orphaned(&mut tx, tenant, &study_set).await?;
         // the files go after the commit; until then they are queued with it
-        let now = now_millis();
         for p in &paths {
-            sqlx::query(
-                "INSERT INTO blob_removals (blob_path, queued_at) VALUES ($1, $2) \
-                 ON CONFLICT (blob_path) DO NOTHING",
-            )
-            .bind(p.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::db("delete: queue removals", e))?;
+            write::queue_removal(&mut tx, p).await?;
         }
         tx.commit()
             .await

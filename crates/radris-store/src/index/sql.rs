@@ -305,15 +305,21 @@ pub(super) fn bind_all<'q>(
 /// wildcard for ModalitiesInStudy (matched against each of the study's `modalities`, stored as
 /// `|CT|MR|`).
 pub(super) fn post_filter(header_json: &str, modalities: &str, keys: &[&QueryKey]) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
     let (on_modalities, on_header): (Vec<&QueryKey>, Vec<&QueryKey>) = keys
         .iter()
         .partition(|k| k.tag == tags::MODALITIES_IN_STUDY);
-    let values = modalities.trim_matches('|').replace('|', "\\");
-    if !on_modalities
-        .iter()
-        .all(|k| !values.is_empty() && k.matcher.matches(k.vr, &values))
-    {
-        return false;
+    if !on_modalities.is_empty() {
+        let values = modalities.trim_matches('|').replace('|', "\\");
+        if values.is_empty()
+            || !on_modalities
+                .iter()
+                .all(|k| k.matcher.matches(k.vr, &values))
+        {
+            return false;
+        }
     }
     if on_header.is_empty() {
         return true;

@@ -45,15 +45,7 @@ pub(super) async fn insert_one(
                     .await
                     .map_err(|e| StoreError::db("overwrite", e))?;
                 // the replaced file goes after the commit; queued with it (as a delete's are)
-                sqlx::query(
-                    "INSERT INTO blob_removals (blob_path, queued_at) VALUES ($1, $2) \
-                     ON CONFLICT (blob_path) DO NOTHING",
-                )
-                .bind(old.as_str())
-                .bind(now_millis())
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| StoreError::db("overwrite: queue removal", e))?;
+                queue_removal(conn, &old).await?;
                 recompute(conn, &op.tenant, &[se], &[st]).await?;
                 if !insert_instance_row(conn, op).await? {
                     return Err(StoreError::Database(
@@ -66,6 +58,24 @@ pub(super) async fn insert_one(
     }
     upsert_parents(conn, op).await?;
     Ok(outcome)
+}
+
+/// Queue a blob file for removal in the transaction that drops its row: the file goes after
+/// the commit ([`super::Index::removals_done`]), or at the next start after a crash.
+pub(super) async fn queue_removal(
+    conn: &mut AnyConnection,
+    blob_path: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO blob_removals (blob_path, queued_at) VALUES ($1, $2) \
+         ON CONFLICT (blob_path) DO NOTHING",
+    )
+    .bind(blob_path)
+    .bind(now_millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| StoreError::db("queue blob removal", e))?;
+    Ok(())
 }
 
 /// A value bound to one of the insert path's statements. The statements and their values
