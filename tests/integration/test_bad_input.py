@@ -47,27 +47,6 @@ def test_garbage_bytes(server):
     assert_alive(server)
 
 
-def test_garbage_pdu_type_after_valid_header(server):
-    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
-    s.sendall(struct.pack(">BBI", 0x09, 0, 10) + b"\0" * 10)  # unknown PDU type
-    closed, data = dimse.read_until_closed(s, timeout=20)
-    s.close()
-    assert closed
-    assert_alive(server)
-
-
-def test_assoc_rq_length_too_short(server):
-    """A-ASSOCIATE-RQ whose PDU length is shorter than its content."""
-    rq = dimse.build_assoc_rq(pdu_length=40)
-    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
-    s.sendall(rq)
-    closed, data = dimse.read_until_closed(s, timeout=20)
-    s.close()
-    assert data[:1] != b"\x02", "server accepted an association from a malformed PDU"
-    assert closed, "connection not closed after malformed A-ASSOCIATE-RQ"
-    assert_alive(server)
-
-
 def test_assoc_rq_length_too_long_does_not_block_others(server):
     """PDU length claims 1 GiB: the server must not wedge (others still served),
     and must not accept the association."""
@@ -84,22 +63,6 @@ def test_assoc_rq_length_too_long_does_not_block_others(server):
         assert data[:1] != b"\x02", "server accepted an association from a lying PDU"
     finally:
         s.close()
-    assert_alive(server)
-
-
-def test_assoc_rq_item_length_lies(server):
-    """Valid PDU length, but a presentation-context item length pointing past the end."""
-    rq = bytearray(dimse.build_assoc_rq())
-    # first item after the 74-byte fixed part (6 header + 68) is the app context (0x10);
-    # corrupt its 16-bit length
-    assert rq[74] == 0x10
-    rq[76:78] = struct.pack(">H", 0xFFF0)
-    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
-    s.sendall(bytes(rq))
-    closed, data = dimse.read_until_closed(s, timeout=20)
-    s.close()
-    assert data[:1] != b"\x02"
-    assert closed, "connection not closed/aborted after malformed item"
     assert_alive(server)
 
 
@@ -124,6 +87,57 @@ def test_malformed_presentation_contexts_abort_the_association(server, contexts)
         pdus.append(ptype)
         data = data[6 + length:]
     assert pdus and pdus[-1] in (0x03, 0x07), pdus
+    assert_alive(server)
+
+
+def _first_pdus():
+    rq = dimse.build_assoc_rq()
+    assert rq[74] == 0x10  # the application context item follows the 74-byte fixed part
+    app_ctx_len = 4 + struct.unpack(">H", rq[76:78])[0]
+    no_app_ctx = rq[6:74] + rq[74 + app_ctx_len:]
+    unknown_item = rq[6:74] + struct.pack(">BBH", 0x77, 0, 3) + b"xyz" + rq[74:]
+    # a role-selection sub-item whose UID length points past its end
+    role = struct.pack(">BBHH", 0x54, 0, 7, 200) + b"1.2\x01\x01"
+    body = rq[6:]
+    ui_at = body.rindex(b"\x50\x00")
+    ui_len = struct.unpack(">H", body[ui_at + 2:ui_at + 4])[0]
+    lying_role = (body[:ui_at] + struct.pack(">BBH", 0x50, 0, ui_len + len(role))
+                  + body[ui_at + 4:] + role)
+    pdu = lambda t, b: struct.pack(">BBI", t, 0, len(b)) + b  # noqa: E731
+    return {
+        "no-application-context": (pdu(1, no_app_ctx), 6),
+        "unknown-item": (pdu(1, unknown_item), 6),
+        "role-uid-length-lies": (pdu(1, lying_role), 6),
+        "too-short-for-its-fixed-part": (dimse.build_assoc_rq(pdu_length=40), 6),
+        "item-length-past-the-end": (rq[:76] + struct.pack(">H", 0xFFF0) + rq[78:], 6),
+        "associate-ac-from-requestor": (pdu(2, rq[6:]), 2),
+        "release-rq": (pdu(5, b"\0" * 4), 2),
+        "p-data": (pdu(4, struct.pack(">IBB", 2, 1, 3)), 2),
+        "unknown-pdu-type": (pdu(9, b"\0" * 10), 1),
+    }
+
+
+@pytest.mark.parametrize("name", list(_first_pdus()))
+def test_a_bad_first_pdu_gets_a_abort(server, name):
+    """PS3.8 9.2, state Sta2: anything but a well-formed A-ASSOCIATE-RQ is answered with
+    A-ABORT (source service-provider, with the reason) and the connection closed, not a bare
+    close and not A-RELEASE-RP."""
+    first, reason = _first_pdus()[name]
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(first)
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert closed, "connection left open"
+    assert data == bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, reason]), data
+    assert_alive(server)
+
+
+def test_a_abort_as_first_pdu_is_not_answered(server):
+    s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+    s.sendall(bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+    closed, data = dimse.read_until_closed(s, timeout=20)
+    s.close()
+    assert closed and data == b"", data
     assert_alive(server)
 
 

@@ -198,11 +198,16 @@ fn start_listener(
 
 /// Answer a connection over the association limit with A-ASSOCIATE-RJ (rejected-transient,
 /// service-provider, local-limit-exceeded: PS3.8 9.3.4) instead of a bare close, without
-/// waiting on it: what the requestor already sent is read first (so the close is a FIN, not
-/// a reset that could discard the answer), the answer written, the socket shut.
-fn refuse_busy(mut stream: TcpStream) {
+/// waiting on it.
+fn refuse_busy(stream: TcpStream) {
+    answer_and_close(stream, &[0x03, 0x00, 0, 0, 0, 4, 0x00, 0x02, 0x03, 0x02]);
+}
+
+/// Send one last PDU (or none) and close, without waiting on the peer: what the requestor
+/// already sent is read first (so the close is a FIN, not a reset that could discard the
+/// answer), the answer written, the socket shut.
+fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
     use std::io::{Read, Write};
-    const RJ_LIMIT: [u8; 10] = [0x03, 0x00, 0, 0, 0, 4, 0x00, 0x02, 0x03, 0x02];
     if stream.set_nonblocking(true).is_ok() {
         let mut sink = [0u8; 16 * 1024];
         for _ in 0..8 {
@@ -211,7 +216,10 @@ fn refuse_busy(mut stream: TcpStream) {
             }
         }
     }
-    let _ = stream.write_all(&RJ_LIMIT);
+    let _ = stream.set_nonblocking(false);
+    if !answer.is_empty() {
+        let _ = stream.write_all(answer);
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
@@ -332,10 +340,19 @@ fn serve_connection(
     // ARTIM (PS3.8 §9.1.5) is enforced here, before dicom-ul reads: it must not block on a
     // half-sent PDU, and with TLS support compiled in it spins on a connection that closes or
     // times out before a complete first message (its TLS sniffing loops on end-of-file).
-    if let Err(why) = await_first_message(&stream, ctx.limits.artim_timeout(), tls.is_some()) {
-        tracing::info!(%peer, reason = why, "connection closed before an association request");
-        metrics::counter!("radris_dimse_associations_failed_total").increment(1);
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+    let first = match await_first_message(&stream, ctx.limits.artim_timeout(), tls.is_some()) {
+        Ok(first) => first,
+        Err(why) => {
+            tracing::info!(%peer, reason = why, "connection closed before an association request");
+            metrics::counter!("radris_dimse_associations_failed_total").increment(1);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    };
+    // In plain TCP the first PDU is screened here: dicom-ul's acceptor closes the socket
+    // without a word on a malformed request, and answers A-RELEASE-RQ with A-RELEASE-RP.
+    if let Some(refusal) = tls.is_none().then(|| screen_first_pdu(&first)).flatten() {
+        refuse_first_pdu(stream, peer, &refusal);
         return;
     }
     match tls {
@@ -355,13 +372,13 @@ const MAX_FIRST_MESSAGE: usize = 1 << 20;
 
 /// Wait, without consuming anything, until the socket holds one complete first message: an
 /// A-ASSOCIATE-RQ PDU (6-byte header with a 32-bit length) or, for TLS, one TLS record
-/// (5-byte header with a 16-bit length). Fails when `deadline` passes, the peer closes, or the
-/// announced length is absurd.
+/// (5-byte header with a 16-bit length), and return a copy of it. Fails when `deadline`
+/// passes, the peer closes, or the announced length is absurd.
 fn await_first_message(
     stream: &TcpStream,
     deadline: std::time::Duration,
     tls: bool,
-) -> Result<(), &'static str> {
+) -> Result<Vec<u8>, &'static str> {
     let end = Instant::now() + deadline;
     let header = if tls { 5 } else { 6 };
     let mut buf = vec![0u8; header];
@@ -416,7 +433,8 @@ fn await_first_message(
                         return Err("not a TLS ClientHello in one record");
                     }
                 }
-                return Ok(());
+                buf.truncate(needed);
+                return Ok(buf);
             }
             if buf.len() < needed {
                 buf.resize(needed, 0);
@@ -428,6 +446,67 @@ fn await_first_message(
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         seen = n;
+    }
+}
+
+/// Why the first PDU of a connection is refused before dicom-ul sees it.
+#[derive(Debug, PartialEq, Eq)]
+struct FirstPduRefusal {
+    /// A-ABORT reason (PS3.8 9.3.8, source service-provider), or `None` to close without a
+    /// word (the requestor itself sent A-ABORT: PS3.8 9.2 AA-2).
+    abort_reason: Option<u8>,
+    why: String,
+}
+
+/// PS3.8 9.2, state Sta2: a connection may only open with a well-formed A-ASSOCIATE-RQ. Any
+/// other PDU is answered with A-ABORT (AA-1): reason 1 for an unknown PDU type, 2 for a PDU
+/// that has no place here (A-RELEASE-RQ, P-DATA-TF, an A-ASSOCIATE-AC from the requestor), 6
+/// for a request that does not parse (missing application context, unknown item, a length
+/// that lies). An A-ABORT is answered by closing the connection (AA-2).
+fn screen_first_pdu(pdu: &[u8]) -> Option<FirstPduRefusal> {
+    let refuse = |abort_reason, why: String| Some(FirstPduRefusal { abort_reason, why });
+    match pdu.first() {
+        Some(0x01) => {}
+        Some(0x07) => return refuse(None, "A-ABORT before any association".into()),
+        Some(&t @ 0x02..=0x06) => {
+            return refuse(Some(2), format!("{} before any association", pdu_name(t)));
+        }
+        Some(t) => return refuse(Some(1), format!("unrecognized PDU type 0x{t:02X}")),
+        None => return refuse(Some(6), "empty PDU".into()),
+    }
+    match dicom_ul::pdu::read_pdu(pdu, dicom_ul::pdu::MAXIMUM_PDU_SIZE, false) {
+        Ok(Some(_)) => None,
+        Ok(None) => refuse(
+            Some(6),
+            "A-ASSOCIATE-RQ shorter than its header says".into(),
+        ),
+        Err(e) => refuse(Some(6), format!("malformed A-ASSOCIATE-RQ: {e}")),
+    }
+}
+
+fn pdu_name(pdu_type: u8) -> &'static str {
+    match pdu_type {
+        0x01 => "A-ASSOCIATE-RQ",
+        0x02 => "A-ASSOCIATE-AC",
+        0x03 => "A-ASSOCIATE-RJ",
+        0x04 => "P-DATA-TF",
+        0x05 => "A-RELEASE-RQ",
+        0x06 => "A-RELEASE-RP",
+        0x07 => "A-ABORT",
+        _ => "unknown PDU",
+    }
+}
+
+/// Answer a refused first PDU with A-ABORT (or nothing, after the requestor's own A-ABORT),
+/// close, and log why.
+fn refuse_first_pdu(stream: TcpStream, peer: &str, refusal: &FirstPduRefusal) {
+    tracing::warn!(%peer, reason = %refusal.why, "connection aborted before an association");
+    metrics::counter!("radris_dimse_associations_failed_total").increment(1);
+    match refusal.abort_reason {
+        Some(reason) => {
+            answer_and_close(stream, &[0x07, 0x00, 0, 0, 0, 4, 0x00, 0x00, 0x02, reason])
+        }
+        None => answer_and_close(stream, &[]),
     }
 }
 
@@ -1140,4 +1219,71 @@ fn describe_query(q: &FindQuery) -> String {
         .map(|k| format!("{}={:?}", k.tag, k.matcher))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_ul::pdu::{AssociationRQ, Pdu, PresentationContextProposed, UserVariableItem};
+
+    fn request() -> Vec<u8> {
+        let rq = Pdu::AssociationRQ(AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: "SCU".into(),
+            called_ae_title: "RADRIS".into(),
+            application_context_name: "1.2.840.10008.3.1.1.1".into(),
+            presentation_contexts: vec![PresentationContextProposed {
+                id: 1,
+                abstract_syntax: "1.2.840.10008.1.1".into(),
+                transfer_syntaxes: vec!["1.2.840.10008.1.2".into()],
+            }],
+            user_variables: vec![UserVariableItem::MaxLength(16384)],
+        });
+        let mut out = Vec::new();
+        dicom_ul::pdu::write_pdu(&mut out, &rq).expect("encodes");
+        out
+    }
+
+    fn reason(pdu: &[u8]) -> Option<Option<u8>> {
+        screen_first_pdu(pdu).map(|r| r.abort_reason)
+    }
+
+    #[test]
+    fn a_well_formed_request_passes() {
+        assert_eq!(screen_first_pdu(&request()), None);
+    }
+
+    #[test]
+    fn other_first_pdus_are_aborted_or_closed() {
+        // A-RELEASE-RQ, P-DATA-TF: unexpected PDU
+        assert_eq!(reason(&[5, 0, 0, 0, 0, 4, 0, 0, 0, 0]), Some(Some(2)));
+        let pdata = [4, 0, 0, 0, 0, 8, 0, 0, 0, 4, 1, 3, 0, 0];
+        assert_eq!(reason(&pdata), Some(Some(2)));
+        // an A-ASSOCIATE-AC from the requestor: the request's body under type 2
+        let mut ac = request();
+        ac[0] = 2;
+        assert_eq!(reason(&ac), Some(Some(2)));
+        // unknown PDU type
+        assert_eq!(reason(&[9, 0, 0, 0, 0, 2, 0, 0]), Some(Some(1)));
+        // A-ABORT: close without answering
+        assert_eq!(reason(&[7, 0, 0, 0, 0, 4, 0, 0, 0, 0]), Some(None));
+    }
+
+    #[test]
+    fn malformed_requests_are_aborted() {
+        let good = request();
+        // the application context item (first item, at offset 74) turned into an unknown type
+        assert_eq!(good[74], 0x10);
+        let mut unknown_item = good.clone();
+        unknown_item[74] = 0x77;
+        assert_eq!(reason(&unknown_item), Some(Some(6)));
+        // an item length pointing past the end of the PDU
+        let mut lying = good.clone();
+        lying[76..78].copy_from_slice(&0xFFF0u16.to_be_bytes());
+        assert_eq!(reason(&lying), Some(Some(6)));
+        // a request cut short of its fixed part
+        let mut short = good[..40].to_vec();
+        short[2..6].copy_from_slice(&34u32.to_be_bytes());
+        assert_eq!(reason(&short), Some(Some(6)));
+    }
 }
