@@ -3,12 +3,13 @@
 associations at once."""
 import os
 import re
+import subprocess
 import threading
 
 from pydicom.uid import generate_uid
 
 import dimse
-from conftest import run_radris
+from conftest import RADRIS_BIN, run_radris
 
 
 def test_import_is_recursive_resumable_and_reports_rejects(server_factory, ct_series, tmp_path):
@@ -45,6 +46,15 @@ def test_import_is_recursive_resumable_and_reports_rejects(server_factory, ct_se
     fourth = run_radris("import", "--config", reject, "--data-dir", srv.data_dir, src / "nested")
     assert fourth.returncode == 0, fourth.stdout + fourth.stderr
     assert "import: 0 stored, 20 already present, 0 rejected" in fourth.stdout, fourth.stdout
+    # a reader that went away (`radris import … | head`) ends the listing, not the process
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        gone = subprocess.run([RADRIS_BIN, "import", "--data-dir", str(srv.data_dir), str(src)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert gone.returncode == 1 and "panicked" not in gone.stderr, gone.stderr
     srv.start()
     got = dimse.find(srv.port, dimse.make_query("SERIES", StudyInstanceUID=ct_series.study_uid,
                                                 NumberOfSeriesRelatedInstances=""))
