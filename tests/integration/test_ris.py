@@ -18,7 +18,7 @@ import pydicom
 import pytest
 import requests
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (ModalityPerformedProcedureStep, ModalityWorklistInformationFind,
                                   StorageCommitmentPushModel)
@@ -437,6 +437,33 @@ def test_bad_modality_input_gets_clear_statuses(ris, tmp_path):
     assert answers == []
     text = (cp.stdout + cp.stderr).lower()
     assert "a900" in text or "does not match" in text or "identifier" in text, text
+
+
+def test_deflated_n_service_data_sets_inflate_within_their_own_bound(ris):
+    """An N-CREATE/N-SET/N-ACTION data set may be several MiB (a large commitment request):
+    deflated, it is inflated up to 32 MiB, not the 1 MiB of a query identifier, and refused
+    (0x0106) past that, without inflating the rest."""
+    env = ris
+    fake = {"accession": "NO-SUCH", "study_uid": generate_uid(), "patient": {"patient_id": "X"}}
+
+    def create(padding: int) -> int:
+        ds = mpps_dataset(fake, "IN PROGRESS", "SPS9999999")
+        ds.add_new(0x00091010, "OB", b"\0" * padding)  # zeros: a few KiB once deflated
+        ae = AE(ae_title="CT01")
+        ae.add_requested_context(ModalityPerformedProcedureStep,
+                                 [DeflatedExplicitVRLittleEndian])
+        assoc = ae.associate("127.0.0.1", env.srv.port, ae_title=dimse.SERVER_AET)
+        assert assoc.is_established
+        try:
+            status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, generate_uid())
+        finally:
+            assoc.release()
+        return status.Status
+
+    # inflated whole, then refused for what it says: the step is unknown
+    assert create(3 << 20) == 0x0110
+    # over the bound: refused as it is inflated
+    assert create(40 << 20) == 0x0106
 
 
 def test_unmatched_studies_wait_for_reconciliation(ris, tmp_path):
