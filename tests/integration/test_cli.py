@@ -144,3 +144,25 @@ def test_many_concurrent_associations(server):
                                                    NumberOfPatientRelatedInstances=""), model="patient")
     assert sorted(int(p.NumberOfPatientRelatedInstances) for p in got) == [5] * 12
     assert len(set(uids)) == 60
+
+
+def test_admin_verify_beside_a_busy_server(server_factory, ct_series):
+    """`radris admin verify` while the server stores: blobs still in staging or just published
+    are neither orphans nor missing; every run is clean."""
+    import subprocess as sp
+    from conftest import dcmtk_env
+    srv = server_factory()
+    p = sp.Popen(["/usr/bin/storescu", "+sd", "+sp", "*.dcm", "-aet", "TESTSCU", "-aec", "RADRIS",
+                  "127.0.0.1", str(srv.port), str(ct_series.dir)],
+                 stdout=sp.DEVNULL, stderr=sp.PIPE, env=dcmtk_env())
+    runs = []
+    while p.poll() is None or not runs:
+        rc, out = srv.verify()
+        m = re.search(r"verify: (\d+) objects ok, (\d+) mismatches, (\d+) missing, (\d+) orphans",
+                      out)
+        assert rc == 0 and m, out
+        runs.append(tuple(map(int, m.groups())))
+        assert runs[-1][1:] == (0, 0, 0), out
+    assert p.wait(600) == 0, p.stderr.read()
+    print(f"{len(runs)} verify runs during the store: {runs}")
+    srv.assert_verify_clean(expect_objects=300)
