@@ -22,6 +22,7 @@ use crate::crypto::{BlobReader, DataKeys};
 use crate::fragments::Fragments;
 use crate::index::direct::{DirectWriter, Handoff};
 use crate::index::{DeleteLevel, FindRow, Index, InsertOp, InsertOutcome, StoredInstance};
+use crate::lock::DataDirLocks;
 use radris_core::keys::KeyWrapper;
 
 /// Data sets up to this size are also kept in memory while they arrive and parsed from there;
@@ -83,6 +84,15 @@ struct Inner {
     /// runtime's pool of blocking threads (kept alive between instances: no thread is made
     /// per instance).
     workers: tokio::runtime::Handle,
+    /// This process's hold on the data directory (see [`crate::lock`]), released on drop.
+    locks: std::sync::Mutex<Option<DataDirLocks>>,
+}
+
+fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+        path: data_dir.display().to_string(),
+        source,
+    })
 }
 
 /// The archive: cheap to clone, shared by DIMSE, HTTP and the CLI.
@@ -154,9 +164,19 @@ impl Archive {
         events: EventBus,
         keys: Arc<dyn KeyWrapper>,
     ) -> Result<Self, StoreError> {
-        let archive = Self::attach(data_dir, database_url, policy, events, keys).await?;
+        create_data_dir(data_dir)?;
+        let locks = DataDirLocks::serve(data_dir).await?;
+        let archive =
+            Self::attach_locked(data_dir, database_url, policy, events, keys, locks).await?;
         archive.recover().await?;
         archive.finish_removals().await?;
+        let locks = archive.inner.locks.lock().ok().and_then(|mut l| l.take());
+        if let Some(locks) = locks {
+            let locks = locks.recovered(data_dir).await?;
+            if let Ok(mut l) = archive.inner.locks.lock() {
+                *l = Some(locks);
+            }
+        }
         Ok(archive)
     }
 
@@ -170,10 +190,19 @@ impl Archive {
         events: EventBus,
         keys: Arc<dyn KeyWrapper>,
     ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        create_data_dir(data_dir)?;
+        let locks = DataDirLocks::attach(data_dir).await?;
+        Self::attach_locked(data_dir, database_url, policy, events, keys, locks).await
+    }
+
+    async fn attach_locked(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        policy: DuplicatePolicy,
+        events: EventBus,
+        keys: Arc<dyn KeyWrapper>,
+        locks: DataDirLocks,
+    ) -> Result<Self, StoreError> {
         let url = database_url
             .map(str::to_owned)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("index.sqlite").display()));
@@ -208,6 +237,7 @@ impl Archive {
                 policy,
                 in_memory_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_IN_MEMORY_LIMIT),
                 workers: tokio::runtime::Handle::current(),
+                locks: std::sync::Mutex::new(Some(locks)),
             }),
         };
         Ok(archive)

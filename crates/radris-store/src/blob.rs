@@ -466,10 +466,13 @@ impl BlobStore {
             let entry = entry.map_err(io(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match name.strip_suffix(".part") {
-                Some(id) => {
-                    let len = entry.metadata().map_err(io(&entry.path()))?.len();
-                    out.push((id.to_owned(), len));
-                }
+                Some(id) => match entry.metadata() {
+                    Ok(m) => out.push((id.to_owned(), m.len())),
+                    // published (or removed) since the listing: a beside-the-server reader
+                    // (`admin verify`) sees the staging directory change under it
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&entry.path())(e)),
+                },
                 None => {
                     // not ours: leave it, but say so
                     tracing::warn!(file = %name, "unexpected file in staging directory");
@@ -485,7 +488,13 @@ impl BlobStore {
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                // a series or study folder emptied and removed since it was listed
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            };
+            for entry in entries {
                 let entry = entry.map_err(io(&dir))?;
                 let p = entry.path();
                 if entry.file_type().map_err(io(&p))?.is_dir() {

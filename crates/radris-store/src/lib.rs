@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod direct_io;
 pub mod fragments;
 pub mod index;
+mod lock;
 mod schema;
 
 pub use archive::{Archive, Ingest, IngestHint, Stored, VerifyReport};
@@ -57,6 +58,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("the archive is shutting down")]
     ShuttingDown,
+    /// Another `radris serve` holds the data directory.
+    #[error(
+        "{0} is already served by another radris process (its serve.lock is held): one server per data directory"
+    )]
+    InUse(String),
     /// Encryption or authenticated decryption failed: a tampered or truncated blob, a
     /// wrong or missing key. Never shows key material.
     #[error("encryption: {0}")]

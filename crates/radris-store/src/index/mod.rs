@@ -154,6 +154,46 @@ macro_rules! stored_instance_columns {
     };
 }
 
+/// One connection made by hand before the pool: the pool retries a failing connect until its
+/// acquire timeout and then reports only "pool timed out", hiding why (connection refused, a
+/// wrong password, a damaged SQLite file).
+async fn probe(url: &str, backend: Backend) -> Result<(), StoreError> {
+    let attempt = async {
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        if backend == Backend::Sqlite {
+            // the first statement that reads the file: "file is not a database" shows here
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        conn.close().await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StoreError::Database(format!(
+            "cannot open the index at {}: {e}",
+            redact_url(url)
+        ))),
+        Err(_) => Err(StoreError::Database(format!(
+            "cannot open the index at {}: no answer within 30 s",
+            redact_url(url)
+        ))),
+    }
+}
+
+/// `url` without the password of its user part, for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 impl Index {
     /// Connect, apply pending migrations. A `sqlite://` URL gets WAL, full sync and
     /// case-sensitive LIKE (PN columns are stored upper-cased instead).
@@ -174,6 +214,7 @@ impl Index {
         } else {
             url.to_owned()
         };
+        probe(&url, backend).await?;
         let mut opts = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -849,4 +890,53 @@ fn stored_instance(r: &AnyRow) -> Result<StoredInstance, StoreError> {
             .map_err(|e| StoreError::db("instance row", e))?,
         sha256: g(8)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_kept_out_of_messages() {
+        assert_eq!(
+            redact_url("postgres://radris:s3cret@db:5432/radris?sslmode=require"),
+            "postgres://radris:***@db:5432/radris?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/radris"), "postgres://db/radris");
+        assert_eq!(
+            redact_url("sqlite:///var/lib/radris/index.sqlite?mode=rwc"),
+            "sqlite:///var/lib/radris/index.sqlite?mode=rwc"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_sqlite_file_is_named_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let started = std::time::Instant::now();
+        let err = Index::open(&format!("sqlite://{}", path.display()))
+            .await
+            .err()
+            .expect("a file that is not a database");
+        assert!(err.to_string().contains("not a database"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_named_at_once() {
+        // a port nothing listens on: bind one, note it, close it
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = Index::open(&format!("postgres://radris:pw@127.0.0.1:{port}/radris"))
+            .await
+            .err()
+            .expect("nothing listens there");
+        let text = err.to_string();
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains(":pw@"), "{text}");
+    }
 }

@@ -1,0 +1,168 @@
+//! Who may use a data directory at once (advisory `flock` locks in the directory itself).
+//!
+//! - `serve.lock`: held exclusively by the one process that serves the archive
+//!   ([`crate::Archive::open`]). A second server on the same directory is refused: its crash
+//!   recovery would take the first one's stores in flight for a crash's leftovers.
+//! - `writers.lock`: held shared by every process using the archive (the server, `radris
+//!   import`, `demo`, the admin commands: [`crate::Archive::attach`]), and exclusively by
+//!   the server during its crash recovery only. Recovery therefore never runs beside another
+//!   process's stores, and a tool started during recovery waits for it to finish.
+//!
+//! The kernel drops the locks when the process ends, however it ends.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::Path;
+
+use crate::StoreError;
+
+/// The locks a process holds on its data directory, for as long as it uses the archive.
+#[derive(Debug)]
+pub(crate) struct DataDirLocks {
+    _serve: Option<File>,
+    _writers: File,
+}
+
+fn lock_file(data_dir: &Path, name: &str) -> Result<File, StoreError> {
+    let path = data_dir.join(name);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+fn lock_error(data_dir: &Path, name: &str, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: data_dir.join(name).display().to_string(),
+        source,
+    }
+}
+
+/// Blocking wait for `lock`, off the async runtime's threads.
+async fn wait_for(
+    file: File,
+    exclusive: bool,
+    data_dir: &Path,
+    name: &'static str,
+) -> Result<File, StoreError> {
+    let dir = data_dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map(|()| file).map_err(|e| lock_error(&dir, name, e))
+    })
+    .await
+    .map_err(|e| StoreError::Io {
+        path: data_dir.join(name).display().to_string(),
+        source: std::io::Error::other(e),
+    })?
+}
+
+impl DataDirLocks {
+    /// The server's locks: `serve.lock` at once or [`StoreError::InUse`], then `writers.lock`
+    /// exclusively (waiting for the other processes writing to the archive to finish). Call
+    /// [`DataDirLocks::recovered`] after crash recovery.
+    pub(crate) async fn serve(data_dir: &Path) -> Result<Self, StoreError> {
+        let serve = lock_file(data_dir, "serve.lock")?;
+        match serve.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse(data_dir.display().to_string()));
+            }
+            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "serve.lock", e)),
+        }
+        let writers = lock_file(data_dir, "writers.lock")?;
+        let writers = match writers.try_lock() {
+            Ok(()) => writers,
+            Err(TryLockError::WouldBlock) => {
+                tracing::warn!(
+                    dir = %data_dir.display(),
+                    "another radris process (import, demo, an admin command) is using the archive: crash recovery waits for it to finish"
+                );
+                wait_for(writers, true, data_dir, "writers.lock").await?
+            }
+            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "writers.lock", e)),
+        };
+        Ok(DataDirLocks {
+            _serve: Some(serve),
+            _writers: writers,
+        })
+    }
+
+    /// Crash recovery is done: let the other processes in (`writers.lock` goes from
+    /// exclusive to shared; only a `serve.lock` holder ever takes it exclusively, so nobody
+    /// can take it in between).
+    pub(crate) async fn recovered(self, data_dir: &Path) -> Result<Self, StoreError> {
+        self._writers
+            .unlock()
+            .map_err(|e| lock_error(data_dir, "writers.lock", e))?;
+        let writers = wait_for(self._writers, false, data_dir, "writers.lock").await?;
+        Ok(DataDirLocks {
+            _serve: self._serve,
+            _writers: writers,
+        })
+    }
+
+    /// A tool's lock: `writers.lock` shared (waiting while a server recovers from a crash).
+    pub(crate) async fn attach(data_dir: &Path) -> Result<Self, StoreError> {
+        let writers = lock_file(data_dir, "writers.lock")?;
+        let writers = match writers.try_lock_shared() {
+            Ok(()) => writers,
+            Err(TryLockError::WouldBlock) => {
+                tracing::info!(dir = %data_dir.display(), "waiting for the server's crash recovery to finish");
+                wait_for(writers, false, data_dir, "writers.lock").await?
+            }
+            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "writers.lock", e)),
+        };
+        Ok(DataDirLocks {
+            _serve: None,
+            _writers: writers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_server_per_directory_and_tools_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLocks::serve(dir.path()).await.unwrap();
+        assert!(matches!(
+            DataDirLocks::serve(dir.path()).await,
+            Err(StoreError::InUse(_))
+        ));
+        // during recovery a tool waits; after it, it gets in
+        let tool = tokio::spawn({
+            let d = dir.path().to_owned();
+            async move { DataDirLocks::attach(&d).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!tool.is_finished(), "a tool got in during crash recovery");
+        let first = first.recovered(dir.path()).await.unwrap();
+        let tool = tool.await.unwrap().unwrap();
+        assert!(matches!(
+            DataDirLocks::serve(dir.path()).await,
+            Err(StoreError::InUse(_))
+        ));
+        drop(first);
+        // the server is gone: the next one waits for the tool before recovering
+        let next = tokio::spawn({
+            let d = dir.path().to_owned();
+            async move { DataDirLocks::serve(&d).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!next.is_finished(), "recovery began beside a tool");
+        drop(tool);
+        next.await.unwrap().unwrap();
+    }
+}
