@@ -22,6 +22,17 @@ pub mod message;
 pub mod scp;
 pub mod scu;
 
+impl From<std::io::Error> for DimseError {
+    /// A socket timeout (`EAGAIN`/`ETIMEDOUT` on a socket with a read or write timeout) is
+    /// reported as such, not as "Resource temporarily unavailable".
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => DimseError::TimedOut,
+            _ => DimseError::Io(e),
+        }
+    }
+}
+
 /// Why a DIMSE operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,8 +43,18 @@ pub enum DimseError {
         #[source]
         source: Box<dicom_ul::association::Error>,
     },
+    /// The peer did not answer in time: an association request (ARTIM) or a message.
+    #[error("timed out: no answer from {peer} within {} s ({waiting_for})", after.as_secs())]
+    Timeout {
+        peer: String,
+        waiting_for: &'static str,
+        after: std::time::Duration,
+    },
+    /// A read or write on an association timed out (the socket's timeout, set per use).
+    #[error("timed out waiting for the peer (nothing arrived within the association's time limit)")]
+    TimedOut,
     #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("DICOM encoding: {0}")]

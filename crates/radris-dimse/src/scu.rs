@@ -81,17 +81,32 @@ fn establish(
     opts: &ScuOptions,
     builder: ClientAssociationOptions<'_>,
 ) -> Result<ClientAssociation<TcpStream>, DimseError> {
+    let started = std::time::Instant::now();
+    let peer = || format!("{}@{}", opts.called_ae, opts.address);
     let mut assoc = builder
         .calling_ae_title(opts.calling_ae.clone())
         .called_ae_title(opts.called_ae.clone())
         .max_pdu_length(opts.max_pdu_length)
         .read_timeout(opts.timeout)
         .write_timeout(opts.timeout)
-        .connection_timeout(Duration::from_secs(10))
+        .connection_timeout(opts.timeout.min(Duration::from_secs(10)))
         .establish_with(&opts.address)
-        .map_err(|source| DimseError::Association {
-            peer: format!("{}@{}", opts.called_ae, opts.address),
-            source: Box::new(source),
+        .map_err(|source| {
+            // a peer that accepts the connection and never answers: dicom-ul reports the
+            // timed-out read as anything from "os error 11" to "peer seems to be sending TLS"
+            if started.elapsed() + Duration::from_millis(200) >= opts.timeout {
+                tracing::debug!(error = %source, "association request timed out");
+                DimseError::Timeout {
+                    peer: peer(),
+                    waiting_for: "association request",
+                    after: opts.timeout,
+                }
+            } else {
+                DimseError::Association {
+                    peer: peer(),
+                    source: Box::new(source),
+                }
+            }
         })?;
     assoc.inner_stream().set_nodelay(true)?;
     Ok(assoc)

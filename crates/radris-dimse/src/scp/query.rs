@@ -209,12 +209,20 @@ impl Session<'_> {
                 .collect();
             contexts.sort();
             contexts.dedup();
-            let opts = ScuOptions::new(
+            let mut opts = ScuOptions::new(
                 self.ctx.directory.local_ae.as_str(),
                 destination,
                 &format!("{host}:{port}"),
             );
-            let mut sub = match scu::connect_for_store(&opts, &contexts) {
+            // the destination must answer the association request within ARTIM, so that a
+            // hung destination fails this C-MOVE before its requestor gives up on us
+            opts.timeout = self.ctx.limits.artim_timeout();
+            let connected = scu::connect_for_store(&opts, &contexts).and_then(|mut a| {
+                a.inner_stream()
+                    .set_read_timeout(Some(self.ctx.limits.idle_timeout()))?;
+                Ok(a)
+            });
+            let mut sub = match connected {
                 Ok(a) => a,
                 Err(e) => {
                     return fail(
