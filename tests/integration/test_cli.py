@@ -66,13 +66,19 @@ def values(v) -> set[str]:
     return {str(v)} if isinstance(v, str) else {str(x) for x in v}
 
 
-def test_demo_data_set_is_queryable(server_factory):
+def test_demo_data_set_is_queryable(server_factory, tmp_path):
     srv = server_factory(start=False)
+    # an archive that already holds more instances than the demo set: the demo is still
+    # written (it is looked for by its own studies, not by a count)
+    run_radris("generate", "ct", "--out", tmp_path / "other", "--slices", 700, "--rows", 8,
+               "--cols", 8, "--seed", 7, check=True)
+    run_radris("import", "--data-dir", srv.data_dir, tmp_path / "other", check=True)
     run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
     srv.start()
     studies = dimse.find(srv.port, dimse.make_query(
         "STUDY", StudyInstanceUID="", PatientName="", ModalitiesInStudy="",
         NumberOfStudyRelatedInstances="", StudyDescription=""))
+    studies = [s for s in studies if int(s.NumberOfStudyRelatedInstances) != 700]
     by_desc = {str(s.StudyDescription): s for s in studies}
     assert len(studies) == 6, [str(s.StudyDescription) for s in studies]
     chest = by_desc["CT CHEST LUNG NODULE FOLLOW-UP"]
@@ -95,7 +101,7 @@ def test_demo_data_set_is_queryable(server_factory):
     # running demo again changes nothing
     srv.stop()
     run_radris("demo", "--data-dir", srv.data_dir, check=True, timeout=900)
-    srv.assert_verify_clean(expect_objects=300 + 100 + 40 + 24 + 1 + 160 + 3)
+    srv.assert_verify_clean(expect_objects=700 + 300 + 100 + 40 + 24 + 1 + 160 + 3)
 
 
 def test_admin_scu_find_get_move(server, ct_series, tmp_path):
@@ -166,3 +172,110 @@ def test_admin_verify_beside_a_busy_server(server_factory, ct_series):
     assert p.wait(600) == 0, p.stderr.read()
     print(f"{len(runs)} verify runs during the store: {runs}")
     srv.assert_verify_clean(expect_objects=300)
+
+
+def test_one_server_per_data_directory(server):
+    """A second `radris serve` on a served data directory is refused at once (its crash
+    recovery would take the first one's stores in flight for a crash's leftovers)."""
+    from conftest import free_port
+    second = run_radris("serve", "--data-dir", server.data_dir, "--dicom-listen",
+                        f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}",
+                        timeout=60)
+    assert second.returncode != 0, second.stdout + second.stderr
+    assert "already served by another radris process" in second.stderr, second.stderr
+    assert dimse.echo(server.port) == 0x0000
+
+
+def test_admin_commands_refuse_a_directory_without_an_archive(tmp_path):
+    typo = tmp_path / "radirs"
+    for cmd in (["admin", "verify"], ["audit", "verify"], ["admin", "keys", "list"]):
+        cp = run_radris(*cmd, "--data-dir", typo)
+        assert cp.returncode == 2, cp.stdout + cp.stderr
+        assert "no archive in" in cp.stderr, cp.stderr
+    assert not typo.exists(), "a read-only check made an archive"
+
+
+def test_environment_switches_override_the_file(server_factory):
+    """`RADRIS_OPEN_AE=false` turns off `open_ae = true` in the file; switches take 1/0 too."""
+    srv = server_factory(start=False)
+    srv.config_path.write_text("open_ae = true\n" + srv.config_path.read_text())
+    srv.env["RADRIS_OPEN_AE"] = "false"
+    srv.env["RADRIS_LOG_JSON"] = "0"
+    srv.start()
+    assert dimse.echo(srv.port, aet="STRANGER") is None, "an unknown AE got in"
+    assert dimse.echo(srv.port) == 0x0000
+    srv.stop()
+    srv.env["RADRIS_OPEN_AE"] = "1"
+    srv.start()
+    assert dimse.echo(srv.port, aet="STRANGER") == 0x0000
+
+
+def silent_listener():
+    """A TCP port that accepts connections and never says a word (a hung peer)."""
+    import socket
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        lst.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(lst.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def close():
+        stop.set()
+        for c in held:
+            c.close()
+        lst.close()
+
+    return lst.getsockname()[1], close
+
+
+def test_a_silent_peer_times_out_with_a_clear_message(tmp_path):
+    port, close = silent_listener()
+    try:
+        env = dict(os.environ, RADRIS_LOG_JSON="1")
+        cp = run_radris("dicom", "echo", "--timeout", 2, "127.0.0.1", port, env=env, timeout=60)
+        assert cp.returncode == 2, cp.stdout + cp.stderr
+        assert "no answer from RADRIS@127.0.0.1" in cp.stderr and "within 2 s" in cp.stderr, \
+            cp.stderr
+        assert "TLS" not in cp.stderr, cp.stderr
+    finally:
+        close()
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cp = run_radris("dicom", "get", "127.0.0.1", port, "-k", "StudyInstanceUID=1.2.3",
+                    "--out", afile)
+    assert cp.returncode == 2 and f"--out {afile}: exists and is not a folder" in cp.stderr, \
+        cp.stderr
+
+
+def test_c_move_to_a_hung_destination_fails_within_artim(server_factory, ct_series):
+    """A destination that accepts the connection and never answers: the C-MOVE fails once
+    ARTIM expires, with a status, before a requestor's own timeout."""
+    import time
+    port, close = silent_listener()
+    try:
+        srv = server_factory(extra_config=(
+            "\n[[remote_aes]]\nae_title = \"HUNGDEST\"\ntenant = \"default\"\n"
+            f"host = \"127.0.0.1\"\nport = {port}\n\n[dimse]\nartim_timeout_s = 3\n"))
+        stored = run_radris("dicom", "store", "--aet", "TESTSCU", "127.0.0.1", srv.port,
+                            *ct_series.files[:2])
+        assert stored.returncode == 0, stored.stdout + stored.stderr
+        t0 = time.time()
+        st, _ = dimse.move(srv.port, dimse.make_query("STUDY",
+                                                      StudyInstanceUID=ct_series.study_uid),
+                           "HUNGDEST")
+        took = time.time() - t0
+        assert st is not None and st & 0xF000 in (0xA000, 0xC000), hex(st or 0)
+        assert took < 20, took
+        assert "no answer from HUNGDEST" in srv.log_tail(200)
+    finally:
+        close()

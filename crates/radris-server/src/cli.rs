@@ -18,9 +18,10 @@ use radris_dimse::scu::{self, ScuOptions};
     about = "RADRIS: radiology archive (PACS) and information system"
 )]
 pub struct Cli {
-    /// Log as JSON lines (for log shippers).
-    #[arg(long, global = true, env = "RADRIS_LOG_JSON")]
-    pub log_json: bool,
+    /// Log as JSON lines (for log shippers). `--log-json=false` or `RADRIS_LOG_JSON=0` to
+    /// turn it off; booleans take true/false, 1/0, yes/no, on/off.
+    #[arg(long, global = true, env = "RADRIS_LOG_JSON", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: Option<bool>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -99,15 +100,16 @@ pub struct ServeArgs {
     #[arg(long, env = "RADRIS_AE_TITLE")]
     pub ae_title: Option<String>,
     /// Accept any calling AE into the `default` tenant (off unless asked for or in demo mode).
-    #[arg(long, env = "RADRIS_OPEN_AE")]
-    pub open_ae: bool,
+    /// `--open-ae=false` (or `RADRIS_OPEN_AE=false`) overrides `open_ae = true` in the file.
+    #[arg(long, env = "RADRIS_OPEN_AE", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub open_ae: Option<bool>,
     /// Load the demo data set if the archive is empty, and accept any calling AE.
-    #[arg(long, env = "RADRIS_DEMO")]
-    pub demo: bool,
+    #[arg(long, env = "RADRIS_DEMO", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: Option<bool>,
     /// Serve HTTP requests without credentials as an anonymous read/write principal of the
     /// `default` tenant. For benchmarks and closed test networks only.
-    #[arg(long, env = "RADRIS_HTTP_ANONYMOUS")]
-    pub http_anonymous: bool,
+    #[arg(long, env = "RADRIS_HTTP_ANONYMOUS", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub http_anonymous: Option<bool>,
     /// PEM certificate chain for TLS (HTTP and DICOM).
     #[arg(long, env = "RADRIS_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -115,8 +117,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RADRIS_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Serve HTTP over TLS (HTTPS with HSTS) on --http-listen.
-    #[arg(long, env = "RADRIS_HTTP_TLS")]
-    pub http_tls: bool,
+    #[arg(long, env = "RADRIS_HTTP_TLS", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub http_tls: Option<bool>,
     /// Open a DICOM TLS listener here (PS3.15 Annex B; 2762 by convention).
     #[arg(long, env = "RADRIS_DICOM_TLS_LISTEN")]
     pub dicom_tls_listen: Option<SocketAddr>,
@@ -357,6 +359,10 @@ pub struct PeerArgs {
     pub called: String,
     pub host: String,
     pub port: u16,
+    /// Seconds to wait for the peer: for its answer to the association request, and then for
+    /// each message.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: u64,
 }
 
 #[derive(Args)]
@@ -399,8 +405,12 @@ pub enum DicomCommand {
 }
 
 pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RADRIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // dicom-ul's association requestor logs "Received TLS response to non-TLS request!" at
+    // ERROR whenever a peer sends nothing before the read timeout; our own error says what
+    // happened (a timeout, a refusal), so its requestor's log is off unless RADRIS_LOG asks
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RADRIS_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,dicom_ul::association::client=off")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -441,9 +451,28 @@ async fn open_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
     open_archive_as(cfg, true).await
 }
 
-/// Open the archive beside a server that may be running (no crash recovery).
+/// Open the archive beside a server that may be running (no crash recovery), making it if
+/// there is none yet (import, demo, bootstrap, tokens).
 async fn attach_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
     open_archive_as(cfg, false).await
+}
+
+/// [`attach_archive`] for commands that inspect or change an archive that must already
+/// exist (verify, delete, audit, keys): a mistyped `--data-dir` is an error, not a new, empty
+/// archive with a new master key that then checks out clean.
+async fn existing_archive(cfg: &Config) -> anyhow::Result<radris_store::Archive> {
+    archive_exists(cfg)?;
+    open_archive_as(cfg, false).await
+}
+
+fn archive_exists(cfg: &Config) -> anyhow::Result<()> {
+    if !cfg.data_dir.join("blobs").is_dir() {
+        anyhow::bail!(
+            "no archive in {}: it has no blobs/ folder (check --data-dir, RADRIS_DATA_DIR or data_dir in the configuration file)",
+            cfg.data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 async fn open_archive_as(cfg: &Config, recover: bool) -> anyhow::Result<radris_store::Archive> {
@@ -500,7 +529,7 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let (format, _) = r::format_of(&view)?;
     let rt = runtime()?;
     let (bytes, geometry, warnings) = rt.block_on(async {
-        let archive = attach_archive(&cfg).await?;
+        let archive = existing_archive(&cfg).await?;
         let study = match args.study {
             Some(s) => s,
             None => archive
@@ -555,11 +584,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(ae) = args.ae_title {
                 cfg.ae_title = ae;
             }
-            if args.open_ae || args.demo {
+            let demo = args.demo.unwrap_or(false);
+            if let Some(open) = args.open_ae {
+                cfg.open_ae = open;
+            }
+            if demo {
                 cfg.open_ae = true;
             }
-            if args.http_anonymous {
-                cfg.http.anonymous = true;
+            if let Some(anonymous) = args.http_anonymous {
+                cfg.http.anonymous = anonymous;
             }
             if let Some(p) = args.tls_cert {
                 cfg.tls.cert_file = Some(p);
@@ -567,8 +600,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(p) = args.tls_key {
                 cfg.tls.key_file = Some(p);
             }
-            if args.http_tls {
-                cfg.tls.http = true;
+            if let Some(tls) = args.http_tls {
+                cfg.tls.http = tls;
             }
             if let Some(a) = args.dicom_tls_listen {
                 cfg.tls.dicom_listen = Some(a);
@@ -580,7 +613,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(async move {
                 let archive = open_archive(&cfg).await?;
-                if args.demo {
+                if demo {
                     load_demo(&archive).await?;
                     demo_token(&cfg, &archive).await?;
                     demo_user(&cfg, &archive).await?;
@@ -702,7 +735,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let rt = runtime()?;
             let report = rt.block_on(async {
-                attach_archive(&cfg)
+                existing_archive(&cfg)
                     .await?
                     .verify()
                     .await
@@ -753,7 +786,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let rt = runtime()?;
             let n = rt.block_on(async {
-                attach_archive(&cfg)
+                existing_archive(&cfg)
                     .await?
                     .delete(&tenant, level, &uid)
                     .await
@@ -804,7 +837,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let rt = runtime()?;
             let report = rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
+                let archive = existing_archive(&cfg).await?;
                 let key = radris_auth::keys::audit_signing_key(&cfg.data_dir)?.verifying_key();
                 radris_auth::audit::verify(archive.index().pool(), Some(&key))
                     .await
@@ -864,7 +897,7 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let tenant = TenantId::parse(&tenant)?;
             let keys = rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
+                let archive = existing_archive(&cfg).await?;
                 archive
                     .data_keys()
                     .list(&tenant)
@@ -889,7 +922,7 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let tenant = TenantId::parse(&tenant)?;
             rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
+                let archive = existing_archive(&cfg).await?;
                 let id = archive.data_keys().rotate(&tenant).await?;
                 cli_audit(
                     &cfg,
@@ -920,6 +953,7 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::RotateMaster { archive } => {
             let cfg = load_config(&archive)?;
+            archive_exists(&cfg)?;
             radris_auth::keys::rotate_master_key(&cfg.data_dir)?;
             let n = rt.block_on(rewrap_data_keys(
                 &cfg,
@@ -974,7 +1008,7 @@ fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let tenant = TenantId::parse(&tenant)?;
             let list = rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
+                let archive = existing_archive(&cfg).await?;
                 radris_auth::Tokens::new(archive.index().pool().clone())
                     .list(&tenant)
                     .await
@@ -999,7 +1033,7 @@ fn token(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&archive)?;
             let tenant = TenantId::parse(&tenant)?;
             let done = rt.block_on(async {
-                let archive = attach_archive(&cfg).await?;
+                let archive = existing_archive(&cfg).await?;
                 radris_auth::Tokens::new(archive.index().pool().clone())
                     .revoke(&tenant, &token_id)
                     .await
@@ -1040,7 +1074,7 @@ async fn demo_token(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Re
 /// Re-wrap every data key under the current master key, audited as `action` on `resource`;
 /// returns how many were re-wrapped.
 async fn rewrap_data_keys(cfg: &Config, action: &str, resource: &str) -> anyhow::Result<usize> {
-    let archive = attach_archive(cfg).await?;
+    let archive = existing_archive(cfg).await?;
     let n = archive.data_keys().rewrap_all().await?;
     cli_audit(
         cfg,
@@ -1165,22 +1199,36 @@ async fn demo_day(cfg: &Config, archive: &radris_store::Archive) -> anyhow::Resu
 /// Store the demo studies (idempotent: already stored instances are kept).
 pub async fn load_demo(archive: &radris_store::Archive) -> anyhow::Result<()> {
     let tenant = TenantId::default_tenant();
-    let (_, _, before, _) = archive.index().statistics(&tenant).await?;
-    let studies = radris_dicom::synth::demo_studies();
-    let total: u64 = studies.iter().map(|s| s.instance_count()).sum();
-    if before >= total as i64 {
-        tracing::info!(instances = before, "demo data already present");
+    // each demo study by its own (fixed) UID: other studies in the archive do not count
+    let mut missing = Vec::new();
+    for study in radris_dicom::synth::demo_studies() {
+        let stored = archive
+            .index()
+            .study(&tenant, &study.study_uid())
+            .await?
+            .map_or(0, |s| s.num_instances);
+        if stored < study.instance_count() as i64 {
+            missing.push(study);
+        }
+    }
+    if missing.is_empty() {
+        tracing::info!("demo data already present");
         return Ok(());
     }
+    let total: u64 = missing.iter().map(|s| s.instance_count()).sum();
     let archive = archive.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(indicatif::ProgressStyle::with_template(
             "demo {bar:40} {pos}/{len} instances {eta}",
         )?);
-        for study in &studies {
+        for study in &missing {
             study.generate(|g| -> anyhow::Result<()> {
-                archive.ingest_part10(tenant.clone(), &g.part10)?;
+                match archive.ingest_part10(tenant.clone(), &g.part10) {
+                    // a study cut short before: what is stored already stays
+                    Ok(_) | Err(radris_store::StoreError::Duplicate(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 bar.inc(1);
                 Ok(())
             })?;
@@ -1203,8 +1251,10 @@ fn parse_keys(keys: &[String]) -> Vec<(String, String)> {
 }
 
 fn dicom(cmd: DicomCommand) -> anyhow::Result<ExitCode> {
-    let opts =
-        |p: &PeerArgs| ScuOptions::new(&p.calling, &p.called, &format!("{}:{}", p.host, p.port));
+    let opts = |p: &PeerArgs| ScuOptions {
+        timeout: std::time::Duration::from_secs(p.timeout),
+        ..ScuOptions::new(&p.calling, &p.called, &format!("{}:{}", p.host, p.port))
+    };
     match cmd {
         DicomCommand::Echo(p) => {
             scu::echo(&opts(&p))?;
@@ -1262,6 +1312,11 @@ fn dicom(cmd: DicomCommand) -> anyhow::Result<ExitCode> {
         DicomCommand::Get { query, out } => {
             let ident =
                 scu::identifier_from_keys(&query.level.to_uppercase(), &parse_keys(&query.keys))?;
+            if out.exists() && !out.is_dir() {
+                bail!("--out {}: exists and is not a folder", out.display());
+            }
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("--out {}: cannot create the folder", out.display()))?;
             let c = scu::get(&opts(&query.peer), !query.patient_root, &ident, &out)?;
             println!(
                 "C-GET: {} completed, {} failed, {} warnings",

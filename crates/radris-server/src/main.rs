@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
     let args = cli::Cli::parse();
-    cli::init_tracing(args.log_json);
+    cli::init_tracing(args.log_json.unwrap_or(false));
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
