@@ -103,7 +103,7 @@ pub struct ServeArgs {
     /// `--open-ae=false` (or `RADRIS_OPEN_AE=false`) overrides `open_ae = true` in the file.
     #[arg(long, env = "RADRIS_OPEN_AE", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub open_ae: Option<bool>,
-    /// Load the demo data set if the archive is empty, and accept any calling AE.
+    /// Store the demo studies not stored yet (and the RIS day), and accept any calling AE.
     #[arg(long, env = "RADRIS_DEMO", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: Option<bool>,
     /// Serve HTTP requests without credentials as an anonymous read/write principal of the

@@ -157,6 +157,8 @@ impl Archive {
     /// discard what a crash left in staging, and start the group-commit writer.
     ///
     /// `keys` wraps the tenants' data keys (envelope encryption, see [`crate::crypto`]).
+    /// One process serves a directory: another one's [`Archive::open`] gets
+    /// [`StoreError::InUse`]; recovery waits for processes [`Archive::attach`]ed to it.
     pub async fn open(
         data_dir: &Path,
         database_url: Option<&str>,
