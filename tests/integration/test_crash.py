@@ -44,6 +44,20 @@ def parse_acked(text: str, series) -> list[str]:
     return acked
 
 
+def store_and_kill(server, series, log_path, delay: float) -> list[str]:
+    """storescu of `series`, the server killed -9 after `delay` seconds; the instances the
+    client got Success for."""
+    p = start_storescu(server, series, log_path)
+    time.sleep(delay)
+    server.kill9()
+    try:
+        p.wait(120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    return parse_acked(log_path.read_text(), series)
+
+
 def check_retrievable(server, series, must_have: set[str]) -> int:
     st, rec, _ = dimse.get(server.port, dimse.make_query(
         "SERIES", StudyInstanceUID=series.study_uid, SeriesInstanceUID=series.series_uid),
@@ -82,16 +96,7 @@ def test_kill9_during_store(server_factory, ct_series, tmp_path):
     acked_total: set[str] = set()
     for rnd in range(ROUNDS):
         delay = rng.uniform(0.03 * duration, 0.97 * duration)
-        log_path = tmp_path / f"round{rnd}.log"
-        p = start_storescu(srv, ct_series, log_path)
-        time.sleep(delay)
-        srv.kill9()
-        try:
-            p.wait(120)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        acked = parse_acked(log_path.read_text(), ct_series)
+        acked = store_and_kill(srv, ct_series, tmp_path / f"round{rnd}.log", delay)
         acked_total |= set(acked)
         print(f"round {rnd}: killed after {delay:.2f}s, {len(acked)} acked this round, "
               f"{len(acked_total)} acked in total")
@@ -141,17 +146,8 @@ def test_kill9_during_overwrites(server_factory, ct_series, tmp_path):
     uids = set(versions[0].by_uid)
     for rnd in range(2 * ROUNDS):
         sent = versions[(rnd + 1) % 2]
-        log_path = tmp_path / f"overwrite{rnd}.log"
         delay = rng.uniform(0.15 * duration, 0.85 * duration)
-        p = start_storescu(srv, sent, log_path)
-        time.sleep(delay)
-        srv.kill9()
-        try:
-            p.wait(120)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        acked = set(parse_acked(log_path.read_text(), sent))
+        acked = set(store_and_kill(srv, sent, tmp_path / f"overwrite{rnd}.log", delay))
         print(f"round {rnd}: killed after {delay:.2f}s, {len(acked)} overwrites acked")
         srv.start()
         st, rec, _ = dimse.get(srv.port, dimse.make_query(

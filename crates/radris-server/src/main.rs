@@ -25,8 +25,45 @@ fn main() -> std::process::ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("radris: {e:#}");
+            eprintln!("radris: {}", error_chain(&e));
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause whose text the message
+/// before it already ends with (errors that print their source and also return it from
+/// `source()`: `I/O error on F: No such file…: No such file…`).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("I/O error on f.part: {0}")]
+    struct Io(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_printed_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(Io(io)).context("opening the archive in d");
+        assert_eq!(
+            error_chain(&e),
+            "opening the archive in d: I/O error on f.part: gone"
+        );
     }
 }
