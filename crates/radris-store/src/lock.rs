@@ -7,6 +7,11 @@
 //!   import`, `demo`, the admin commands: [`crate::Archive::attach`]), and exclusively by
 //!   the server during its crash recovery only. Recovery therefore never runs beside another
 //!   process's stores, and a tool started during recovery waits for it to finish.
+//! - `recovery.lock`: the server's turn. It holds it exclusively from before it waits for
+//!   `writers.lock` until its recovery is done; a tool takes it shared only on its way to
+//!   `writers.lock`. A server waiting for the tools already running is therefore not kept
+//!   out by tools started after it (`flock` alone gives a waiting exclusive lock no
+//!   priority).
 //!
 //! The kernel drops the locks when the process ends, however it ends.
 
@@ -19,6 +24,8 @@ use crate::StoreError;
 #[derive(Debug)]
 pub(crate) struct DataDirLocks {
     _serve: Option<File>,
+    /// Held by a server until its crash recovery is done.
+    _recovery: Option<File>,
     _writers: File,
 }
 
@@ -79,13 +86,21 @@ impl DataDirLocks {
             }
             Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "serve.lock", e)),
         }
+        // tools hold it shared for a moment only, on their way to writers.lock
+        let recovery = wait_for(
+            lock_file(data_dir, "recovery.lock")?,
+            true,
+            data_dir,
+            "recovery.lock",
+        )
+        .await?;
         let writers = lock_file(data_dir, "writers.lock")?;
         let writers = match writers.try_lock() {
             Ok(()) => writers,
             Err(TryLockError::WouldBlock) => {
                 tracing::warn!(
                     dir = %data_dir.display(),
-                    "another radris process (import, demo, an admin command) is using the archive: crash recovery waits for it to finish"
+                    "another radris process (import, demo, an admin command) is using the archive: the server starts once it has finished (crash recovery cannot run beside it); tools started from now on wait for the server"
                 );
                 wait_for(writers, true, data_dir, "writers.lock").await?
             }
@@ -93,6 +108,7 @@ impl DataDirLocks {
         };
         Ok(DataDirLocks {
             _serve: Some(serve),
+            _recovery: Some(recovery),
             _writers: writers,
         })
     }
@@ -105,25 +121,37 @@ impl DataDirLocks {
             .unlock()
             .map_err(|e| lock_error(data_dir, "writers.lock", e))?;
         let writers = wait_for(self._writers, false, data_dir, "writers.lock").await?;
+        // dropping it lets the tools that queued behind the server in
         Ok(DataDirLocks {
             _serve: self._serve,
+            _recovery: None,
             _writers: writers,
         })
     }
 
     /// A tool's lock: `writers.lock` shared (waiting while a server recovers from a crash).
     pub(crate) async fn attach(data_dir: &Path) -> Result<Self, StoreError> {
-        let writers = lock_file(data_dir, "writers.lock")?;
-        let writers = match writers.try_lock_shared() {
-            Ok(()) => writers,
+        let turn = lock_file(data_dir, "recovery.lock")?;
+        let turn = match turn.try_lock_shared() {
+            Ok(()) => turn,
             Err(TryLockError::WouldBlock) => {
                 tracing::info!(dir = %data_dir.display(), "waiting for the server's crash recovery to finish");
-                wait_for(writers, false, data_dir, "writers.lock").await?
+                wait_for(turn, false, data_dir, "recovery.lock").await?
             }
-            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "writers.lock", e)),
+            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "recovery.lock", e)),
         };
+        // no server recovers now, and none can start to until `turn` goes
+        let writers = wait_for(
+            lock_file(data_dir, "writers.lock")?,
+            false,
+            data_dir,
+            "writers.lock",
+        )
+        .await?;
+        drop(turn);
         Ok(DataDirLocks {
             _serve: None,
+            _recovery: None,
             _writers: writers,
         })
     }
@@ -162,7 +190,21 @@ mod tests {
         });
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(!next.is_finished(), "recovery began beside a tool");
+        // a tool started while the server waits queues behind it
+        let later = tokio::spawn({
+            let d = dir.path().to_owned();
+            async move { DataDirLocks::attach(&d).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !later.is_finished(),
+            "a later tool went ahead of the waiting server"
+        );
         drop(tool);
-        next.await.unwrap().unwrap();
+        let server = next.await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!later.is_finished(), "a tool got in during crash recovery");
+        let _server = server.recovered(dir.path()).await.unwrap();
+        later.await.unwrap().unwrap();
     }
 }
