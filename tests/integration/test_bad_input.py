@@ -132,6 +132,26 @@ def test_a_bad_first_pdu_gets_a_abort(server, name):
     assert_alive(server)
 
 
+def test_a_large_association_request_is_answered(server):
+    """An A-ASSOCIATE-RQ larger than the socket's initial receive buffer (about 170 KB: 127
+    contexts of 20 transfer syntaxes) is negotiated; one over 256 KiB gets A-ASSOCIATE-RJ,
+    not silence."""
+    def request(n_ts):
+        tss = tuple(f"1.2.826.0.1.3680043.9.9999.{i}." + "7" * 30 for i in range(n_ts - 1))
+        contexts = tuple((2 * i + 1, dimse.CT_IMAGE_STORAGE, tss + (ExplicitVRLittleEndian,))
+                         for i in range(127))
+        return dimse.build_assoc_rq(contexts=contexts)
+    for rq, answer in ((request(20), 0x02), (request(40), 0x03)):
+        assert (len(rq) > 160_000) if answer == 0x02 else (len(rq) > 256 << 10), len(rq)
+        s = socket.create_connection((dimse.HOST, server.port), timeout=10)
+        s.sendall(rq)
+        s.settimeout(20)
+        got = dimse.recv_exact(s, 6)
+        s.close()
+        assert got[0] == answer, (len(rq), got)
+    assert_alive(server)
+
+
 def test_a_abort_as_first_pdu_is_not_answered(server):
     s = socket.create_connection((dimse.HOST, server.port), timeout=10)
     s.sendall(bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]))

@@ -50,6 +50,12 @@ pub enum DimseError {
         waiting_for: &'static str,
         after: std::time::Duration,
     },
+    /// The peer closed the connection without answering the association request, or
+    /// answered with something that is not a DICOM PDU (a TLS-only port, another protocol).
+    #[error(
+        "{peer} closed the connection without answering the association request, or answered with something other than DICOM (a TLS-only port?)"
+    )]
+    NotDicom { peer: String },
     /// A read or write on an association timed out (the socket's timeout, set per use).
     #[error("timed out waiting for the peer (nothing arrived within the association's time limit)")]
     TimedOut,

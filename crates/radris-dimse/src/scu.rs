@@ -91,25 +91,64 @@ fn establish(
         .write_timeout(opts.timeout)
         .connection_timeout(opts.timeout.min(Duration::from_secs(10)))
         .establish_with(&opts.address)
-        .map_err(|source| {
-            // a peer that accepts the connection and never answers: dicom-ul reports the
-            // timed-out read as anything from "os error 11" to "peer seems to be sending TLS"
-            if started.elapsed() + Duration::from_millis(200) >= opts.timeout {
-                tracing::debug!(error = %source, "association request timed out");
-                DimseError::Timeout {
-                    peer: peer(),
-                    waiting_for: "association request",
-                    after: opts.timeout,
+        .map_err(
+            |source| match timed_out(&source, started.elapsed(), opts.timeout) {
+                Some(waiting_for) => {
+                    tracing::debug!(error = %source, "association request timed out");
+                    DimseError::Timeout {
+                        peer: peer(),
+                        waiting_for,
+                        after: opts.timeout,
+                    }
                 }
-            } else {
-                DimseError::Association {
+                // what dicom-ul says of a connection closed unanswered, or of bytes that are
+                // not DICOM (it sniffs them for TLS, and an empty buffer passes)
+                None if matches!(source, dicom_ul::association::Error::TlsNotSupported) => {
+                    DimseError::NotDicom { peer: peer() }
+                }
+                None => DimseError::Association {
                     peer: peer(),
                     source: Box::new(source),
-                }
-            }
-        })?;
+                },
+            },
+        )?;
     assoc.inner_stream().set_nodelay(true)?;
     Ok(assoc)
+}
+
+/// What an association attempt that failed after `elapsed` of a `limit` was waiting for, if
+/// it failed because that time ran out: the connection, or the answer to the request. A peer
+/// that accepts the connection and never answers makes dicom-ul report anything from "os
+/// error 11" to "peer seems to be sending TLS", so a timed-out read is recognised by its
+/// error kind, or by that report coming at the limit; a refusal or a close before the limit
+/// is not a timeout, however late it comes.
+fn timed_out(
+    e: &dicom_ul::association::Error,
+    elapsed: Duration,
+    limit: Duration,
+) -> Option<&'static str> {
+    use dicom_ul::association::Error as E;
+    let io_timeout = |mut cause: Option<&(dyn std::error::Error + 'static)>| {
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                return matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+            cause = c.source();
+        }
+        false
+    };
+    match e {
+        E::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+            Some("connection")
+        }
+        E::Connect { .. } | E::ToAddress { .. } => None,
+        E::TlsNotSupported if elapsed >= limit => Some("association request"),
+        _ if io_timeout(std::error::Error::source(e)) => Some("association request"),
+        _ => None,
+    }
 }
 
 /// Open an association for storing instances of these (SOP class, transfer syntax) pairs. Each

@@ -585,11 +585,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.ae_title = ae;
             }
             let demo = args.demo.unwrap_or(false);
-            if let Some(open) = args.open_ae {
-                cfg.open_ae = open;
-            }
-            if demo {
-                cfg.open_ae = true;
+            // demo mode opens the archive unless --open-ae=false says otherwise
+            match args.open_ae {
+                Some(open) => cfg.open_ae = open,
+                None if demo => cfg.open_ae = true,
+                None => {}
             }
             if let Some(anonymous) = args.http_anonymous {
                 cfg.http.anonymous = anonymous;

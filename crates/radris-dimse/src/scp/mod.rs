@@ -209,8 +209,9 @@ fn refuse_busy(stream: TcpStream) {
 fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
     use std::io::{Read, Write};
     if stream.set_nonblocking(true).is_ok() {
+        // what a refused first message left (up to MAX_FIRST_MESSAGE) or a few PDUs
         let mut sink = [0u8; 16 * 1024];
-        for _ in 0..8 {
+        for _ in 0..(MAX_FIRST_MESSAGE / sink.len() + 1) {
             if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
                 break;
             }
@@ -345,7 +346,12 @@ fn serve_connection(
         Err(why) => {
             tracing::info!(%peer, reason = why, "connection closed before an association request");
             metrics::counter!("radris_dimse_associations_failed_total").increment(1);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            if why == FIRST_MESSAGE_TOO_LARGE && tls.is_none() {
+                // rejected-permanent, service-provider (ACSE), no reason given
+                answer_and_close(stream, &[0x03, 0x00, 0, 0, 0, 4, 0x00, 0x01, 0x02, 0x01]);
+            } else {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
             return;
         }
     };
@@ -367,8 +373,36 @@ fn serve_connection(
     }
 }
 
-/// Largest first message we wait for: an A-ASSOCIATE-RQ or a TLS record (ClientHello).
-const MAX_FIRST_MESSAGE: usize = 1 << 20;
+/// Largest first message we wait for: an A-ASSOCIATE-RQ or a TLS record (ClientHello). 128
+/// presentation contexts of 16 transfer syntaxes each make about 140 KiB.
+const MAX_FIRST_MESSAGE: usize = 256 << 10;
+const FIRST_MESSAGE_TOO_LARGE: &str = "first message too large";
+
+/// The whole first message must fit the socket's receive buffer to be peeked at (the kernel
+/// starts it at 128 KiB): make room for a larger one.
+fn make_room(stream: &TcpStream, needed: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let size = libc::c_int::try_from(needed.saturating_mul(2)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid descriptor for the duration of the call, and a c_int option value
+        // of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                std::ptr::from_ref(&size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not enlarge the receive buffer");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, needed);
+}
 
 /// Wait, without consuming anything, until the socket holds one complete first message: an
 /// A-ASSOCIATE-RQ PDU (6-byte header with a 32-bit length) or, for TLS, one TLS record
@@ -414,7 +448,7 @@ fn await_first_message(
             };
             let needed = header.saturating_add(body);
             if needed > MAX_FIRST_MESSAGE {
-                return Err("first message too large");
+                return Err(FIRST_MESSAGE_TOO_LARGE);
             }
             if n >= needed {
                 // TLS: the record must hold a whole ClientHello (type 1); one spread over
@@ -437,6 +471,9 @@ fn await_first_message(
                 return Ok(buf);
             }
             if buf.len() < needed {
+                if needed > 64 << 10 {
+                    make_room(stream, needed);
+                }
                 buf.resize(needed, 0);
                 continue;
             }
