@@ -50,13 +50,34 @@ fn lock_error(data_dir: &Path, name: &str, source: std::io::Error) -> StoreError
     }
 }
 
-/// Blocking wait for `lock`, off the async runtime's threads.
-async fn wait_for(
-    file: File,
-    exclusive: bool,
-    data_dir: &Path,
-    name: &'static str,
-) -> Result<File, StoreError> {
+/// Exclusive (`Ex`) or shared (`Sh`), and what to log when the lock has to be waited for.
+enum Mode {
+    Ex(&'static str),
+    Sh(&'static str),
+}
+
+/// Take `name` in `mode`: at once if it is free, otherwise log why and wait for it (a
+/// blocking wait, off the async runtime's threads).
+async fn take(data_dir: &Path, name: &'static str, mode: Mode) -> Result<File, StoreError> {
+    let file = lock_file(data_dir, name)?;
+    let (exclusive, why) = match mode {
+        Mode::Ex(why) => (true, why),
+        Mode::Sh(why) => (false, why),
+    };
+    let tried = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match tried {
+        Ok(()) => return Ok(file),
+        Err(TryLockError::WouldBlock) => {
+            if !why.is_empty() {
+                tracing::warn!(dir = %data_dir.display(), "{why}");
+            }
+        }
+        Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, name, e)),
+    }
     let dir = data_dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let locked = if exclusive {
@@ -67,16 +88,13 @@ async fn wait_for(
         locked.map(|()| file).map_err(|e| lock_error(&dir, name, e))
     })
     .await
-    .map_err(|e| StoreError::Io {
-        path: data_dir.join(name).display().to_string(),
-        source: std::io::Error::other(e),
-    })?
+    .map_err(|e| lock_error(data_dir, name, std::io::Error::other(e)))?
 }
 
 impl DataDirLocks {
-    /// The server's locks: `serve.lock` at once or [`StoreError::InUse`], then `writers.lock`
-    /// exclusively (waiting for the other processes writing to the archive to finish). Call
-    /// [`DataDirLocks::recovered`] after crash recovery.
+    /// The server's locks: `serve.lock` at once or [`StoreError::InUse`], then its turn
+    /// (`recovery.lock`) and `writers.lock` exclusively, waiting for the other processes
+    /// using the archive to finish. Call [`DataDirLocks::recovered`] after crash recovery.
     pub(crate) async fn serve(data_dir: &Path) -> Result<Self, StoreError> {
         let serve = lock_file(data_dir, "serve.lock")?;
         match serve.try_lock() {
@@ -87,25 +105,15 @@ impl DataDirLocks {
             Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "serve.lock", e)),
         }
         // tools hold it shared for a moment only, on their way to writers.lock
-        let recovery = wait_for(
-            lock_file(data_dir, "recovery.lock")?,
-            true,
+        let recovery = take(data_dir, "recovery.lock", Mode::Ex("")).await?;
+        let writers = take(
             data_dir,
-            "recovery.lock",
+            "writers.lock",
+            Mode::Ex(
+                "another radris process (import, demo, an admin command) is using the archive: the server starts once it has finished (crash recovery cannot run beside it); tools started from now on wait for the server",
+            ),
         )
         .await?;
-        let writers = lock_file(data_dir, "writers.lock")?;
-        let writers = match writers.try_lock() {
-            Ok(()) => writers,
-            Err(TryLockError::WouldBlock) => {
-                tracing::warn!(
-                    dir = %data_dir.display(),
-                    "another radris process (import, demo, an admin command) is using the archive: the server starts once it has finished (crash recovery cannot run beside it); tools started from now on wait for the server"
-                );
-                wait_for(writers, true, data_dir, "writers.lock").await?
-            }
-            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "writers.lock", e)),
-        };
         Ok(DataDirLocks {
             _serve: Some(serve),
             _recovery: Some(recovery),
@@ -115,13 +123,14 @@ impl DataDirLocks {
 
     /// Crash recovery is done: let the other processes in (`writers.lock` goes from
     /// exclusive to shared; only a `serve.lock` holder ever takes it exclusively, so nobody
-    /// can take it in between).
+    /// can take it in between; dropping `recovery.lock` lets the tools queued behind the
+    /// server in).
     pub(crate) async fn recovered(self, data_dir: &Path) -> Result<Self, StoreError> {
         self._writers
             .unlock()
             .map_err(|e| lock_error(data_dir, "writers.lock", e))?;
-        let writers = wait_for(self._writers, false, data_dir, "writers.lock").await?;
-        // dropping it lets the tools that queued behind the server in
+        drop(self._writers);
+        let writers = take(data_dir, "writers.lock", Mode::Sh("")).await?;
         Ok(DataDirLocks {
             _serve: self._serve,
             _recovery: None,
@@ -129,25 +138,17 @@ impl DataDirLocks {
         })
     }
 
-    /// A tool's lock: `writers.lock` shared (waiting while a server recovers from a crash).
+    /// A tool's lock: `writers.lock` shared, after passing through the server's turn (so it
+    /// waits while a server waits for its recovery or recovers).
     pub(crate) async fn attach(data_dir: &Path) -> Result<Self, StoreError> {
-        let turn = lock_file(data_dir, "recovery.lock")?;
-        let turn = match turn.try_lock_shared() {
-            Ok(()) => turn,
-            Err(TryLockError::WouldBlock) => {
-                tracing::info!(dir = %data_dir.display(), "waiting for the server's crash recovery to finish");
-                wait_for(turn, false, data_dir, "recovery.lock").await?
-            }
-            Err(TryLockError::Error(e)) => return Err(lock_error(data_dir, "recovery.lock", e)),
-        };
-        // no server recovers now, and none can start to until `turn` goes
-        let writers = wait_for(
-            lock_file(data_dir, "writers.lock")?,
-            false,
+        let turn = take(
             data_dir,
-            "writers.lock",
+            "recovery.lock",
+            Mode::Sh("waiting for the server's crash recovery to finish"),
         )
         .await?;
+        // no server recovers now, and none can start to until `turn` goes
+        let writers = take(data_dir, "writers.lock", Mode::Sh("")).await?;
         drop(turn);
         Ok(DataDirLocks {
             _serve: None,
